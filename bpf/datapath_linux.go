@@ -1,0 +1,167 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// DefaultPinPath is where the agent pins its maps on a node's bpffs.
+const DefaultPinPath = "/sys/fs/bpf/sluice"
+
+// Options configures [Load]. The zero value loads with every feature on and
+// without pinning (what tests want); the agent sets PinPath.
+type Options struct {
+	// PinPath is a directory on a bpf filesystem (usually [DefaultPinPath],
+	// or "<bpffs>/sluice" for a lab node) where the maps are pinned by name
+	// and found again on the next Load. It is created if missing. Empty: no
+	// pinning, the maps live as long as this process holds them.
+	PinPath string
+
+	// DisableCounters stops the programs from updating the counters map.
+	DisableCounters bool
+	// DisableVLAN makes the parser treat VLAN-tagged frames as non-IP
+	// instead of looking through one 802.1Q / 802.1ad tag.
+	DisableVLAN bool
+}
+
+// nodeConfig returns the per-node constants (struct config) for opts.
+func (o Options) nodeConfig() xdpConfig {
+	return xdpConfig{
+		Counters: boolByte(!o.DisableCounters),
+		Vlan:     boolByte(!o.DisableVLAN),
+	}
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Datapath is the loaded set of BPF programs and maps.
+type Datapath struct {
+	programs xdpPrograms
+	maps     xdpMaps
+	pinPath  string
+}
+
+// Load loads the embedded BPF objects into the kernel with the per-node
+// constants from opts, reusing maps pinned under opts.PinPath.
+func Load(opts Options) (*Datapath, error) {
+	spec, err := loadXdp()
+	if err != nil {
+		return nil, fmt.Errorf("bpf: read embedded objects: %w", err)
+	}
+
+	cfg, ok := spec.Variables[xdpVarNodeConfig]
+	if !ok {
+		return nil, fmt.Errorf("bpf: object has no %q variable", xdpVarNodeConfig)
+	}
+	if err := cfg.Set(opts.nodeConfig()); err != nil {
+		return nil, fmt.Errorf("bpf: set %s: %w", xdpVarNodeConfig, err)
+	}
+
+	var collOpts ebpf.CollectionOptions
+	if opts.PinPath != "" {
+		if err := os.MkdirAll(opts.PinPath, 0o700); err != nil {
+			return nil, fmt.Errorf("bpf: create pin directory: %w", err)
+		}
+		onBPFFS, err := IsBPFFS(opts.PinPath)
+		if err != nil {
+			return nil, err
+		}
+		if !onBPFFS {
+			return nil, fmt.Errorf("bpf: pin directory %s: %w", opts.PinPath, ErrNotBPFFS)
+		}
+		collOpts.Maps.PinPath = opts.PinPath
+	} else {
+		// The C side pins by name; without a directory, pin nothing.
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	}
+
+	// Programs and maps only: the .rodata map holding node_config (and the
+	// BTF anchors of lib/structs.h) is created as the program's dependency,
+	// and the Variables are not needed after Set above.
+	var objs struct {
+		xdpPrograms
+		xdpMaps
+	}
+	if err := spec.LoadAndAssign(&objs, &collOpts); err != nil {
+		return nil, fmt.Errorf("bpf: load objects: %w", err)
+	}
+	return &Datapath{programs: objs.xdpPrograms, maps: objs.xdpMaps, pinPath: opts.PinPath}, nil
+}
+
+// XDPProgram returns the XDP program, for attaching it elsewhere or running
+// it with BPF_PROG_RUN in tests. It stays owned by the Datapath.
+func (d *Datapath) XDPProgram() *ebpf.Program { return d.programs.SluiceXdp }
+
+// AttachXDP attaches the XDP program to the interface with index ifindex (in
+// the calling thread's network namespace). flags picks the mode; 0 lets the
+// kernel use native mode where the driver supports it. Closing the returned
+// link detaches the program.
+func (d *Datapath) AttachXDP(ifindex int, flags link.XDPAttachFlags) (link.Link, error) {
+	l, err := link.AttachXDP(link.XDPOptions{
+		Program:   d.programs.SluiceXdp,
+		Interface: ifindex,
+		Flags:     flags,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bpf: attach XDP to ifindex %d: %w", ifindex, err)
+	}
+	return l, nil
+}
+
+// Counters reads every counter, summed over all CPUs.
+func (d *Datapath) Counters() (Counters, error) {
+	var (
+		out    Counters
+		perCPU []xdpCounter
+	)
+	for i := range out {
+		if err := d.maps.Counters.Lookup(uint32(i), &perCPU); err != nil {
+			return Counters{}, fmt.Errorf("bpf: read counter %s: %w", Counter(i), err)
+		}
+		for _, v := range perCPU {
+			out[i].Packets += v.Packets
+			out[i].Bytes += v.Bytes
+		}
+	}
+	return out, nil
+}
+
+// Unpin removes the pins of the maps this Datapath pinned, so that they are
+// freed once no program or process holds them. The pin directory stays.
+// Without a PinPath it does nothing.
+func (d *Datapath) Unpin() error {
+	if d.pinPath == "" {
+		return nil
+	}
+	var errs []error
+	for _, m := range []*ebpf.Map{d.maps.Counters} {
+		if err := m.Unpin(); err != nil {
+			errs = append(errs, fmt.Errorf("bpf: unpin map %s: %w", m, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases the programs and maps held by this Datapath. Attached links
+// keep their program alive until they are closed; pinned maps stay pinned.
+func (d *Datapath) Close() error {
+	var errs []error
+	if err := d.programs.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("bpf: close programs: %w", err))
+	}
+	if err := d.maps.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("bpf: close maps: %w", err))
+	}
+	return errors.Join(errs...)
+}

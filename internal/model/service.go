@@ -1,0 +1,275 @@
+package model
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// LoadBalancerClass is the spec.loadBalancerClass Sluice serves (besides an unset one).
+const LoadBalancerClass = "sluice.dev/lb"
+
+// Service annotations, each followed by the MetalLB and Cilium equivalents honoured so that a
+// Service moves over without edits. The first one present wins; different values are an error.
+var (
+	AnnotationIPs = []string{
+		"sluice.dev/ips", "metallb.io/loadBalancerIPs", "metallb.universe.tf/loadBalancerIPs",
+		"lbipam.cilium.io/ips", "io.cilium/lb-ipam-ips",
+	}
+	AnnotationPool = []string{
+		"sluice.dev/pool", "metallb.io/address-pool", "metallb.universe.tf/address-pool",
+	}
+	AnnotationSharingKey = []string{
+		"sluice.dev/sharing-key", "metallb.io/allow-shared-ip", "metallb.universe.tf/allow-shared-ip",
+		"lbipam.cilium.io/sharing-key", "io.cilium/lb-ipam-sharing-key",
+	}
+)
+
+// Service is a Service with its backends.
+type Service struct {
+	Key    types.NamespacedName
+	Labels labels.Set
+	Type   corev1.ServiceType
+	// Ours is true for a LoadBalancer Service whose class is unset or LoadBalancerClass.
+	Ours       bool
+	CreatedAt  time.Time
+	ClusterIPs []netip.Addr
+	// ExternalIPs are spec.externalIPs.
+	ExternalIPs []netip.Addr
+	// RequestedIPs are the addresses asked for by annotation or spec.loadBalancerIP.
+	RequestedIPs []netip.Addr
+	Pool         string
+	SharingKey   string
+	// IngressIPs are status.loadBalancer.ingress[].ip.
+	IngressIPs            []netip.Addr
+	Ports                 []Port
+	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy
+	InternalTrafficPolicy corev1.ServiceInternalTrafficPolicy
+	SessionAffinity       corev1.ServiceAffinity
+	AffinityTimeout       time.Duration
+	Endpoints             []Endpoint
+}
+
+// Port is one port of a Service.
+type Port struct {
+	Name     string
+	Protocol corev1.Protocol
+	Port     uint16
+	NodePort uint16
+}
+
+// Endpoint is one backend address of a Service, from its EndpointSlices.
+type Endpoint struct {
+	Addr        netip.Addr
+	Node        string
+	Zone        string
+	Ready       bool
+	Serving     bool
+	Terminating bool
+	// Ports maps a Service port name to the backend's port number.
+	Ports map[string]uint16
+}
+
+func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Service, []Problem) {
+	ps := &problems{ref: ObjectRef{Kind: "Service", Namespace: o.Namespace, Name: o.Name}}
+	s := &Service{
+		Key:                   types.NamespacedName{Namespace: o.Namespace, Name: o.Name},
+		Labels:                labels.Set(o.Labels),
+		Type:                  o.Spec.Type,
+		CreatedAt:             o.CreationTimestamp.Time,
+		ExternalTrafficPolicy: o.Spec.ExternalTrafficPolicy,
+		InternalTrafficPolicy: corev1.ServiceInternalTrafficPolicyCluster,
+		SessionAffinity:       o.Spec.SessionAffinity,
+	}
+	if s.Type == "" {
+		s.Type = corev1.ServiceTypeClusterIP
+	}
+	class := o.Spec.LoadBalancerClass
+	s.Ours = s.Type == corev1.ServiceTypeLoadBalancer && (class == nil || *class == LoadBalancerClass)
+	if o.Spec.InternalTrafficPolicy != nil {
+		s.InternalTrafficPolicy = *o.Spec.InternalTrafficPolicy
+	}
+	if s.SessionAffinity == corev1.ServiceAffinityClientIP {
+		s.AffinityTimeout = 10800 * time.Second
+		if c := o.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+			s.AffinityTimeout = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
+		}
+	}
+	for i, ip := range o.Spec.ClusterIPs {
+		if ip == "" || ip == corev1.ClusterIPNone {
+			continue
+		}
+		if a, err := parseAddr(ip); err != nil {
+			ps.warn(fmt.Sprintf("spec.clusterIPs[%d]", i), "%v", err)
+		} else {
+			s.ClusterIPs = append(s.ClusterIPs, a)
+		}
+	}
+	for i, ip := range o.Spec.ExternalIPs {
+		if a, err := parseAddr(ip); err != nil {
+			ps.warn(fmt.Sprintf("spec.externalIPs[%d]", i), "%v", err)
+		} else {
+			s.ExternalIPs = append(s.ExternalIPs, a)
+		}
+	}
+	for i, in := range o.Status.LoadBalancer.Ingress {
+		if in.IP == "" {
+			continue
+		}
+		if a, err := parseAddr(in.IP); err != nil {
+			ps.warn(fmt.Sprintf("status.loadBalancer.ingress[%d].ip", i), "%v", err)
+		} else {
+			s.IngressIPs = append(s.IngressIPs, a)
+		}
+	}
+	s.RequestedIPs = requestedIPs(ps, o)
+	s.Pool = annotation(ps, o.Annotations, AnnotationPool)
+	s.SharingKey = annotation(ps, o.Annotations, AnnotationSharingKey)
+	for i, p := range o.Spec.Ports {
+		if p.Port < 1 || p.Port > 65535 {
+			ps.warn(fmt.Sprintf("spec.ports[%d].port", i), "must be between 1 and 65535, got %d", p.Port)
+			continue
+		}
+		proto := p.Protocol
+		if proto == "" {
+			proto = corev1.ProtocolTCP
+		}
+		s.Ports = append(s.Ports, Port{Name: p.Name, Protocol: proto, Port: uint16(p.Port), NodePort: uint16(p.NodePort)})
+	}
+	s.Endpoints = endpoints(slices)
+	return s, ps.list
+}
+
+// annotation returns the value of the first of the equivalent annotations present, and warns
+// when two of them disagree.
+func annotation(ps *problems, ann map[string]string, names []string) string {
+	value, from := "", ""
+	for _, n := range names {
+		v, ok := ann[n]
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if from == "" {
+			value, from = v, n
+		} else if v != value {
+			ps.warn("metadata.annotations["+n+"]", "%q disagrees with %s=%q, which is used", v, from, value)
+		}
+	}
+	return value
+}
+
+// requestedIPs reads the addresses a Service asks for: the IPs annotation (comma-separated,
+// at most one per family) or the deprecated spec.loadBalancerIP.
+func requestedIPs(ps *problems, o *corev1.Service) []netip.Addr {
+	raw := annotation(ps, o.Annotations, AnnotationIPs)
+	field := "metadata.annotations"
+	if raw == "" {
+		raw, field = o.Spec.LoadBalancerIP, "spec.loadBalancerIP"
+	} else if o.Spec.LoadBalancerIP != "" {
+		ps.warn("spec.loadBalancerIP", "ignored: the IPs annotation is set too and is used")
+	}
+	if raw == "" {
+		return nil
+	}
+	var out []netip.Addr
+	for _, part := range strings.Split(raw, ",") {
+		a, err := parseAddr(strings.TrimSpace(part))
+		if err != nil {
+			ps.warn(field, "requested address ignored: %v", err)
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// endpoints merges the Service's EndpointSlices, one Endpoint per address (the first slice in
+// name order wins for an address listed twice).
+func endpoints(slices []*discoveryv1.EndpointSlice) []Endpoint {
+	slices = sortedByName(slices)
+	seen := map[netip.Addr]bool{}
+	var out []Endpoint
+	for _, sl := range slices {
+		if sl.AddressType == discoveryv1.AddressTypeFQDN {
+			continue
+		}
+		ports := map[string]uint16{}
+		for _, p := range sl.Ports {
+			if p.Port == nil || *p.Port < 1 || *p.Port > 65535 {
+				continue
+			}
+			name := ""
+			if p.Name != nil {
+				name = *p.Name
+			}
+			ports[name] = uint16(*p.Port)
+		}
+		for _, ep := range sl.Endpoints {
+			for _, raw := range ep.Addresses {
+				a, err := parseAddr(raw)
+				if err != nil || seen[a] {
+					continue
+				}
+				seen[a] = true
+				e := Endpoint{
+					Addr:        a,
+					Ready:       ep.Conditions.Ready == nil || *ep.Conditions.Ready,
+					Terminating: ep.Conditions.Terminating != nil && *ep.Conditions.Terminating,
+					Ports:       ports,
+				}
+				e.Serving = e.Ready
+				if ep.Conditions.Serving != nil {
+					e.Serving = *ep.Conditions.Serving
+				}
+				if ep.NodeName != nil {
+					e.Node = *ep.NodeName
+				}
+				if ep.Zone != nil {
+					e.Zone = *ep.Zone
+				}
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// Node is a node of the cluster.
+type Node struct {
+	Name      string
+	Labels    labels.Set
+	Addresses []netip.Addr // InternalIP first, then ExternalIP
+	PodCIDRs  []netip.Prefix
+}
+
+func buildNode(o *corev1.Node) (*Node, []Problem) {
+	ps := &problems{ref: ObjectRef{Kind: "Node", Name: o.Name}}
+	n := &Node{Name: o.Name, Labels: labels.Set(o.Labels)}
+	for _, typ := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP} {
+		for i, a := range o.Status.Addresses {
+			if a.Type != typ {
+				continue
+			}
+			if ip, err := parseAddr(a.Address); err != nil {
+				ps.warn(fmt.Sprintf("status.addresses[%d]", i), "%v", err)
+			} else {
+				n.Addresses = append(n.Addresses, ip)
+			}
+		}
+	}
+	for i, c := range o.Spec.PodCIDRs {
+		if p, err := parsePrefix(c); err != nil {
+			ps.warn(fmt.Sprintf("spec.podCIDRs[%d]", i), "%v", err)
+		} else {
+			n.PodCIDRs = append(n.PodCIDRs, p)
+		}
+	}
+	return n, ps.list
+}

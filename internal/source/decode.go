@@ -1,0 +1,131 @@
+package source
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+)
+
+// Decoder turns multi-document YAML (or JSON), as given to `kubectl apply -f`, into objects.
+// Decoding is strict: an unknown or duplicated field rejects its document, as kubectl does.
+type Decoder struct {
+	codec runtime.Decoder
+}
+
+// NewDecoder returns a Decoder for the kinds in Scheme.
+func NewDecoder() *Decoder {
+	return &Decoder{codec: serializer.NewCodecFactory(Scheme(), serializer.EnableStrict).UniversalDeserializer()}
+}
+
+// maxDocument bounds one YAML document, so a runaway file cannot exhaust memory.
+const maxDocument = 4 << 20
+
+// Decode reads every document of r. Each document that cannot be used yields an error naming
+// name, the document's number (from 1) and, when known, its kind and name; the other
+// documents are still returned. Namespaced objects without a namespace get "default".
+func (d *Decoder) Decode(r io.Reader, name string) ([]client.Object, []error) {
+	var objs []client.Object
+	var errs []error
+	reader := utilyaml.NewYAMLReader(bufio.NewReaderSize(r, 64<<10))
+	for doc := 1; ; doc++ {
+		raw, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: document %d: %w", name, doc, err))
+			break
+		}
+		if len(raw) > maxDocument {
+			errs = append(errs, fmt.Errorf("%s: document %d: larger than %d bytes", name, doc, maxDocument))
+			continue
+		}
+		obj, err := d.decodeOne(raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: document %d%s: %w", name, doc, describe(raw), err))
+			continue
+		}
+		if obj != nil {
+			objs = append(objs, obj)
+		}
+	}
+	return objs, errs
+}
+
+// decodeOne decodes one document; an empty one (only comments) gives nil, nil.
+func (d *Decoder) decodeOne(raw []byte) (client.Object, error) {
+	if isBlank(raw) {
+		return nil, nil
+	}
+	js, err := yaml.YAMLToJSONStrict(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
+		return nil, nil
+	}
+	obj, gvk, err := d.codec.Decode(js, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	cobj, ok := obj.(client.Object)
+	if !ok || KindOf(obj) == "" {
+		return nil, fmt.Errorf("kind %s is not one sluice reads (IPPool, BGPPeer, BGPAdvertisement, L2Advertisement, Service, EndpointSlice, Node, Namespace, Secret)", gvk.GroupKind())
+	}
+	if cobj.GetName() == "" {
+		return nil, fmt.Errorf("metadata.name is required")
+	}
+	if namespaced(cobj) && cobj.GetNamespace() == "" {
+		cobj.SetNamespace("default")
+	}
+	if !namespaced(cobj) && cobj.GetNamespace() != "" {
+		return nil, fmt.Errorf("%s is cluster-scoped but has metadata.namespace %q", KindOf(obj), cobj.GetNamespace())
+	}
+	return cobj, nil
+}
+
+func namespaced(obj client.Object) bool {
+	switch KindOf(obj) {
+	case "Service", "EndpointSlice", "Secret":
+		return true
+	}
+	return false
+}
+
+func isBlank(raw []byte) bool {
+	for _, line := range strings.Split(string(raw), "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") {
+			return false
+		}
+	}
+	return true
+}
+
+// describe names a document's kind and name as best it can, for error messages.
+func describe(raw []byte) string {
+	var head struct {
+		Kind     string `json:"kind"`
+		Metadata struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+	}
+	if yaml.Unmarshal(raw, &head) != nil || head.Kind == "" {
+		return ""
+	}
+	name := head.Metadata.Name
+	if head.Metadata.Namespace != "" {
+		name = head.Metadata.Namespace + "/" + name
+	}
+	return fmt.Sprintf(" (%s %s)", head.Kind, name)
+}

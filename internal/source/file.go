@@ -1,0 +1,252 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// File is the standalone Source: a YAML file, or a directory of *.yaml, *.yml and *.json files
+// (not recursive; names starting with "." are skipped, which also skips the ..data links of a
+// mounted ConfigMap). It re-reads on every change, after a short quiet period.
+//
+// A file that has problems keeps the objects it had before, unless the new text of the file
+// still has them: a half-saved or mistyped file never deletes what was working.
+type File struct {
+	Path string
+	// Debounce is the quiet period after a change before re-reading (default 200ms).
+	Debounce time.Duration
+
+	decoder *Decoder
+	// files holds the objects last read from each file.
+	files map[string][]client.Object
+	// current is what was last sent, by key.
+	current map[Key]client.Object
+}
+
+// NewFile returns a File source for path.
+func NewFile(path string) *File {
+	return &File{Path: path, Debounce: 200 * time.Millisecond, decoder: NewDecoder(), files: map[string][]client.Object{}, current: map[Key]client.Object{}}
+}
+
+// Run implements Source.
+func (f *File) Run(ctx context.Context, out chan<- Event) error {
+	st, err := os.Stat(f.Path)
+	if err != nil {
+		return fmt.Errorf("standalone config: %w", err)
+	}
+	dir := f.Path
+	if !st.IsDir() {
+		dir = filepath.Dir(f.Path)
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("standalone config: watching %s: %w", dir, err)
+	}
+	defer w.Close()
+	if err := w.Add(dir); err != nil {
+		return fmt.Errorf("standalone config: watching %s: %w", dir, err)
+	}
+
+	if !f.reload(ctx, out) {
+		return nil
+	}
+	if !send(ctx, out, Event{Type: Synced}) {
+		return nil
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if f.relevant(ev.Name) {
+				timer.Reset(f.Debounce)
+			}
+		case _, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			// The watcher lost events (queue overflow): read everything again.
+			timer.Reset(f.Debounce)
+		case <-timer.C:
+			if !f.reload(ctx, out) {
+				return nil
+			}
+		}
+	}
+}
+
+// relevant reports whether a change to name can change what is read.
+func (f *File) relevant(name string) bool {
+	if filepath.Clean(name) == filepath.Clean(f.Path) {
+		return true
+	}
+	st, err := os.Stat(f.Path)
+	if err != nil || !st.IsDir() {
+		// Editors and ConfigMaps replace a file by renaming another over it.
+		return filepath.Dir(name) == filepath.Dir(f.Path)
+	}
+	base := filepath.Base(name)
+	return strings.HasPrefix(base, "..") || configFile(base)
+}
+
+func configFile(base string) bool {
+	if strings.HasPrefix(base, ".") {
+		return false
+	}
+	ext := strings.ToLower(filepath.Ext(base))
+	return ext == ".yaml" || ext == ".yml" || ext == ".json"
+}
+
+// reload reads everything, sends the differences from what was sent before and the current
+// problems. It returns false when ctx ended.
+func (f *File) reload(ctx context.Context, out chan<- Event) bool {
+	objs, problems := f.read()
+	next := map[Key]client.Object{}
+	for _, o := range objs {
+		next[KeyOf(o)] = o
+	}
+	for _, k := range sortedKeys(f.current) {
+		if _, ok := next[k]; !ok {
+			if !send(ctx, out, Event{Type: Delete, Object: f.current[k]}) {
+				return false
+			}
+		}
+	}
+	for _, k := range sortedKeys(next) {
+		if old, ok := f.current[k]; ok && equality.Semantic.DeepEqual(old, next[k]) {
+			continue
+		}
+		if !send(ctx, out, Event{Type: Upsert, Object: next[k]}) {
+			return false
+		}
+	}
+	f.current = next
+	return send(ctx, out, Event{Type: Problems, Problems: problems})
+}
+
+// read reads every file. An object defined twice is taken from its first definition (files in
+// name order, documents in order) and the second is a problem.
+func (f *File) read() ([]client.Object, []error) {
+	var problems []error
+	names, err := f.list()
+	if err != nil {
+		// The path is gone or unreadable: keep everything as it was.
+		problems = append(problems, fmt.Errorf("%w; keeping the objects read before", err))
+		names = nil
+		for n := range f.files {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		var objs []client.Object
+		for _, n := range names {
+			objs = append(objs, f.files[n]...)
+		}
+		return objs, problems
+	}
+	files := map[string][]client.Object{}
+	for _, name := range names {
+		objs, errs := f.readFile(name)
+		if len(errs) > 0 {
+			problems = append(problems, errs...)
+			objs = keepPrevious(objs, f.files[name])
+		}
+		files[name] = objs
+	}
+	f.files = files
+
+	var all []client.Object
+	where := map[Key]string{}
+	for _, name := range names {
+		for _, o := range files[name] {
+			k := KeyOf(o)
+			if first, dup := where[k]; dup {
+				problems = append(problems, fmt.Errorf("%s: %s is already defined in %s; the first definition is used", name, k, first))
+				continue
+			}
+			where[k] = name
+			all = append(all, o)
+		}
+	}
+	return all, problems
+}
+
+func (f *File) readFile(name string) ([]client.Object, []error) {
+	fh, err := os.Open(name)
+	if err != nil {
+		return nil, []error{err}
+	}
+	defer fh.Close()
+	return f.decoder.Decode(fh, name)
+}
+
+// keepPrevious adds to objs the objects of the previous read of a file that the new read lacks.
+func keepPrevious(objs, previous []client.Object) []client.Object {
+	have := map[Key]bool{}
+	for _, o := range objs {
+		have[KeyOf(o)] = true
+	}
+	for _, o := range previous {
+		if !have[KeyOf(o)] {
+			objs = append(objs, o)
+		}
+	}
+	return objs
+}
+
+// list returns the files to read, in name order.
+func (f *File) list() ([]string, error) {
+	st, err := os.Stat(f.Path)
+	if err != nil {
+		return nil, fmt.Errorf("standalone config: %w", err)
+	}
+	if !st.IsDir() {
+		return []string{f.Path}, nil
+	}
+	entries, err := os.ReadDir(f.Path)
+	if err != nil {
+		return nil, fmt.Errorf("standalone config: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if configFile(e.Name()) {
+			full := filepath.Join(f.Path, e.Name())
+			if st, err := os.Stat(full); err == nil && !st.IsDir() {
+				names = append(names, full)
+			}
+		}
+	}
+	return names, nil
+}
+
+func sortedKeys(m map[Key]client.Object) []Key {
+	keys := make([]Key, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	return keys
+}
+
+func send(ctx context.Context, out chan<- Event, ev Event) bool {
+	select {
+	case out <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

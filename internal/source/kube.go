@@ -1,0 +1,105 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-lb/sluice/api/v1alpha1"
+)
+
+// Kube is the Source that watches the Kubernetes API with shared informers. Secrets are
+// watched only in Namespace (the agent's own), where BGP passwords live.
+type Kube struct {
+	Config    *rest.Config
+	Namespace string
+}
+
+// kinds are the object types Kube watches.
+func kinds() []client.Object {
+	return []client.Object{
+		&v1alpha1.IPPool{}, &v1alpha1.BGPPeer{}, &v1alpha1.BGPAdvertisement{}, &v1alpha1.L2Advertisement{},
+		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}, &corev1.Namespace{}, &corev1.Secret{},
+	}
+}
+
+// Run implements Source.
+func (k *Kube) Run(ctx context.Context, out chan<- Event) error {
+	c, err := cache.New(k.Config, cache.Options{
+		Scheme: Scheme(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{k.Namespace: {}}},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("kubernetes source: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Handlers run on informer goroutines; until Synced is sent they may not block on out
+	// forever, so every send also watches ctx.
+	handler := toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { forward(ctx, out, Upsert, obj) },
+		UpdateFunc: func(_, obj any) { forward(ctx, out, Upsert, obj) },
+		DeleteFunc: func(obj any) { forward(ctx, out, Delete, obj) },
+	}
+	var synced []toolscache.InformerSynced
+	for _, obj := range kinds() {
+		inf, err := c.GetInformer(ctx, obj)
+		if err != nil {
+			return fmt.Errorf("kubernetes source: informer for %s: %w", KindOf(obj), err)
+		}
+		reg, err := inf.AddEventHandler(handler)
+		if err != nil {
+			return fmt.Errorf("kubernetes source: handler for %s: %w", KindOf(obj), err)
+		}
+		synced = append(synced, reg.HasSynced)
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errc <- c.Start(ctx)
+	}()
+	defer wg.Wait()
+	if !c.WaitForCacheSync(ctx) || !toolscache.WaitForCacheSync(ctx.Done(), synced...) {
+		cancel()
+		if err := <-errc; err != nil {
+			return fmt.Errorf("kubernetes source: %w", err)
+		}
+		return nil
+	}
+	// Informers deliver the initial list to handlers asynchronously: HasSynced on every
+	// registration (waited for above) means each handler has seen its initial objects.
+	send(ctx, out, Event{Type: Synced})
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("kubernetes source: %w", err)
+		}
+		return nil
+	}
+}
+
+func forward(ctx context.Context, out chan<- Event, t EventType, obj any) {
+	if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	cobj, ok := obj.(client.Object)
+	if !ok {
+		return
+	}
+	send(ctx, out, Event{Type: t, Object: cobj})
+}
