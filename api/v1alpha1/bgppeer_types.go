@@ -25,7 +25,7 @@ type GracefulRestart struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('4095s')",message="restartTime must be between 1s and 4095s"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('4095s'))",message="restartTime must be between 1s and 4095s"
 	RestartTime *metav1.Duration `json:"restartTime,omitempty"`
 }
 
@@ -41,9 +41,10 @@ const (
 
 // BGPPeerSpec is the desired state of a BGPPeer.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.holdTime) || duration(self.holdTime) == duration('0s') || duration(self.holdTime) >= duration('3s')",message="holdTime must be 0 (no keepalives) or at least 3s"
-// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.holdTime) == duration('0s') || duration(self.keepaliveTime) < duration(self.holdTime)",message="keepaliveTime must be less than holdTime"
-// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || has(self.holdTime) || duration(self.keepaliveTime) < duration('90s')",message="keepaliveTime must be less than the default holdTime (90s)"
+// +kubebuilder:validation:XValidation:rule="!has(self.holdTime) || !self.holdTime.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.holdTime) == duration('0s') || duration(self.holdTime) >= duration('3s')",message="holdTime must be 0 (no keepalives) or at least 3s"
+// +kubebuilder:validation:XValidation:rule="!has(self.holdTime) || !self.holdTime.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.holdTime) <= duration('65535s')",message="holdTime must be at most 65535s"
+// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || !self.keepaliveTime.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.holdTime.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.holdTime) == duration('0s') || duration(self.keepaliveTime) < duration(self.holdTime)",message="keepaliveTime must be less than holdTime"
+// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || has(self.holdTime) || !self.keepaliveTime.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.keepaliveTime) < duration('90s')",message="keepaliveTime must be less than the default holdTime (90s)"
 type BGPPeerSpec struct {
 	// PeerAddress is the address of the router to peer with.
 	// +kubebuilder:validation:MaxLength=45
@@ -71,7 +72,7 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:MaxLength=15
 	// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4",message="routerID must be an IPv4 address"
 	RouterID string `json:"routerID,omitempty"`
-	// HoldTime is the BGP hold time: 0, or 3s and more (default 90s).
+	// HoldTime is the BGP hold time: 0, or 3s to 65535s (default 90s).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
@@ -86,7 +87,7 @@ type BGPPeerSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="connectRetryTime must be at least 1s"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self) >= duration('1s')",message="connectRetryTime must be at least 1s"
 	ConnectRetryTime *metav1.Duration `json:"connectRetryTime,omitempty"`
 	// EBGPMultihop is the TTL of the session's packets for a peer that is not directly
 	// connected (1, the default, means directly connected).

@@ -7,7 +7,8 @@ import (
 // IPBlock is one range of addresses of a pool: either a CIDR, or a start/stop pair of the same
 // family (both ends included).
 //
-// +kubebuilder:validation:XValidation:rule="has(self.cidr) != (has(self.start) || has(self.stop))",message="a block has either cidr or start/stop, not both"
+// +kubebuilder:validation:XValidation:rule="has(self.cidr) || has(self.start) || has(self.stop)",message="a block needs cidr or start/stop"
+// +kubebuilder:validation:XValidation:rule="!has(self.cidr) || !(has(self.start) || has(self.stop))",message="a block has either cidr or start/stop, not both"
 // +kubebuilder:validation:XValidation:rule="has(self.start) == has(self.stop)",message="start and stop go together"
 // +kubebuilder:validation:XValidation:rule="!has(self.start) || !has(self.stop) || !isIP(self.start) || !isIP(self.stop) || ip(self.start).family() == ip(self.stop).family()",message="start and stop must be of the same address family"
 // +kubebuilder:validation:XValidation:rule="!has(self.start) || !has(self.stop) || !isIP(self.start) || !isIP(self.stop) || ip(self.start).family() != 4 || ip(self.stop).family() != 4 || (int(self.start.split('.')[0]) * 16777216 + int(self.start.split('.')[1]) * 65536 + int(self.start.split('.')[2]) * 256 + int(self.start.split('.')[3])) <= (int(self.stop.split('.')[0]) * 16777216 + int(self.stop.split('.')[1]) * 65536 + int(self.stop.split('.')[2]) * 256 + int(self.stop.split('.')[3]))",message="start must not be after stop"

@@ -21,11 +21,13 @@ func pool(name string, age int, blocks ...v1alpha1.IPBlock) *v1alpha1.IPPool {
 	return &v1alpha1.IPPool{ObjectMeta: meta(name, age), Spec: v1alpha1.IPPoolSpec{Blocks: blocks}}
 }
 
-func cidr(c string) v1alpha1.IPBlock        { return v1alpha1.IPBlock{CIDR: c} }
-func rng(a, b string) v1alpha1.IPBlock      { return v1alpha1.IPBlock{Start: a, Stop: b} }
-func dur(d time.Duration) *metav1.Duration  { return &metav1.Duration{Duration: d} }
-func ptr[T any](v T) *T                     { return &v }
-func peerSpec() v1alpha1.BGPPeerSpec        { return v1alpha1.BGPPeerSpec{PeerAddress: "192.0.2.1", PeerASN: 64512, LocalASN: 64513} }
+func cidr(c string) v1alpha1.IPBlock       { return v1alpha1.IPBlock{CIDR: c} }
+func rng(a, b string) v1alpha1.IPBlock     { return v1alpha1.IPBlock{Start: a, Stop: b} }
+func dur(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
+func ptr[T any](v T) *T                    { return &v }
+func peerSpec() v1alpha1.BGPPeerSpec {
+	return v1alpha1.BGPPeerSpec{PeerAddress: "192.0.2.1", PeerASN: 64512, LocalASN: 64513}
+}
 func peer(name string, s v1alpha1.BGPPeerSpec) *v1alpha1.BGPPeer {
 	return &v1alpha1.BGPPeer{ObjectMeta: meta(name, 0), Spec: s}
 }
@@ -59,8 +61,12 @@ func TestBuildRejectsBadObjects(t *testing.T) {
 		{"peer asn 0", withPeer(func(s *v1alpha1.BGPPeerSpec) { s.PeerASN = 0 }), "BGPPeer", "spec.peerASN", "between 1 and 4294967295", true},
 		{"local asn too big", withPeer(func(s *v1alpha1.BGPPeerSpec) { s.LocalASN = 1 << 32 }), "BGPPeer", "spec.localASN", "between 1 and 4294967295", true},
 		{"peer address", withPeer(func(s *v1alpha1.BGPPeerSpec) { s.PeerAddress = "router.example" }), "BGPPeer", "spec.peerAddress", "not an IP address", true},
-		{"hold 2s", withPeer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTime = dur(2 * time.Second) }), "BGPPeer", "spec.holdTime", "at least 3s", true},
-		{"keepalive >= hold", withPeer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTime = dur(9 * time.Second); s.KeepaliveTime = dur(9 * time.Second) }), "BGPPeer", "spec.keepaliveTime", "less than holdTime", true},
+		{"hold 2s", withPeer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTime = dur(2 * time.Second) }), "BGPPeer", "spec.holdTime", "between 3s and 65535s", true},
+		{"hold too long", withPeer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTime = dur(65536 * time.Second) }), "BGPPeer", "spec.holdTime", "between 3s and 65535s", true},
+		{"keepalive >= hold", withPeer(func(s *v1alpha1.BGPPeerSpec) {
+			s.HoldTime = dur(9 * time.Second)
+			s.KeepaliveTime = dur(9 * time.Second)
+		}), "BGPPeer", "spec.keepaliveTime", "less than holdTime", true},
 		{"router id v6", withPeer(func(s *v1alpha1.BGPPeerSpec) { s.RouterID = "2001:db8::1" }), "BGPPeer", "spec.routerID", "not an IPv4 address", true},
 		{"source family", withPeer(func(s *v1alpha1.BGPPeerSpec) { s.SourceAddress = "2001:db8::1" }), "BGPPeer", "spec.sourceAddress", "not of the family", true},
 		{"multihop", withPeer(func(s *v1alpha1.BGPPeerSpec) { s.EBGPMultihop = 300 }), "BGPPeer", "spec.ebgpMultihop", "between 1 and 255", true},

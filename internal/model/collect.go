@@ -37,6 +37,18 @@ func (o *Objects) Add(obj runtime.Object) error {
 	return nil
 }
 
+// Collect files every object under its kind; objects of other kinds are errors.
+func Collect[T runtime.Object](objs []T) (Objects, []error) {
+	var in Objects
+	var errs []error
+	for _, o := range objs {
+		if err := in.Add(o); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return in, errs
+}
+
 // Count returns how many objects of each kind there are.
 func (o *Objects) Count() map[string]int {
 	return map[string]int{

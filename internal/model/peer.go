@@ -80,8 +80,8 @@ func buildPeer(o *v1alpha1.BGPPeer, secrets map[secretKey]*corev1.Secret, defaul
 		}
 	}
 	p.HoldTime = duration(s.HoldTime, DefaultHoldTime)
-	if p.HoldTime != 0 && p.HoldTime < 3*time.Second {
-		ps.reject("spec.holdTime", "must be 0 (no keepalives) or at least 3s, got %s", p.HoldTime)
+	if p.HoldTime != 0 && p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second {
+		ps.reject("spec.holdTime", "must be 0 (no keepalives) or between 3s and 65535s, got %s", p.HoldTime)
 	}
 	p.KeepaliveTime = duration(s.KeepaliveTime, p.HoldTime/3)
 	if p.HoldTime != 0 && p.KeepaliveTime >= p.HoldTime {

@@ -74,7 +74,9 @@ func TestServiceClassAndEndpoints(t *testing.T) {
 	ours.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 	plain := service("ns", "plain", nil)
 	plain.Spec.Type = corev1.ServiceTypeClusterIP
-	port := func(name string, p int32) discoveryv1.EndpointPort { return discoveryv1.EndpointPort{Name: &name, Port: &p} }
+	port := func(name string, p int32) discoveryv1.EndpointPort {
+		return discoveryv1.EndpointPort{Name: &name, Port: &p}
+	}
 	slice := func(name string, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
 		return &discoveryv1.EndpointSlice{
 			ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},

@@ -139,6 +139,15 @@ func (f *File) reload(ctx context.Context, out chan<- Event) bool {
 	return send(ctx, out, Event{Type: Problems, Problems: problems})
 }
 
+// ReadOnce reads the path once, as Run does at start, without watching: the objects and the
+// problems of the input. sluicectl validate uses it, so it reports exactly what the agent would.
+func (f *File) ReadOnce() ([]client.Object, []error) {
+	if _, err := f.list(); err != nil {
+		return nil, []error{err}
+	}
+	return f.read()
+}
+
 // read reads every file. An object defined twice is taken from its first definition (files in
 // name order, documents in order) and the second is a problem.
 func (f *File) read() ([]client.Object, []error) {

@@ -22,12 +22,13 @@
 //
 // # Lifecycle
 //
-// Stop stops kube-apiserver, then etcd, and removes their temporary directories (etcd
-// data, certificates). When setpriv(1) is on PATH, both processes also carry a parent-death
-// signal (SIGKILL): if the test binary dies without stopping them (a test timeout panics
-// and exits), they die too instead of lingering. The signal is tied to the OS thread that
-// started them, so the Env keeps that thread locked to a goroutine of its own until Stop.
-// Temporary directories are not removed in that case.
+// Stop stops kube-apiserver, then etcd, and removes the one temporary directory
+// ($TMPDIR/sluice-kubeapi-*) that holds everything they wrote: etcd data, certificates. When
+// setpriv(1) is on PATH, both processes also carry a parent-death signal (SIGKILL): if the
+// test binary dies without stopping them (a test timeout panics and exits), they die too
+// instead of lingering; only their directory is left. The signal is tied to the OS thread
+// that started them, so the Env keeps that thread locked to a goroutine of its own until
+// Stop.
 //
 // The server is a bare control plane: no controller manager, scheduler or kubelet. Nothing
 // garbage-collects, namespaces are never finalized once deleted (so tests never delete

@@ -56,10 +56,10 @@ type Env struct {
 	// Host is the API server's URL, https://address:port.
 	Host string
 
-	env      *envtest.Environment
-	apiOut   *tail // kube-apiserver's output, for error messages
-	etcdOut  *tail
-	guardDir string // setpriv wrapper scripts; "" without setpriv
+	env     *envtest.Environment
+	apiOut  *tail // kube-apiserver's output, for error messages
+	etcdOut *tail
+	dir     string // holds everything on disk: etcd data, certificates, wrapper scripts
 
 	release  chan struct{} // closed by Stop: the owner goroutine stops the processes
 	stopped  chan error    // the owner goroutine's result of stopping them
@@ -109,14 +109,23 @@ func New(assets string, opts Options) (*Env, error) {
 		return nil, err
 	}
 
-	e := &Env{Scheme: scheme, apiOut: &tail{}, etcdOut: &tail{}}
-	apiServer := &envtest.APIServer{Out: e.apiOut, Err: e.apiOut}
+	// One directory of ours for everything on disk, removed by Stop: envtest leaves its
+	// own temporary directories behind when a start attempt fails and it retries.
+	dir, err := os.MkdirTemp("", "sluice-kubeapi-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Scheme: scheme, apiOut: &tail{}, etcdOut: &tail{}, dir: dir}
+	apiServer := &envtest.APIServer{Out: e.apiOut, Err: e.apiOut, CertDir: filepath.Join(dir, "kube-apiserver"),
+		Path: filepath.Join(assets, "kube-apiserver")}
 	apiServer.SecureServing.ListenAddr = envtest.ListenAddr{Address: opts.BindAddress, Port: strconv.Itoa(port)}
 	apiServer.Configure().Set("service-cluster-ip-range", opts.ServiceCIDRs)
-	etcd := &envtest.Etcd{Out: e.etcdOut, Err: e.etcdOut}
-	apiServer.Path, etcd.Path = filepath.Join(assets, "kube-apiserver"), filepath.Join(assets, "etcd")
-	if e.guardDir, err = guardBinaries(&apiServer.Path, &etcd.Path); err != nil {
-		return nil, err
+	etcd := &envtest.Etcd{Out: e.etcdOut, Err: e.etcdOut, DataDir: filepath.Join(dir, "etcd"),
+		Path: filepath.Join(assets, "etcd")}
+	err = errors.Join(os.Mkdir(apiServer.CertDir, 0o700), os.Mkdir(etcd.DataDir, 0o700),
+		guardBinaries(filepath.Join(dir, "bin"), &apiServer.Path, &etcd.Path))
+	if err != nil {
+		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
 	e.env = &envtest.Environment{
 		ControlPlane:             envtest.ControlPlane{APIServer: apiServer, Etcd: etcd},
@@ -129,8 +138,7 @@ func New(assets string, opts Options) (*Env, error) {
 	}
 
 	if err := e.run(); err != nil {
-		_ = os.RemoveAll(e.guardDir)
-		return nil, err
+		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
 	e.Config = e.env.Config
 	e.KubeConfig = e.env.KubeConfig
@@ -161,16 +169,14 @@ func (e *Env) run() error {
 	return <-started
 }
 
-// Stop stops kube-apiserver and etcd and removes their directories. It is idempotent.
+// Stop stops kube-apiserver and etcd and removes their files. It is idempotent.
 func (e *Env) Stop() error {
 	e.stopOnce.Do(func() {
 		close(e.release)
 		if err := <-e.stopped; err != nil {
 			e.stopErr = fmt.Errorf("stopping the API server: %w", err)
 		}
-		if e.guardDir != "" {
-			e.stopErr = errors.Join(e.stopErr, os.RemoveAll(e.guardDir))
-		}
+		e.stopErr = errors.Join(e.stopErr, os.RemoveAll(e.dir))
 	})
 	return e.stopErr
 }

@@ -29,11 +29,11 @@ import (
 // CIDRs, uses it, and checks that t.Cleanup left no process, port or directory behind.
 func TestStartBindAddress(t *testing.T) {
 	testenv.RequireAssets(t)
-	var host, certDir, dataDir, guardDir string
+	var host, certDir, dataDir, dir string
 	t.Run("running", func(t *testing.T) {
 		e := Start(t, Options{BindAddress: "127.0.0.2", ServiceCIDRs: "10.97.0.0/24"})
 		host = e.Host
-		certDir, dataDir, guardDir = e.env.ControlPlane.APIServer.CertDir, e.env.ControlPlane.Etcd.DataDir, e.guardDir
+		certDir, dataDir, dir = e.env.ControlPlane.APIServer.CertDir, e.env.ControlPlane.Etcd.DataDir, e.dir
 		if u, err := url.Parse(e.Host); err != nil || u.Scheme != "https" || u.Hostname() != "127.0.0.2" {
 			t.Fatalf("Host %q, want https://127.0.0.2:PORT", e.Host)
 		}
@@ -77,10 +77,8 @@ func TestStartBindAddress(t *testing.T) {
 			t.Errorf("after cleanup, processes with %s in their arguments: %v", arg, pids)
 		}
 	}
-	for _, dir := range []string{certDir, dataDir, guardDir} {
-		if _, err := os.Stat(dir); dir != "" && !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("after cleanup, %s is still there (%v)", dir, err)
-		}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after cleanup, %s is still there (%v)", dir, err)
 	}
 	if u, err := url.Parse(host); err == nil {
 		if c, err := net.DialTimeout("tcp", u.Host, time.Second); err == nil {
@@ -103,9 +101,7 @@ func TestParentDeathStopsServer(t *testing.T) {
 			os.Stdout.WriteString("error " + err.Error() + "\n")
 			os.Exit(2)
 		}
-		for _, dir := range []string{e.env.ControlPlane.APIServer.CertDir, e.env.ControlPlane.Etcd.DataDir, e.guardDir} {
-			os.Stdout.WriteString("dir " + dir + "\n")
-		}
+		os.Stdout.WriteString("dir " + e.dir + "\n")
 		os.Exit(3) // without Stop
 	}
 	testenv.RequireAssets(t)
@@ -114,21 +110,17 @@ func TestParentDeathStopsServer(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestParentDeathStopsServer$", "-test.count=1")
 	cmd.Env = append(os.Environ(), orphanEnv+"=1")
 	out, _ := cmd.Output()
-	var dirs []string
+	var dir string
 	for line := range strings.Lines(string(out)) {
-		if dir, ok := strings.CutPrefix(strings.TrimSpace(line), "dir "); ok && dir != "" {
-			dirs = append(dirs, dir)
+		if d, ok := strings.CutPrefix(strings.TrimSpace(line), "dir "); ok && strings.Contains(d, "sluice-kubeapi-") {
+			dir = d
 		}
 	}
-	t.Cleanup(func() { // the child could not remove them
-		for _, dir := range dirs {
-			_ = os.RemoveAll(dir)
-		}
-	})
-	if len(dirs) != 3 {
+	if dir == "" {
 		t.Fatalf("child did not start a server: %s", out)
 	}
-	for _, arg := range dirs[:2] {
+	t.Cleanup(func() { _ = os.RemoveAll(dir) }) // the child could not
+	for _, arg := range []string{filepath.Join(dir, "kube-apiserver"), filepath.Join(dir, "etcd")} {
 		var pids []int
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			if pids = processesWith(t, arg); len(pids) == 0 {

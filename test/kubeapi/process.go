@@ -9,29 +9,27 @@ import (
 	"sync"
 )
 
-// guardBinaries replaces each binary path with a wrapper script that runs the binary with
-// a parent-death signal (setpriv --pdeathsig KILL, which then execs it, so the PID and the
-// process name stay the binary's own). It returns the wrappers' directory, to remove after
-// the processes have stopped, or "" and leaves the paths alone when setpriv is missing.
-func guardBinaries(paths ...*string) (string, error) {
+// guardBinaries replaces each binary path with a wrapper script, written into dir, that
+// runs the binary with a parent-death signal (setpriv --pdeathsig KILL, which then execs
+// it, so the PID and the process name stay the binary's own). Without setpriv on PATH it
+// leaves the paths alone.
+func guardBinaries(dir string, paths ...*string) error {
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
-		return "", nil
+		return nil
 	}
-	dir, err := os.MkdirTemp("", "sluice-kubeapi-")
-	if err != nil {
-		return "", err
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
 	}
 	for _, p := range paths {
 		wrapper := filepath.Join(dir, filepath.Base(*p))
 		script := fmt.Sprintf("#!/bin/sh\nexec %s --pdeathsig KILL -- %s \"$@\"\n", shellQuote(setpriv), shellQuote(*p))
-		if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-			_ = os.RemoveAll(dir)
-			return "", err
+		if err := os.WriteFile(wrapper, []byte(script), 0o700); err != nil {
+			return err
 		}
 		*p = wrapper
 	}
-	return dir, nil
+	return nil
 }
 
 // shellQuote quotes s for a POSIX shell.

@@ -1,0 +1,142 @@
+// Command sluice-agent is Sluice's node agent: LB-IPAM, BGP and ARP/NDP announcements and the
+// eBPF load balancer for one node. With --config it runs standalone from YAML files; without,
+// it watches the Kubernetes API.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/sluice-lb/sluice/internal/agent"
+	"github.com/sluice-lb/sluice/internal/source"
+	"github.com/sluice-lb/sluice/internal/version"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	hostname, _ := os.Hostname()
+	var cfg agent.Config
+	var devices, logLevel, logFormat string
+	var showVersion bool
+	fs.StringVar(&cfg.ConfigPath, "config", "", "standalone mode: read objects from this YAML file or directory instead of the Kubernetes API")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
+	fs.StringVar(&cfg.NodeName, "node-name", envOr("NODE_NAME", hostname), "this node's name, as in its Node object (env NODE_NAME)")
+	fs.StringVar(&cfg.Namespace, "namespace", envOr("POD_NAMESPACE", "sluice-system"), "the agent's namespace, where BGP password Secrets are read (env POD_NAMESPACE)")
+	fs.StringVar(&devices, "devices", "", "external interfaces the datapath attaches to, comma-separated")
+	fs.StringVar(&cfg.StateDir, "state-dir", "/var/run/sluice", "directory for the local API socket and state")
+	fs.StringVar(&cfg.BPFFS, "bpffs", "/sys/fs/bpf", "bpf filesystem under which maps and programs are pinned (in <bpffs>/sluice)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9472", "address of the Prometheus /metrics endpoint (empty: off)")
+	fs.StringVar(&cfg.HealthAddr, "health-addr", ":9473", "address of the /healthz and /readyz endpoints (empty: off)")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sluice-agent: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if showVersion {
+		fmt.Fprintln(os.Stdout, "sluice-agent", version.String())
+		return 0
+	}
+	log, err := newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice-agent:", err)
+		return 2
+	}
+	if devices != "" {
+		cfg.Devices = strings.Split(devices, ",")
+	}
+
+	src, err := newSource(&cfg)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	a, err := agent.New(cfg, log, src)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	metricsAddr, healthAddr := a.Addrs()
+	log.Info("starting", "version", version.Version, "node", cfg.NodeName, "mode", cfg.Mode(),
+		"config", cfg.ConfigPath, "stateDir", cfg.StateDir, "metrics", addrString(metricsAddr), "health", addrString(healthAddr))
+	if err := a.Run(ctx); err != nil {
+		log.Error("stopped", "error", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func newSource(cfg *agent.Config) (source.Source, error) {
+	if cfg.ConfigPath != "" {
+		if cfg.Kubeconfig != "" {
+			return nil, errors.New("--config and --kubeconfig exclude each other: standalone mode reads no API")
+		}
+		return source.NewFile(cfg.ConfigPath), nil
+	}
+	var rc *rest.Config
+	var err error
+	if cfg.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+		if err != nil {
+			err = fmt.Errorf("%w (outside a cluster, pass --kubeconfig, or --config for standalone mode)", err)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &source.Kube{Config: rc, Namespace: cfg.Namespace}, nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func addrString(a fmt.Stringer) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}

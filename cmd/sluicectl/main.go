@@ -1,0 +1,179 @@
+// Command sluicectl inspects and checks Sluice: validate configuration files exactly as the
+// agent reads them, and show what a running agent understood.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sluice-lb/sluice/internal/localapi"
+	"github.com/sluice-lb/sluice/internal/model"
+	"github.com/sluice-lb/sluice/internal/source"
+	"github.com/sluice-lb/sluice/internal/version"
+)
+
+const usage = `sluicectl: inspect and check Sluice.
+
+Usage:
+  sluicectl validate -f FILE_OR_DIR [-f ...] [-o text|json]   check configuration as the agent reads it
+  sluicectl status [--state-dir DIR] [-o text|json]           what the running agent understood
+  sluicectl version                                           print the version
+
+validate exits 1 when anything is rejected or ignored, 2 on usage errors.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "validate":
+		return validate(args[1:], stdout, stderr)
+	case "status":
+		return status(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "sluicectl", version.String())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "sluicectl: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+// multiFlag collects a repeated flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func validate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluicectl validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var files multiFlag
+	fs.Var(&files, "f", "a YAML file or directory (repeatable)")
+	output := fs.String("o", "text", "output: text or json")
+	namespace := fs.String("namespace", "sluice-system", "the agent's namespace, for BGP password Secrets")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if len(files) == 0 || fs.NArg() > 0 || (*output != "text" && *output != "json") {
+		fmt.Fprint(stderr, "usage: sluicectl validate -f FILE_OR_DIR [-f ...] [-o text|json]\n")
+		return 2
+	}
+	var objs []source.Key
+	var in model.Objects
+	var inputProblems []string
+	for _, f := range files {
+		read, errs := source.NewFile(f).ReadOnce()
+		for _, e := range errs {
+			inputProblems = append(inputProblems, e.Error())
+		}
+		for _, o := range read {
+			objs = append(objs, source.KeyOf(o))
+			if err := in.Add(o); err != nil {
+				inputProblems = append(inputProblems, err.Error())
+			}
+		}
+	}
+	m, problems := model.Build(in, model.Options{Namespace: *namespace})
+	st := summary(m, in, problems, inputProblems)
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+	} else {
+		printStatus(stdout, st)
+	}
+	if len(problems) > 0 || len(inputProblems) > 0 {
+		fmt.Fprintf(stderr, "sluicectl: %d problem(s) in %d object(s) read\n", len(problems)+len(inputProblems), len(objs))
+		return 1
+	}
+	return 0
+}
+
+// summary is the validate report: the same shape the agent serves as its status.
+func summary(m *model.Model, in model.Objects, problems []model.Problem, inputProblems []string) localapi.Status {
+	var errs []error
+	for _, p := range inputProblems {
+		errs = append(errs, fmt.Errorf("%s", p))
+	}
+	return localapi.StatusOf(m, in, problems, errs)
+}
+
+func status(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluicectl status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", "/var/run/sluice", "the agent's --state-dir")
+	output := fs.String("o", "text", "output: text or json")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := localapi.NewClient(*stateDir).Status(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluicectl:", err)
+		return 1
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+		return 0
+	}
+	fmt.Fprintf(stdout, "Agent %s on node %s, %s mode", st.Version, st.Node, st.Mode)
+	if st.Source != "" {
+		fmt.Fprintf(stdout, " (%s)", st.Source)
+	}
+	fmt.Fprintf(stdout, ", synced=%v, model built %s\n", st.Synced, st.BuiltAt.Format(time.RFC3339))
+	printStatus(stdout, *st)
+	fmt.Fprintln(stdout, "Subsystems:")
+	for _, name := range []string{"model", "ipam", "datapath", "bgp", "l2announce"} {
+		fmt.Fprintf(stdout, "  %-11s %s\n", name, st.Features[name])
+	}
+	return 0
+}
+
+func printStatus(w io.Writer, st localapi.Status) {
+	fmt.Fprintf(w, "Pools: %d\n", len(st.Pools))
+	for _, p := range st.Pools {
+		flags := ""
+		if !p.AutoAssign {
+			flags += " autoAssign=false"
+		}
+		if p.Disabled {
+			flags += " disabled"
+		}
+		fmt.Fprintf(w, "  %-20s %s (%s addresses)%s\n", p.Name, strings.Join(p.Ranges, ", "), p.Size, flags)
+	}
+	fmt.Fprintf(w, "BGP peers: %d\n", len(st.Peers))
+	for _, p := range st.Peers {
+		fmt.Fprintf(w, "  %-20s %s AS%d (local AS%d)\n", p.Name, p.Address, p.ASN, p.LocalASN)
+	}
+	fmt.Fprintf(w, "BGP advertisements: %d, L2 advertisements: %d\n", st.BGPAdverts, st.L2Adverts)
+	fmt.Fprintf(w, "Services: %d (%d LoadBalancer served by Sluice)\n", st.Services, st.ServicesOurs)
+	if n := len(st.Problems) + len(st.InputProblems); n > 0 {
+		fmt.Fprintf(w, "Problems: %d\n", n)
+		for _, p := range st.InputProblems {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+		for _, p := range st.Problems {
+			fmt.Fprintf(w, "  %s\n", p.Error())
+		}
+	} else {
+		fmt.Fprintln(w, "Problems: none")
+	}
+}

@@ -1,0 +1,62 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+)
+
+// Config is the agent's configuration, from its flags.
+type Config struct {
+	// ConfigPath selects standalone mode: a YAML file or directory.
+	ConfigPath string
+	// Kubeconfig is the kubeconfig file for Kubernetes mode; empty for in-cluster.
+	Kubeconfig string
+	// NodeName is this node's name, as in its Node object.
+	NodeName string
+	// Namespace is the agent's own namespace, where BGP password Secrets are read.
+	Namespace string
+	// Devices are the external interfaces the datapath attaches to.
+	Devices     []string
+	StateDir    string
+	BPFFS       string
+	MetricsAddr string // empty: no metrics endpoint
+	HealthAddr  string // empty: no health endpoint
+}
+
+// Validate checks the configuration; errors name the flag.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("--node-name: empty (and no hostname to default to)"))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("--state-dir: empty"))
+	}
+	if c.BPFFS == "" {
+		errs = append(errs, errors.New("--bpffs: empty"))
+	}
+	for _, d := range c.Devices {
+		if d == "" || len(d) > 15 || strings.ContainsAny(d, "/: \t") {
+			errs = append(errs, fmt.Errorf("--devices: %q is not an interface name", d))
+		}
+	}
+	for flag, addr := range map[string]string{"--metrics-addr": c.MetricsAddr, "--health-addr": c.HealthAddr} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %v", flag, addr, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Mode is "standalone" or "kubernetes".
+func (c *Config) Mode() string {
+	if c.ConfigPath != "" {
+		return "standalone"
+	}
+	return "kubernetes"
+}

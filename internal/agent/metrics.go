@@ -1,0 +1,49 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluice-lb/sluice/internal/version"
+)
+
+// metrics are the agent's own Prometheus metrics, on a registry of its own.
+type metrics struct {
+	registry      *prometheus.Registry
+	objects       *prometheus.GaugeVec
+	problems      *prometheus.GaugeVec
+	inputProblems prometheus.Gauge
+	builds        prometheus.Counter
+	buildSeconds  prometheus.Histogram
+	synced        prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		objects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_objects", Help: "Input objects by kind.",
+		}, []string{"kind"}),
+		problems: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_object_problems", Help: "Objects or parts of objects rejected or ignored, by kind and verdict.",
+		}, []string{"kind", "verdict"}),
+		inputProblems: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_input_problems", Help: "Input documents that could not be read.",
+		}),
+		builds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_model_builds_total", Help: "Model rebuilds.",
+		}),
+		buildSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sluice_model_build_seconds", Help: "Time to build the model.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+		synced: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_source_synced", Help: "1 once the source has delivered its initial objects.",
+		}),
+	}
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_build_info", Help: "Build of the agent."}, []string{"version"})
+	info.WithLabelValues(version.Version).Set(1)
+	m.registry.MustRegister(m.objects, m.problems, m.inputProblems, m.builds, m.buildSeconds, m.synced, info,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,93 @@
+package localapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// StatusFunc returns the current status.
+type StatusFunc func() Status
+
+// Server serves the local API on a unix socket.
+type Server struct {
+	path   string
+	status StatusFunc
+	ln     net.Listener
+	srv    *http.Server
+}
+
+// Listen creates the socket in stateDir (replacing a stale one left by a killed agent) and
+// returns a Server ready to Serve.
+func Listen(stateDir string, status StatusFunc) (*Server, error) {
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("local api: %w", err)
+	}
+	path := filepath.Join(stateDir, SocketName)
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("local api: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("local api: %w", err)
+	}
+	s := &Server{path: path, status: status, ln: ln}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.handleStatus)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return s, nil
+}
+
+// removeStale removes a socket file nobody listens on; a live one is an error (another agent
+// uses this state directory).
+func removeStale(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("local api: %s is in use by another agent; give each agent its own --state-dir", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("local api: removing stale socket: %w", err)
+	}
+	return nil
+}
+
+// Path is the socket's path.
+func (s *Server) Path() string { return s.path }
+
+// Serve serves until ctx ends, then shuts down and removes the socket.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		os.Remove(s.path)
+		return fmt.Errorf("local api: %w", err)
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(shutdown)
+	<-errc
+	os.Remove(s.path)
+	return err
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(s.status())
+}

@@ -1,0 +1,43 @@
+package localapi
+
+import (
+	"math/big"
+
+	"github.com/sluice-lb/sluice/internal/model"
+)
+
+// StatusOf summarises a model for the local API.
+func StatusOf(m *model.Model, in model.Objects, problems []model.Problem, inputProblems []error) Status {
+	st := Status{
+		Objects:    in.Count(),
+		Services:   len(m.Services),
+		BGPAdverts: len(m.BGPAdverts),
+		L2Adverts:  len(m.L2Adverts),
+		Problems:   append([]model.Problem{}, problems...),
+		Pools:      []PoolStatus{},
+		Peers:      []PeerStatus{},
+	}
+	for _, s := range m.Services {
+		if s.Ours {
+			st.ServicesOurs++
+		}
+	}
+	for _, p := range m.Pools {
+		ps := PoolStatus{Name: p.Name, AutoAssign: p.AutoAssign, Disabled: p.Disabled}
+		size := new(big.Int)
+		for _, r := range p.Ranges {
+			ps.Ranges = append(ps.Ranges, r.String())
+			size.Add(size, r.Size())
+		}
+		ps.Size = size.String()
+		st.Pools = append(st.Pools, ps)
+	}
+	for _, p := range m.Peers {
+		st.Peers = append(st.Peers, PeerStatus{Name: p.Name, Address: p.Address.String(), ASN: p.ASN, LocalASN: p.LocalASN})
+	}
+	st.InputProblems = []string{}
+	for _, e := range inputProblems {
+		st.InputProblems = append(st.InputProblems, e.Error())
+	}
+	return st
+}
