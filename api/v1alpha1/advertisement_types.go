@@ -159,7 +159,3 @@ type L2AdvertisementList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []L2Advertisement `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&BGPAdvertisement{}, &BGPAdvertisementList{}, &L2Advertisement{}, &L2AdvertisementList{})
-}

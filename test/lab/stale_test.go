@@ -23,7 +23,7 @@ func TestStaleLabRemoved(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	testenv.RequireCommands(t, "ip", "sleep")
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperOrphanLab$", "-test.v")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "LAB_ORPHAN_HELPER=1")
 	stdout, err := cmd.StdoutPipe()
 	must(t, err)
@@ -60,22 +60,44 @@ func TestStaleLabRemoved(t *testing.T) {
 	}
 }
 
-// TestHelperOrphanLab is the helper process of TestStaleLabRemoved.
-func TestHelperOrphanLab(t *testing.T) {
-	if os.Getenv("LAB_ORPHAN_HELPER") != "1" {
-		t.Skip("helper process for TestStaleLabRemoved")
+// TestMain runs the tests, or, when started by TestStaleLabRemoved, the orphan helper.
+func TestMain(m *testing.M) {
+	if os.Getenv("LAB_ORPHAN_HELPER") == "1" {
+		orphanLab()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// orphanLab is the helper process of TestStaleLabRemoved: it builds a lab with a running
+// process, reports it, and waits to be killed without closing the lab.
+func orphanLab() {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "orphan helper:", err)
+		os.Exit(1)
 	}
 	l, err := lab.New("orphan")
-	must(t, err)
+	if err != nil {
+		fail(err)
+	}
 	a, err := l.Namespace("a")
-	must(t, err)
+	if err != nil {
+		fail(err)
+	}
 	b, err := l.Namespace("b")
-	must(t, err)
-	must(t, l.Connect(lab.Endpoint{NS: a, Name: "eth0"}, lab.Endpoint{NS: b, Name: "eth0"}))
+	if err != nil {
+		fail(err)
+	}
+	if err := l.Connect(lab.Endpoint{NS: a, Name: "eth0"}, lab.Endpoint{NS: b, Name: "eth0"}); err != nil {
+		fail(err)
+	}
 	p, err := b.Start("sleep", "1000")
-	must(t, err)
+	if err != nil {
+		fail(err)
+	}
 	fmt.Printf("ORPHAN %s %d\n", l.Prefix(), p.PID)
 	time.Sleep(time.Minute) // killed by the parent
+	fail(fmt.Errorf("not killed within a minute"))
 }
 
 // TestStaleOwnPID removes a leftover that carries this process's PID but belongs to no

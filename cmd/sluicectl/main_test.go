@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluice-lb/sluice/internal/localapi"
+	"github.com/sluice-lb/sluice/internal/model"
+)
+
+func runCtl(args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func repoFile(t *testing.T, rel string) string {
+	t.Helper()
+	p := filepath.Join("..", "..", rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestValidateQuickstart(t *testing.T) {
+	code, out, errOut := runCtl("validate", "-f", repoFile(t, "examples/quickstart.yaml"))
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"quickstart           203.0.113.0/28, 2001:db8:100::/120 (272 addresses)", "router               198.51.100.1 AS64512", "Problems: none", "Services: 2 (2 LoadBalancer"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestValidateEveryExample: the examples directory as a whole is valid: no overlaps between
+// the example pools, every reference resolves.
+func TestValidateEveryExample(t *testing.T) {
+	code, out, errOut := runCtl("validate", "-f", repoFile(t, "examples"))
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func TestValidateBadInput(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	text := `apiVersion: sluice.dev/v1alpha1
+kind: IPPool
+metadata: {name: good}
+spec: {blocks: [{cidr: 203.0.113.0/28}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: zero}
+spec: {peerAddress: 198.51.100.1, peerASN: 0, localASN: 64513}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: IPPool
+metadata: {name: typo}
+spec: {blocks: [{cdir: 203.0.113.16/28}]}
+`
+	if err := os.WriteFile(bad, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCtl("validate", "-f", bad, "-o", "json")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s%s", code, out, errOut)
+	}
+	var st localapi.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("json output: %v\n%s", err, out)
+	}
+	if len(st.Pools) != 1 || st.Pools[0].Name != "good" {
+		t.Fatalf("the good pool must be reported: %+v", st.Pools)
+	}
+	want := model.Problem{Object: model.ObjectRef{Kind: "BGPPeer", Name: "zero"}, Field: "spec.peerASN", Message: "must be between 1 and 4294967295, got 0", Rejected: true}
+	if len(st.Problems) != 1 || st.Problems[0] != want {
+		t.Fatalf("problems = %+v, want %+v", st.Problems, want)
+	}
+	if len(st.InputProblems) != 1 || !strings.Contains(st.InputProblems[0], `bad.yaml: document 3 (IPPool typo): strict decoding error: unknown field "spec.blocks[0].cdir"`) {
+		t.Fatalf("input problems = %v", st.InputProblems)
+	}
+	if !strings.Contains(errOut, "2 problem(s)") {
+		t.Fatalf("stderr = %q", errOut)
+	}
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	if code, _, errOut := runCtl("frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: %d %q", code, errOut)
+	}
+	if code, _, _ := runCtl("validate"); code != 2 {
+		t.Fatalf("validate without -f: %d", code)
+	}
+	if code, _, errOut := runCtl("validate", "-f", "/nonexistent.yaml"); code != 1 || !strings.Contains(errOut, "1 problem(s)") {
+		t.Fatalf("missing file: %d %q", code, errOut)
+	}
+	if code, out, _ := runCtl("version"); code != 0 || !strings.HasPrefix(out, "sluicectl dev (go") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+// TestStatus reads a status from a local API server, as from a running agent.
+func TestStatus(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := localapi.Listen(dir, func() localapi.Status {
+		return localapi.Status{Version: "v9", Node: "node-7", Mode: "standalone", Source: "/etc/sluice", Synced: true,
+			Pools:    []localapi.PoolStatus{{Name: "p", Ranges: []string{"203.0.113.0/28"}, AutoAssign: true, Size: "16"}},
+			Problems: []model.Problem{{Object: model.ObjectRef{Kind: "IPPool", Name: "q"}, Field: "spec.blocks", Message: "overlaps", Rejected: true}},
+			Features: map[string]string{"model": "running", "bgp": "not implemented yet"}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	code, out, errOut := runCtl("status", "--state-dir", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"Agent v9 on node node-7, standalone mode (/etc/sluice), synced=true", "p                    203.0.113.0/28 (16 addresses)",
+		"IPPool q rejected: spec.blocks: overlaps", "bgp         not implemented yet"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, errOut := runCtl("status", "--state-dir", t.TempDir()); code != 1 || !strings.Contains(errOut, "is sluice-agent running with this --state-dir?") {
+		t.Fatalf("no agent: %d %q", code, errOut)
+	}
+}
