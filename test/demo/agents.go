@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-lb/sluice/internal/localapi"
+	"github.com/sluice-lb/sluice/test/lab"
+	"github.com/sluice-lb/sluice/test/peers"
+)
+
+// The agents' HTTP endpoints: loopback is per network namespace, so every node uses the same.
+const (
+	metricsAddr = "127.0.0.1:9472"
+	healthAddr  = "127.0.0.1:9473"
+	routerASN   = 64512
+	nodeASN     = 64513
+)
+
+// startFRR runs bgpd on the router with both nodes as passive neighbors: it waits for
+// the nodes to open their BGP sessions.
+func (d *demo) startFRR(ctx context.Context) error {
+	cfg := peers.Config{RouterID: netip.MustParseAddr(routerLAN4), ASN: routerASN, HoldTime: 9 * time.Second}
+	var neighbors []string
+	for _, n := range d.nodes {
+		cfg.Neighbors = append(cfg.Neighbors, peers.Neighbor{Address: netip.MustParseAddr(n.addr4), ASN: nodeASN, Passive: true})
+		neighbors = append(neighbors, n.addr4)
+	}
+	dir := filepath.Join(d.dir, "frr")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	frr, err := peers.StartFRR(ctx, d.router.Name, dir, cfg)
+	if err != nil {
+		return err
+	}
+	d.frr = frr
+	fmt.Fprintf(d.out, "  router: FRR bgpd up (pid %d): AS %d, router ID %s\n", frr.PID(), routerASN, routerLAN4)
+	fmt.Fprintf(d.out, "  router: passive neighbors %s (AS %d): it waits for the nodes to connect\n", strings.Join(neighbors, ", "), nodeASN)
+	return nil
+}
+
+// startAgents starts sluice-agent in each node's namespace and waits until it is ready.
+func (d *demo) startAgents(ctx context.Context) error {
+	fmt.Fprintln(d.out, "  each node runs, inside its own network namespace:")
+	fmt.Fprintf(d.out, "    %s --config %s --node-name NODE\n", filepath.Base(d.opts.Agent), d.config)
+	fmt.Fprintf(d.out, "      --state-dir %s --bpffs %s\n", filepath.Join(d.dir, "NODE", "state"), filepath.Join(d.dir, "NODE", "bpf"))
+	fmt.Fprintf(d.out, "      --metrics-addr %s --health-addr %s\n", metricsAddr, healthAddr)
+	for _, n := range d.nodes {
+		n.stateDir, n.bpffs = filepath.Join(d.dir, n.name, "state"), filepath.Join(d.dir, n.name, "bpf")
+		for _, dir := range []string{n.stateDir, n.bpffs} {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+		}
+		start := time.Now()
+		var err error
+		n.agent, err = n.ns.Start(d.opts.Agent,
+			"--config", d.config, "--node-name", n.name,
+			"--state-dir", n.stateDir, "--bpffs", n.bpffs,
+			"--metrics-addr", metricsAddr, "--health-addr", healthAddr)
+		if err != nil {
+			return err
+		}
+		if err := n.waitReady(ctx); err != nil {
+			return err
+		}
+		samples, err := n.metricSamples(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(d.out, "\n  %s: sluice-agent (pid %d) ready after %v: /readyz ok, /metrics serves %d sluice_* samples\n",
+			n.name, n.agent.PID, time.Since(start).Round(time.Millisecond), samples)
+		fmt.Fprintf(d.out, "  %s: from its log:\n", n.name)
+		for _, line := range agentLog(n.agent.Output()) {
+			fmt.Fprintf(d.out, "    %s | %s\n", n.name, line)
+		}
+	}
+	return nil
+}
+
+// waitReady polls the agent's /readyz and then its log until the first model is logged.
+func (n *node) waitReady(ctx context.Context) error {
+	err := wait(ctx, 15*time.Second, 100*time.Millisecond, func() error {
+		select {
+		case <-n.agent.Done():
+			n.exited = true
+			return giveUp{fmt.Errorf("sluice-agent exited (%v)", n.agent.Err())}
+		default:
+		}
+		_, err := n.get(ctx, "/readyz")
+		return err
+	})
+	if err == nil {
+		// The model is logged before /readyz answers; the copy from the pipe may lag.
+		err = wait(ctx, 5*time.Second, 50*time.Millisecond, func() error {
+			if !strings.Contains(n.agent.Output(), "model built") {
+				return fmt.Errorf(`no "model built" in its log yet`)
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("%s: sluice-agent not ready: %w; its log:\n%s", n.name, err, indent(lastLines(n.agent.Output(), 20), "  "))
+	}
+	return nil
+}
+
+// get fetches a path of the agent's health/metrics endpoint from inside the node's namespace.
+func (n *node) get(ctx context.Context, path string) (string, error) {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var conn net.Conn
+			err := n.ns.Do(func() error {
+				var err error
+				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return conn, err
+		},
+	}}
+	addr := healthAddr
+	if path == "/metrics" {
+		addr = metricsAddr
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return string(body), nil
+}
+
+// metricSamples counts the sluice_* samples the agent's /metrics serves.
+func (n *node) metricSamples(ctx context.Context) (int, error) {
+	body, err := n.get(ctx, "/metrics")
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", n.name, err)
+	}
+	count := 0
+	for line := range strings.Lines(body) {
+		if strings.HasPrefix(line, "sluice_") {
+			count++
+		}
+	}
+	if count == 0 {
+		return 0, fmt.Errorf("%s: /metrics serves no sluice_* samples", n.name)
+	}
+	return count, nil
+}
+
+// stop stops the node's agent with SIGTERM and checks that it exited with status 0.
+func (n *node) stop() error {
+	if n.agent == nil || n.exited {
+		return nil
+	}
+	if err := n.agent.Stop(lab.StopGrace); err != nil {
+		return fmt.Errorf("%s: stopping sluice-agent: %w", n.name, err)
+	}
+	if err := n.agent.Err(); err != nil {
+		return fmt.Errorf("%s: sluice-agent exited with %v, its log:\n%s", n.name, err, indent(lastLines(n.agent.Output(), 10), "  "))
+	}
+	return nil
+}
+
+// agentLog picks the lines of an agent's (text) log that say what it understood, what it
+// rejected and what went wrong.
+func agentLog(output string) []string {
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(output))
+	for sc.Scan() {
+		attrs := parseLogfmt(sc.Text())
+		msg, level := attrs.get("msg"), attrs.get("level")
+		switch {
+		case msg == "understood":
+			lines = append(lines, "understood  "+attrs.get("what"))
+		case msg == "problem":
+			lines = append(lines, "PROBLEM     "+attrs.get("what"))
+		case msg == "model built":
+			lines = append(lines, "model built "+attrs.except("time", "level", "msg", "took"))
+		case level == "WARN" || level == "ERROR":
+			lines = append(lines, level+"        "+msg+" "+attrs.except("time", "level", "msg"))
+		}
+	}
+	return lines
+}
+
+type attr struct{ key, value string }
+
+type attrs []attr
+
+func (as attrs) get(key string) string {
+	for _, a := range as {
+		if a.key == key {
+			return a.value
+		}
+	}
+	return ""
+}
+
+// except formats the attributes other than the given keys as key=value.
+func (as attrs) except(keys ...string) string {
+	var parts []string
+	for _, a := range as {
+		skip := false
+		for _, k := range keys {
+			skip = skip || a.key == k
+		}
+		if !skip {
+			parts = append(parts, a.key+"="+a.value)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// parseLogfmt parses one line of log/slog's text format: key=value pairs, values quoted
+// with Go syntax where needed. It stops at anything else.
+func parseLogfmt(line string) attrs {
+	var out attrs
+	s := strings.TrimSpace(line)
+	for s != "" {
+		key, rest, ok := strings.Cut(s, "=")
+		if !ok || strings.ContainsRune(key, ' ') {
+			break
+		}
+		var value string
+		if strings.HasPrefix(rest, `"`) {
+			quoted, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				break
+			}
+			value, _ = strconv.Unquote(quoted)
+			rest = rest[len(quoted):]
+		} else {
+			value, rest, _ = strings.Cut(rest, " ")
+		}
+		out = append(out, attr{key, value})
+		s = strings.TrimLeft(rest, " ")
+	}
+	return out
+}
+
+// showStatus runs `sluicectl status` against each agent's local API socket, from the root
+// namespace (a Unix socket is reached by its path, whatever the network namespace).
+func (d *demo) showStatus(ctx context.Context) error {
+	for _, n := range d.nodes {
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		out, err := exec.CommandContext(ctx, d.opts.Sluicectl, "status", "--state-dir", n.stateDir).CombinedOutput()
+		cancel()
+		fmt.Fprintf(d.out, "\n  $ %s status --state-dir %s\n", filepath.Base(d.opts.Sluicectl), n.stateDir)
+		fmt.Fprint(d.out, indent(string(out), "    "))
+		if err != nil {
+			return fmt.Errorf("%s: sluicectl status: %w", n.name, err)
+		}
+	}
+	return nil
+}
+
+// summary says which parts run today and which are not there yet, with evidence from the lab.
+func (d *demo) summary(ctx context.Context) error {
+	var statuses []*localapi.Status
+	for _, n := range d.nodes {
+		st, err := localapi.NewClient(n.stateDir).Status(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", n.name, err)
+		}
+		statuses = append(statuses, st)
+	}
+	sessions, err := d.frr.Sessions(ctx)
+	if err != nil {
+		return err
+	}
+	features := statuses[0].Features
+	row := func(running bool, what string, details ...string) {
+		state := "not yet"
+		if running {
+			state = "running"
+		}
+		fmt.Fprintf(d.out, "  %-8s %-20s %s\n", state, what, details[0])
+		for _, more := range details[1:] {
+			fmt.Fprintf(d.out, "  %-8s %-20s %s\n", "", "", more)
+		}
+	}
+	feature := func(name string) (bool, string) {
+		return features[name] == "running", "the agent says: " + features[name]
+	}
+
+	row(true, "lab", fmt.Sprintf("%d network namespaces on one kernel; the client reaches both nodes via the router", 2+len(d.nodes)))
+	running, _ := feature("model")
+	row(running, "model", d.modelSummary(statuses)...)
+	row(true, "agent", "each node's agent answers /healthz, /readyz and /metrics on its own loopback")
+	row(true, "local API", "sluicectl status reads each agent over <state-dir>/"+localapi.SocketName)
+	running, says := feature("ipam")
+	row(running, "address allocation", says)
+	running, says = feature("bgp")
+	var states []string
+	established := 0
+	for _, s := range sessions {
+		states = append(states, fmt.Sprintf("%s (AS %d) %s", s.Neighbor, s.ASN, s.State))
+		if s.State == peers.Established {
+			established++
+		}
+	}
+	bgp := []string{says, "FRR on the router: " + strings.Join(states, ", ")}
+	if established < len(sessions) {
+		bgp = append(bgp, "(Active/Idle: FRR waits for sessions the agents do not open yet)")
+	}
+	row(running, "BGP announcements", bgp...)
+	running, says = feature("l2announce")
+	row(running, "ARP/NDP answers", says)
+	running, says = feature("datapath")
+	row(running, "eBPF load balancing", says, d.probeService(),
+		"(203.0.113.10 is the address Service demo/legacy asks for)")
+	fmt.Fprintln(d.out, "\n  Later issues fill in the \"not yet\" rows; then this demo shows the client's")
+	fmt.Fprintln(d.out, "  traffic reaching the Service through BGP, ARP/NDP and the eBPF datapath.")
+	return nil
+}
+
+// modelSummary describes what the agents understood, in one line when they agree.
+func (d *demo) modelSummary(statuses []*localapi.Status) []string {
+	describe := func(st *localapi.Status) string {
+		return fmt.Sprintf("%s, %s, %s, %s", plural(len(st.Pools), "IP pool"), plural(len(st.Peers), "BGP peer"),
+			plural(st.ServicesOurs, "LoadBalancer Service"), plural(len(st.Problems)+len(st.InputProblems), "problem"))
+	}
+	first := describe(statuses[0])
+	agree := true
+	for _, st := range statuses[1:] {
+		agree = agree && describe(st) == first
+	}
+	if agree {
+		return []string{"both agents read " + filepath.Base(d.config) + " alike: " + first}
+	}
+	var lines []string
+	for i, st := range statuses {
+		lines = append(lines, d.nodes[i].name+": "+describe(st))
+	}
+	return lines
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
