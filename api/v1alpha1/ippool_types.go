@@ -17,6 +17,7 @@ type IPBlock struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=49
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="cidr must be a CIDR such as 192.0.2.0/24 or 2001:db8::/64"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self).ip() == cidr(self).masked().ip()",message="cidr must have no host bits set (192.0.2.0/24, not 192.0.2.1/24)"
 	CIDR string `json:"cidr,omitempty"`
 	// Start is the first address of the range.
 	// +optional

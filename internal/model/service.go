@@ -16,7 +16,8 @@ import (
 const LoadBalancerClass = "sluice.dev/lb"
 
 // Service annotations, each followed by the MetalLB and Cilium equivalents honoured so that a
-// Service moves over without edits. The first one present wins; different values are an error.
+// Service moves over without edits. The first one present wins; different values are
+// reported as a warning.
 var (
 	AnnotationIPs = []string{
 		"sluice.dev/ips", "metallb.io/loadBalancerIPs", "metallb.universe.tf/loadBalancerIPs",

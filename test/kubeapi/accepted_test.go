@@ -19,6 +19,7 @@ var acceptances = []acceptance{
 	{"IPv4 cidr", ipPool, blocks(block("cidr", "198.51.100.0/24"))},
 	{"IPv6 cidr", ipPool, blocks(block("cidr", "2001:db8::/64"))},
 	{"IPv4 single-address cidr", ipPool, blocks(block("cidr", "192.0.2.7/32"))},
+	{"IPv6 cidr written in capitals", ipPool, blocks(block("cidr", "2001:DB8:1::/64"))},
 	{"IPv4 range", ipPool, blocks(block("start", "192.0.2.10", "stop", "192.0.2.20"))},
 	{"IPv4 range ordered by number, not text", ipPool, blocks(block("start", "192.0.2.9", "stop", "192.0.2.10"))},
 	{"IPv4 range across octets", ipPool, blocks(block("start", "198.51.100.255", "stop", "203.0.113.0"))},
