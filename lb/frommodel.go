@@ -1,0 +1,180 @@
+package lb
+
+import (
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sluice-lb/sluice/internal/model"
+)
+
+// Options are the settings FromModel needs from the agent.
+type Options struct {
+	// RequestedIPs makes the addresses one of our LoadBalancer Services asks for
+	// (spec.loadBalancerIP or the IPs annotation) frontends before they appear in its status:
+	// standalone mode, where no IPAM confirms them.
+	RequestedIPs bool
+	// Algorithm is the backend selection of every Service.
+	Algorithm Algorithm
+}
+
+// Conflict is a frontend that two Services claim. The first Service in key order keeps it.
+type Conflict struct {
+	Frontend Frontend
+	Kept     ServiceKey
+	Dropped  ServiceKey
+}
+
+// FromModel returns what the datapath of a node is programmed with for the Services of a
+// model: one Service per port (TCP or UDP; SCTP is not balanced yet) and address family of
+// each Kubernetes Service that has a frontend in that family. It is pure and deterministic:
+// the result is sorted by key and does not depend on the order of svcs.
+//
+// Frontends are, with scope External, the status.loadBalancer.ingress addresses of a
+// LoadBalancer Service (whoever assigned them, as kube-proxy does), its requested addresses
+// when opts.RequestedIPs is set and it is ours, and spec.externalIPs; with scope Internal,
+// the cluster IPs. An address listed twice is kept once, External winning. A frontend
+// claimed by two Services goes to the first in key order and the other one is reported as a
+// Conflict; a Service left without frontends is dropped.
+//
+// Backends are the endpoints of the frontends' family that have the port: ready ones are
+// Active, serving and terminating ones Terminating, the others left out. Every backend has
+// DefaultWeight and ID 0 (see IDs.Assign). A Service with no backend is kept: the datapath
+// answers it with a refusal, not silence.
+func FromModel(svcs []*model.Service, opts Options) ([]Service, []Conflict) {
+	var out []Service
+	for _, s := range svcs {
+		out = append(out, fromModelService(s, opts)...)
+	}
+	slices.SortFunc(out, func(a, b Service) int { return compareServiceKeys(a.Key, b.Key) })
+
+	type claim struct {
+		addr  netip.Addr
+		port  uint16
+		proto Protocol
+	}
+	owner := map[claim]ServiceKey{}
+	var conflicts []Conflict
+	kept := out[:0]
+	for _, svc := range out {
+		fronts := svc.Frontends[:0]
+		for _, f := range svc.Frontends {
+			c := claim{f.Addr, f.Port, f.Protocol}
+			if k, taken := owner[c]; taken {
+				conflicts = append(conflicts, Conflict{Frontend: f, Kept: k, Dropped: svc.Key})
+				continue
+			}
+			owner[c] = svc.Key
+			fronts = append(fronts, f)
+		}
+		if len(fronts) > 0 {
+			svc.Frontends = fronts
+			kept = append(kept, svc)
+		}
+	}
+	return kept, conflicts
+}
+
+// fromModelService returns the Services of one model Service, in no particular order.
+func fromModelService(s *model.Service, opts Options) []Service {
+	if s.Type == corev1.ServiceTypeExternalName {
+		return nil
+	}
+	var external []netip.Addr
+	if s.Type == corev1.ServiceTypeLoadBalancer {
+		external = append(external, s.IngressIPs...)
+		if opts.RequestedIPs && s.Ours {
+			external = append(external, s.RequestedIPs...)
+		}
+	}
+	external = append(external, s.ExternalIPs...)
+
+	affinity, timeout := AffinityNone, s.AffinityTimeout
+	if s.SessionAffinity == corev1.ServiceAffinityClientIP {
+		affinity = AffinityClientIP
+	} else {
+		timeout = 0
+	}
+
+	var out []Service
+	seen := map[ServiceKey]bool{}
+	for _, p := range s.Ports {
+		proto, ok := protocolOf(p.Protocol)
+		if !ok {
+			continue
+		}
+		for _, fam := range []Family{IPv4, IPv6} {
+			key := ServiceKey{Namespace: s.Key.Namespace, Name: s.Key.Name, Port: p.Name, Family: fam}
+			if seen[key] {
+				continue // a second port of the same name; the API server forbids it
+			}
+			seen[key] = true
+			var fronts []Frontend
+			for _, a := range external {
+				if familyOf(a) == fam {
+					fronts = append(fronts, Frontend{Addr: a, Port: p.Port, Protocol: proto, Scope: ScopeExternal})
+				}
+			}
+			for _, a := range s.ClusterIPs {
+				if familyOf(a) == fam {
+					fronts = append(fronts, Frontend{Addr: a, Port: p.Port, Protocol: proto, Scope: ScopeInternal})
+				}
+			}
+			if len(fronts) == 0 {
+				continue
+			}
+			out = append(out, Service{
+				Key:             key,
+				Frontends:       uniqueFrontends(fronts),
+				Backends:        backendsOf(s.Endpoints, p.Name, proto, fam),
+				Affinity:        affinity,
+				AffinityTimeout: timeout,
+				Algorithm:       opts.Algorithm,
+			})
+		}
+	}
+	return out
+}
+
+// uniqueFrontends sorts frontends and keeps one per address, the External one if any.
+func uniqueFrontends(fronts []Frontend) []Frontend {
+	slices.SortFunc(fronts, compareFrontends)
+	return slices.CompactFunc(fronts, func(a, b Frontend) bool { return a.Addr == b.Addr })
+}
+
+// backendsOf returns, sorted, the backends of the endpoints of family fam for a Service port.
+func backendsOf(eps []model.Endpoint, portName string, proto Protocol, fam Family) []Backend {
+	var out []Backend
+	for _, ep := range eps {
+		if familyOf(ep.Addr) != fam {
+			continue
+		}
+		port, ok := ep.Ports[portName]
+		if !ok || port == 0 {
+			continue
+		}
+		var state BackendState
+		switch {
+		case ep.Terminating && ep.Serving:
+			state = BackendTerminating
+		case ep.Terminating || !ep.Ready:
+			continue
+		default:
+			state = BackendActive
+		}
+		out = append(out, Backend{Addr: ep.Addr, Port: port, Protocol: proto, Weight: DefaultWeight, State: state})
+	}
+	slices.SortFunc(out, func(a, b Backend) int { return compareBackendKeys(a.Key(), b.Key()) })
+	return slices.CompactFunc(out, func(a, b Backend) bool { return a.Key() == b.Key() })
+}
+
+func protocolOf(p corev1.Protocol) (Protocol, bool) {
+	switch p {
+	case corev1.ProtocolTCP, "":
+		return TCP, true
+	case corev1.ProtocolUDP:
+		return UDP, true
+	}
+	return 0, false
+}

@@ -1,0 +1,295 @@
+package lb
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sluice-lb/sluice/internal/model"
+)
+
+func addrs(ss ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		out = append(out, netip.MustParseAddr(s))
+	}
+	return out
+}
+
+func ready(addr string, ports map[string]uint16) model.Endpoint {
+	return model.Endpoint{Addr: netip.MustParseAddr(addr), Ready: true, Serving: true, Ports: ports}
+}
+
+func fe(addr string, port uint16, proto Protocol, scope Scope) Frontend {
+	return Frontend{Addr: netip.MustParseAddr(addr), Port: port, Protocol: proto, Scope: scope}
+}
+
+func be(addr string, port uint16, proto Protocol, state BackendState) Backend {
+	return Backend{Addr: netip.MustParseAddr(addr), Port: port, Protocol: proto, Weight: 1, State: state}
+}
+
+func key(name, port string, fam Family) ServiceKey {
+	return ServiceKey{Namespace: "ns", Name: name, Port: port, Family: fam}
+}
+
+func svc(name string, typ corev1.ServiceType, f func(*model.Service)) *model.Service {
+	s := &model.Service{
+		Key:   types.NamespacedName{Namespace: "ns", Name: name},
+		Type:  typ,
+		Ours:  typ == corev1.ServiceTypeLoadBalancer,
+		Ports: []model.Port{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80}},
+	}
+	f(s)
+	return s
+}
+
+var http8080 = map[string]uint16{"http": 8080}
+
+func TestFromModel(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		in        []*model.Service
+		opts      Options
+		want      []Service
+		conflicts []Conflict
+	}{{
+		name: "cluster IP only",
+		in: []*model.Service{svc("a", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.10")
+			s.Endpoints = []model.Endpoint{ready("10.1.0.2", http8080), ready("10.1.0.1", http8080)}
+		})},
+		want: []Service{{
+			Key:       key("a", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.10", 80, TCP, ScopeInternal)},
+			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive), be("10.1.0.2", 8080, TCP, BackendActive)},
+		}},
+	}, {
+		name: "load balancer with ingress and external IPs",
+		in: []*model.Service{svc("lb", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.11")
+			s.IngressIPs = addrs("192.0.2.10")
+			s.ExternalIPs = addrs("198.51.100.5", "192.0.2.10")
+			s.Endpoints = []model.Endpoint{ready("10.1.0.1", http8080)}
+		})},
+		want: []Service{{
+			Key: key("lb", "http", IPv4),
+			Frontends: []Frontend{
+				fe("10.96.0.11", 80, TCP, ScopeInternal),
+				fe("192.0.2.10", 80, TCP, ScopeExternal),
+				fe("198.51.100.5", 80, TCP, ScopeExternal),
+			},
+			Backends: []Backend{be("10.1.0.1", 8080, TCP, BackendActive)},
+		}},
+	}, {
+		name: "dual stack split by family",
+		in: []*model.Service{svc("ds", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+			s.ClusterIPs = addrs("fd00::10", "10.96.0.12")
+			s.IngressIPs = addrs("192.0.2.20", "2001:db8::20")
+			s.Endpoints = []model.Endpoint{
+				ready("fd01::1", http8080), ready("10.1.0.1", http8080), ready("10.1.0.2", http8080),
+			}
+		})},
+		want: []Service{{
+			Key:       key("ds", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.12", 80, TCP, ScopeInternal), fe("192.0.2.20", 80, TCP, ScopeExternal)},
+			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive), be("10.1.0.2", 8080, TCP, BackendActive)},
+		}, {
+			Key:       key("ds", "http", IPv6),
+			Frontends: []Frontend{fe("2001:db8::20", 80, TCP, ScopeExternal), fe("fd00::10", 80, TCP, ScopeInternal)},
+			Backends:  []Backend{be("fd01::1", 8080, TCP, BackendActive)},
+		}},
+	}, {
+		name: "terminating, not ready and no backend",
+		in: []*model.Service{svc("t", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.13")
+			s.Endpoints = []model.Endpoint{
+				ready("10.1.0.1", http8080),
+				{Addr: netip.MustParseAddr("10.1.0.2"), Serving: true, Terminating: true, Ports: http8080},
+				{Addr: netip.MustParseAddr("10.1.0.3"), Terminating: true, Ports: http8080},
+				{Addr: netip.MustParseAddr("10.1.0.4"), Ports: http8080},
+				{Addr: netip.MustParseAddr("10.1.0.5"), Ready: true, Serving: true, Terminating: true, Ports: http8080},
+			}
+		}), svc("empty", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.14")
+		})},
+		want: []Service{{
+			Key:       key("empty", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.14", 80, TCP, ScopeInternal)},
+		}, {
+			Key:       key("t", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.13", 80, TCP, ScopeInternal)},
+			Backends: []Backend{
+				be("10.1.0.1", 8080, TCP, BackendActive),
+				be("10.1.0.2", 8080, TCP, BackendTerminating),
+				be("10.1.0.5", 8080, TCP, BackendTerminating),
+			},
+		}},
+	}, {
+		name: "named target ports, UDP, SCTP ignored",
+		in: []*model.Service{svc("p", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.15")
+			s.Ports = []model.Port{
+				{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53},
+				{Name: "metrics", Protocol: corev1.ProtocolTCP, Port: 9090},
+				{Name: "sig", Protocol: corev1.ProtocolSCTP, Port: 3868},
+			}
+			s.Endpoints = []model.Endpoint{
+				ready("10.1.0.1", map[string]uint16{"dns": 5353, "metrics": 9100, "sig": 3868}),
+				ready("10.1.0.2", map[string]uint16{"dns": 5354}),
+			}
+		})},
+		want: []Service{{
+			Key:       key("p", "dns", IPv4),
+			Frontends: []Frontend{fe("10.96.0.15", 53, UDP, ScopeInternal)},
+			Backends:  []Backend{be("10.1.0.1", 5353, UDP, BackendActive), be("10.1.0.2", 5354, UDP, BackendActive)},
+		}, {
+			Key:       key("p", "metrics", IPv4),
+			Frontends: []Frontend{fe("10.96.0.15", 9090, TCP, ScopeInternal)},
+			Backends:  []Backend{be("10.1.0.1", 9100, TCP, BackendActive)},
+		}},
+	}, {
+		name: "client IP affinity and random",
+		opts: Options{Algorithm: AlgorithmRandom},
+		in: []*model.Service{svc("aff", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.16")
+			s.SessionAffinity = corev1.ServiceAffinityClientIP
+			s.AffinityTimeout = 30 * time.Second
+		}), svc("none", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.17")
+			s.SessionAffinity = corev1.ServiceAffinityNone
+			s.AffinityTimeout = 30 * time.Second
+		})},
+		want: []Service{{
+			Key:       key("aff", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.16", 80, TCP, ScopeInternal)},
+			Affinity:  AffinityClientIP, AffinityTimeout: 30 * time.Second, Algorithm: AlgorithmRandom,
+		}, {
+			Key:       key("none", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.17", 80, TCP, ScopeInternal)},
+			Algorithm: AlgorithmRandom,
+		}},
+	}, {
+		name: "requested IPs in standalone mode, ours only",
+		opts: Options{RequestedIPs: true},
+		in: []*model.Service{svc("mine", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+			s.RequestedIPs = addrs("192.0.2.30")
+		}), svc("theirs", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+			s.Ours = false
+			s.RequestedIPs = addrs("192.0.2.31")
+			s.IngressIPs = addrs("192.0.2.32")
+		})},
+		want: []Service{{
+			Key:       key("mine", "http", IPv4),
+			Frontends: []Frontend{fe("192.0.2.30", 80, TCP, ScopeExternal)},
+		}, {
+			Key:       key("theirs", "http", IPv4),
+			Frontends: []Frontend{fe("192.0.2.32", 80, TCP, ScopeExternal)},
+		}},
+	}, {
+		name: "requested IPs wait for status with IPAM; stale status, ExternalName and headless ignored",
+		in: []*model.Service{svc("mine", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+			s.RequestedIPs = addrs("192.0.2.30")
+		}), svc("was-lb", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.IngressIPs = addrs("192.0.2.33")
+		}), svc("ext", corev1.ServiceTypeExternalName, func(s *model.Service) {
+			s.ExternalIPs = addrs("192.0.2.34")
+		}), svc("headless", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.Endpoints = []model.Endpoint{ready("10.1.0.1", http8080)}
+		})},
+	}, {
+		name: "conflicting frontends: first in key order wins",
+		in: []*model.Service{svc("b", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ExternalIPs = addrs("198.51.100.9")
+		}), svc("c", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.18")
+			s.ExternalIPs = addrs("198.51.100.9")
+		}), svc("a", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ExternalIPs = addrs("198.51.100.9")
+			s.Ports = append(s.Ports, model.Port{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 80})
+		})},
+		want: []Service{{
+			Key:       key("a", "dns", IPv4),
+			Frontends: []Frontend{fe("198.51.100.9", 80, UDP, ScopeExternal)},
+		}, {
+			Key:       key("a", "http", IPv4),
+			Frontends: []Frontend{fe("198.51.100.9", 80, TCP, ScopeExternal)},
+		}, {
+			Key:       key("c", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.18", 80, TCP, ScopeInternal)},
+		}},
+		conflicts: []Conflict{
+			{Frontend: fe("198.51.100.9", 80, TCP, ScopeExternal), Kept: key("a", "http", IPv4), Dropped: key("b", "http", IPv4)},
+			{Frontend: fe("198.51.100.9", 80, TCP, ScopeExternal), Kept: key("a", "http", IPv4), Dropped: key("c", "http", IPv4)},
+		},
+	}, {
+		name: "an address both cluster and external IP is external",
+		in: []*model.Service{svc("x", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.19")
+			s.ExternalIPs = addrs("10.96.0.19")
+		})},
+		want: []Service{{
+			Key:       key("x", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.19", 80, TCP, ScopeExternal)},
+		}},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, conflicts := FromModel(tc.in, tc.opts)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("services:\n%s\nwant:\n%s", dump(got), dump(tc.want))
+			}
+			if !reflect.DeepEqual(conflicts, tc.conflicts) {
+				t.Errorf("conflicts: %v\nwant: %v", conflicts, tc.conflicts)
+			}
+			// The same model in any order gives the same result.
+			rng := rand.New(rand.NewPCG(5, 6))
+			for range 10 {
+				shuffled := slices.Clone(tc.in)
+				rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+				again, againConflicts := FromModel(shuffled, tc.opts)
+				if !reflect.DeepEqual(again, got) || !reflect.DeepEqual(againConflicts, conflicts) {
+					t.Fatalf("shuffled input gives:\n%s", dump(again))
+				}
+			}
+		})
+	}
+}
+
+func dump(svcs []Service) string {
+	var b strings.Builder
+	for _, s := range svcs {
+		fmt.Fprintf(&b, "  %s affinity %s %s algorithm %s\n", s.Key, s.Affinity, s.AffinityTimeout, s.Algorithm)
+		for _, f := range s.Frontends {
+			fmt.Fprintf(&b, "    frontend %s\n", f)
+		}
+		for _, be := range s.Backends {
+			fmt.Fprintf(&b, "    backend %s\n", be)
+		}
+	}
+	return b.String()
+}
+
+func TestServiceMaglev(t *testing.T) {
+	s := Service{Backends: []Backend{
+		{ID: 1, Addr: netip.MustParseAddr("10.1.0.1"), Port: 80, Weight: 1},
+		{ID: 2, Addr: netip.MustParseAddr("10.1.0.2"), Port: 80, Weight: 1, State: BackendTerminating},
+		{ID: 3, Addr: netip.MustParseAddr("10.1.0.3"), Port: 80, Weight: 1},
+	}}
+	if got := len(s.Active()); got != 2 {
+		t.Fatalf("%d active backends, want 2", got)
+	}
+	table := s.Maglev(0)
+	if len(table) != 251 || shares(table)[2] != 0 {
+		t.Errorf("table of %d slots, shares %v", len(table), shares(table))
+	}
+	if got := (&Service{}).Maglev(0); len(got) != 0 {
+		t.Errorf("no backends: %d slots", len(got))
+	}
+}
