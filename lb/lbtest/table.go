@@ -1,0 +1,201 @@
+// Package lbtest has an in-memory lb.Table for tests: it injects write failures and checks,
+// after every write, that no frontend points at a slot whose backend is missing — the
+// invariant the datapath relies on while the Syncer works.
+package lbtest
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/sluice-lb/sluice/lb"
+)
+
+// ErrInjected is the error of an injected failure.
+var ErrInjected = errors.New("injected write failure")
+
+// Table is an in-memory lb.Table.
+type Table struct {
+	mu        sync.Mutex
+	frontends map[lb.Frontend]lb.FrontendEntry
+	backends  map[uint32]lb.Backend
+	slots     []uint32
+
+	// Fail, when set, is asked before every write ("backends", "slots", "frontends",
+	// "delete-frontends", "delete-backends"); true fails it. A failed batch write may have
+	// applied its first half, as a real batch can.
+	Fail func(op string) bool
+	// Writes counts writes by op.
+	Writes map[string]int
+	// Violations lists every moment the invariant did not hold.
+	Violations []string
+}
+
+// NewTable returns an empty table with slots Maglev slots.
+func NewTable(slots uint32) *Table {
+	return &Table{frontends: map[lb.Frontend]lb.FrontendEntry{}, backends: map[uint32]lb.Backend{},
+		slots: make([]uint32, slots), Writes: map[string]int{}}
+}
+
+func (t *Table) fail(op string) bool {
+	t.Writes[op]++
+	return t.Fail != nil && t.Fail(op)
+}
+
+// check records a violation when a frontend's range is out of bounds or holds a slot whose
+// backend is missing.
+func (t *Table) check(after string) {
+	for f, e := range t.frontends {
+		if e.MaglevBase+e.MaglevSize > uint32(len(t.slots)) {
+			t.Violations = append(t.Violations, fmt.Sprintf("after %s: %s range %d+%d out of bounds", after, f, e.MaglevBase, e.MaglevSize))
+			continue
+		}
+		for _, id := range t.slots[e.MaglevBase : e.MaglevBase+e.MaglevSize] {
+			if _, ok := t.backends[id]; !ok {
+				t.Violations = append(t.Violations, fmt.Sprintf("after %s: %s slot holds missing backend %d", after, f, id))
+				break
+			}
+		}
+	}
+}
+
+// Load implements lb.Table.
+func (t *Table) Load() (map[lb.Frontend]lb.FrontendEntry, map[uint32]lb.Backend, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.frontends), maps.Clone(t.backends), nil
+}
+
+// Slots implements lb.Table.
+func (t *Table) Slots() uint32 { return uint32(len(t.slots)) }
+
+// ReadSlots implements lb.Table.
+func (t *Table) ReadSlots(base, size uint32) ([]uint32, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if base+size > uint32(len(t.slots)) {
+		return nil, fmt.Errorf("slots %d+%d out of bounds", base, size)
+	}
+	return slices.Clone(t.slots[base : base+size]), nil
+}
+
+// WriteSlots implements lb.Table.
+func (t *Table) WriteSlots(base uint32, ids []uint32) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer t.check("slots")
+	if base+uint32(len(ids)) > uint32(len(t.slots)) {
+		return fmt.Errorf("slots %d+%d out of bounds", base, len(ids))
+	}
+	if t.fail("slots") {
+		copy(t.slots[base:], ids[:len(ids)/2])
+		return ErrInjected
+	}
+	copy(t.slots[base:], ids)
+	return nil
+}
+
+// UpdateBackends implements lb.Table.
+func (t *Table) UpdateBackends(bs []lb.Backend) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer t.check("backends")
+	n := len(bs)
+	if t.fail("backends") {
+		n /= 2
+	}
+	for _, b := range bs[:n] {
+		t.backends[b.ID] = b
+	}
+	if n < len(bs) {
+		return ErrInjected
+	}
+	return nil
+}
+
+// DeleteBackends implements lb.Table.
+func (t *Table) DeleteBackends(ids []uint32) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer t.check("delete-backends")
+	n := len(ids)
+	if t.fail("delete-backends") {
+		n /= 2
+	}
+	for _, id := range ids[:n] {
+		delete(t.backends, id)
+	}
+	if n < len(ids) {
+		return ErrInjected
+	}
+	return nil
+}
+
+// UpdateFrontends implements lb.Table.
+func (t *Table) UpdateFrontends(entries map[lb.Frontend]lb.FrontendEntry) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer t.check("frontends")
+	keys := slices.SortedFunc(maps.Keys(entries), func(a, b lb.Frontend) int { return strings.Compare(a.String(), b.String()) })
+	n := len(keys)
+	if t.fail("frontends") {
+		n /= 2
+	}
+	for _, f := range keys[:n] {
+		t.frontends[f] = entries[f]
+	}
+	if n < len(keys) {
+		return ErrInjected
+	}
+	return nil
+}
+
+// DeleteFrontends implements lb.Table.
+func (t *Table) DeleteFrontends(fs []lb.Frontend) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer t.check("delete-frontends")
+	n := len(fs)
+	if t.fail("delete-frontends") {
+		n /= 2
+	}
+	for _, f := range fs[:n] {
+		delete(t.frontends, f)
+	}
+	if n < len(fs) {
+		return ErrInjected
+	}
+	return nil
+}
+
+// Lookup returns the backend the datapath would pick for a frontend and a flow hash, as the
+// BPF program does: slot base + hash % size.
+func (t *Table) Lookup(f lb.Frontend, hash uint32) (lb.Backend, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.frontends[f]
+	if !ok || e.MaglevSize == 0 {
+		return lb.Backend{}, false
+	}
+	b, ok := t.backends[t.slots[e.MaglevBase+hash%e.MaglevSize]]
+	return b, ok
+}
+
+// Frontends returns a copy of the frontends.
+func (t *Table) Frontends() map[lb.Frontend]lb.FrontendEntry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.frontends)
+}
+
+// Backends returns a copy of the backends.
+func (t *Table) Backends() map[uint32]lb.Backend {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.backends)
+}
+
+var _ lb.Table = (*Table)(nil)

@@ -1,0 +1,372 @@
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// ErrNoSlots means the Maglev array has no free run large enough for a service's table: raise
+// the agent's Maglev array size.
+var ErrNoSlots = errors.New("maglev array full")
+
+// SyncerOptions configure a Syncer.
+type SyncerOptions struct {
+	// MaglevMinimum is the smallest Maglev table of a service (see MaglevSize).
+	MaglevMinimum uint32
+	// MaxBackends bounds backend IDs (the backends map's size); 0: no bound.
+	MaxBackends uint32
+}
+
+// SyncStats counts the writes one Set made; a Set with nothing to change writes nothing.
+type SyncStats struct {
+	BackendsUpdated, BackendsDeleted   int
+	FrontendsUpdated, FrontendsDeleted int
+	TablesWritten, SlotsWritten        int
+}
+
+// Writes is the total number of map operations.
+func (s SyncStats) Writes() int {
+	return s.BackendsUpdated + s.BackendsDeleted + s.FrontendsUpdated + s.FrontendsDeleted + s.SlotsWritten
+}
+
+// appliedTable is a service's Maglev table as written.
+type appliedTable struct {
+	base, size uint32
+	slots      []uint32 // nil: not known (read back lazily)
+}
+
+// Syncer makes the datapath's maps hold a desired set of Services, writing only differences.
+// It starts from what the pinned maps hold, keeps backend and service IDs and table ranges
+// stable across restarts, and never flushes. Not safe for concurrent use: one owner calls Set.
+type Syncer struct {
+	table Table
+	opts  SyncerOptions
+	ids   *IDs
+	slots *slotAllocator
+
+	// What the maps are known to hold. An entry a failed write may have touched is dropped,
+	// so the next Set writes it again.
+	frontends map[Frontend]FrontendEntry
+	backends  map[uint32]Backend
+	tables    map[uint32]*appliedTable // by service ID
+
+	serviceIDs map[ServiceKey]uint32
+	idOwners   map[uint32]ServiceKey
+	nextID     uint32
+	// released are replaced table ranges that frontends may still point at: free once the
+	// frontends are written.
+	released []slotRange
+}
+
+// NewSyncer reads back the maps' contents and returns a Syncer that continues from them. No
+// entry is removed until the first Set, which the caller makes only with a complete model.
+func NewSyncer(t Table, opts SyncerOptions) (*Syncer, error) {
+	frontends, backends, err := t.Load()
+	if err != nil {
+		return nil, fmt.Errorf("lb: reading back the datapath maps: %w", err)
+	}
+	s := &Syncer{table: t, opts: opts, slots: newSlotAllocator(t.Slots()), frontends: frontends, backends: backends,
+		tables: map[uint32]*appliedTable{}, serviceIDs: map[ServiceKey]uint32{}, idOwners: map[uint32]ServiceKey{}, nextID: 1}
+	var restored []IDEntry
+	for id, b := range backends {
+		restored = append(restored, IDEntry{ID: id, Key: b.Key()})
+	}
+	s.ids = NewIDs(opts.MaxBackends, restored)
+	for f, e := range frontends {
+		if e.ServiceID >= s.nextID {
+			s.nextID = e.ServiceID + 1
+		}
+		if e.MaglevSize == 0 || s.tables[e.ServiceID] != nil {
+			continue
+		}
+		if err := s.slots.reserve(e.MaglevBase, e.MaglevSize); err != nil {
+			// Inconsistent leftovers: forget the frontend; Set rewrites it.
+			delete(s.frontends, f)
+			continue
+		}
+		s.tables[e.ServiceID] = &appliedTable{base: e.MaglevBase, size: e.MaglevSize}
+	}
+	return s, nil
+}
+
+// desiredService is a service with its IDs and table settled.
+type desiredService struct {
+	svc   Service
+	id    uint32
+	slots []uint32
+	entry FrontendEntry
+}
+
+// Set makes the maps hold exactly the desired services. On error some writes may be done;
+// calling Set again (with the same or newer input) finishes the job.
+func (s *Syncer) Set(desired []Service) (SyncStats, error) {
+	var st SyncStats
+	svcs := make([]Service, len(desired))
+	for i, d := range desired {
+		svcs[i] = d
+		svcs[i].Backends = slices.Clone(d.Backends)
+	}
+	if err := s.ids.Assign(svcs); err != nil {
+		return st, fmt.Errorf("lb: backend IDs: %w", err)
+	}
+	wantBackends := map[uint32]Backend{}
+	for _, svc := range svcs {
+		for _, b := range svc.Backends {
+			wantBackends[b.ID] = b
+		}
+	}
+	services := s.settleServices(svcs)
+
+	// 1. Backends first, so no slot or conntrack entry points at a missing one.
+	var put []Backend
+	for id, b := range wantBackends {
+		if old, ok := s.backends[id]; !ok || old != b {
+			put = append(put, b)
+		}
+	}
+	slices.SortFunc(put, func(a, b Backend) int { return int(a.ID) - int(b.ID) })
+	if len(put) > 0 {
+		if err := s.table.UpdateBackends(put); err != nil {
+			for _, b := range put {
+				delete(s.backends, b.ID)
+			}
+			return st, fmt.Errorf("lb: writing %d backends: %w", len(put), err)
+		}
+		for _, b := range put {
+			s.backends[b.ID] = b
+		}
+		st.BackendsUpdated = len(put)
+	}
+
+	// 2. Frontends no desired service has, then the ranges of services nothing points at any
+	// more: their slots are free for the tables below.
+	wantKeys := map[Frontend]bool{}
+	live := map[uint32]bool{}
+	for _, d := range services {
+		live[d.id] = true
+		for _, f := range d.svc.Frontends {
+			wantKeys[f] = true
+		}
+	}
+	var stale []Frontend
+	for f := range s.frontends {
+		if !wantKeys[f] {
+			stale = append(stale, f)
+		}
+	}
+	if len(stale) > 0 {
+		slices.SortFunc(stale, compareFrontends)
+		if err := s.table.DeleteFrontends(stale); err != nil {
+			return st, fmt.Errorf("lb: deleting %d frontends: %w", len(stale), err)
+		}
+		for _, f := range stale {
+			delete(s.frontends, f)
+		}
+		st.FrontendsDeleted = len(stale)
+	}
+	s.releaseDead(live)
+
+	// 3. Tables: rewritten in place when the size is unchanged (every slot holds a live
+	// backend throughout), or written to a new range that the frontends switch to at once.
+	// A service whose table cannot be written keeps what its frontends had; the others go on.
+	var tableErrs []error
+	failed := map[uint32]bool{}
+	for i := range services {
+		d := &services[i]
+		n, err := s.writeTable(d)
+		st.SlotsWritten += n
+		if n > 0 {
+			st.TablesWritten++
+		}
+		if err != nil {
+			tableErrs = append(tableErrs, err)
+			failed[d.id] = true
+		}
+	}
+
+	// 4. Frontends, now pointing at complete tables.
+	wantFrontends := map[Frontend]FrontendEntry{}
+	for _, d := range services {
+		for _, f := range d.svc.Frontends {
+			if !failed[d.id] {
+				wantFrontends[f] = d.entry
+			} else if old, ok := s.frontends[f]; ok {
+				wantFrontends[f] = old
+			}
+		}
+	}
+	changed := map[Frontend]FrontendEntry{}
+	for f, e := range wantFrontends {
+		if old, ok := s.frontends[f]; !ok || old != e {
+			changed[f] = e
+		}
+	}
+	if len(changed) > 0 {
+		if err := s.table.UpdateFrontends(changed); err != nil {
+			for f := range changed {
+				delete(s.frontends, f)
+			}
+			return st, fmt.Errorf("lb: writing %d frontends: %w", len(changed), err)
+		}
+		for f, e := range changed {
+			s.frontends[f] = e
+		}
+		st.FrontendsUpdated = len(changed)
+	}
+	// 5. Only now that no frontend points at them: replaced ranges and gone backends.
+	for _, r := range s.released {
+		s.slots.release(r.base, r.size)
+	}
+	s.released = nil
+	s.releaseDead(live)
+	for id := range failed {
+		if t := s.tables[id]; t != nil {
+			for _, b := range t.slots {
+				wantBackends[b] = s.backends[b]
+			}
+			if t.slots == nil { // not known: keep every backend until the table is rewritten
+				for b, v := range s.backends {
+					wantBackends[b] = v
+				}
+			}
+		}
+	}
+	var gone []uint32
+	for id := range s.backends {
+		if _, ok := wantBackends[id]; !ok {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) > 0 {
+		slices.Sort(gone)
+		if err := s.table.DeleteBackends(gone); err != nil {
+			return st, fmt.Errorf("lb: deleting %d backends: %w", len(gone), err)
+		}
+		for _, id := range gone {
+			delete(s.backends, id)
+		}
+		st.BackendsDeleted = len(gone)
+	}
+	return st, errors.Join(tableErrs...)
+}
+
+// releaseDead frees the tables and IDs of services that are neither desired (live) nor still
+// pointed at by a frontend (a service whose new table failed keeps its old one).
+func (s *Syncer) releaseDead(live map[uint32]bool) {
+	used := map[uint32]bool{}
+	for _, e := range s.frontends {
+		used[e.ServiceID] = true
+	}
+	for id, t := range s.tables {
+		if !live[id] && !used[id] {
+			s.slots.release(t.base, t.size)
+			delete(s.tables, id)
+		}
+	}
+	for k, id := range s.serviceIDs {
+		if !live[id] && !used[id] {
+			delete(s.serviceIDs, k)
+			delete(s.idOwners, id)
+		}
+	}
+}
+
+// settleServices gives each service its ID (kept from before, or read back from its
+// frontends after a restart) and builds its Maglev table.
+func (s *Syncer) settleServices(svcs []Service) []desiredService {
+	out := make([]desiredService, len(svcs))
+	taken := map[uint32]bool{}
+	for i, svc := range svcs {
+		out[i].svc = svc
+		if id, ok := s.serviceIDs[svc.Key]; ok && !taken[id] {
+			out[i].id, taken[id] = id, true
+		}
+	}
+	for i := range out {
+		if out[i].id != 0 {
+			continue
+		}
+		for _, f := range out[i].svc.Frontends {
+			if e, ok := s.frontends[f]; ok && e.ServiceID != 0 && !taken[e.ServiceID] && !s.claimed(e.ServiceID) {
+				out[i].id = e.ServiceID
+				break
+			}
+		}
+		if out[i].id == 0 {
+			for taken[s.nextID] || s.claimed(s.nextID) || s.tables[s.nextID] != nil {
+				s.nextID++
+			}
+			out[i].id = s.nextID
+			s.nextID++
+		}
+		taken[out[i].id] = true
+	}
+	for i := range out {
+		d := &out[i]
+		if old, ok := s.serviceIDs[d.svc.Key]; ok && old != d.id {
+			delete(s.idOwners, old)
+		}
+		s.serviceIDs[d.svc.Key] = d.id
+		s.idOwners[d.id] = d.svc.Key
+		d.slots = d.svc.Maglev(s.opts.MaglevMinimum)
+		d.entry = FrontendEntry{ServiceID: d.id, MaglevSize: uint32(len(d.slots)),
+			AffinityTimeout: d.svc.AffinityTimeout.Truncate(time.Second), Random: d.svc.Algorithm == AlgorithmRandom}
+		if d.svc.Affinity != AffinityClientIP {
+			d.entry.AffinityTimeout = 0
+		}
+	}
+	return out
+}
+
+// claimed reports whether a service ID belongs to a service key in this Syncer's memory.
+func (s *Syncer) claimed(id uint32) bool {
+	_, ok := s.idOwners[id]
+	return ok
+}
+
+// writeTable makes d's Maglev table present and sets d.entry.MaglevBase. It returns the
+// number of slots written; a replaced range goes to s.released.
+func (s *Syncer) writeTable(d *desiredService) (int, error) {
+	size := uint32(len(d.slots))
+	cur := s.tables[d.id]
+	if cur != nil && cur.size == size && size > 0 {
+		d.entry.MaglevBase = cur.base
+		if cur.slots == nil {
+			if got, err := s.table.ReadSlots(cur.base, cur.size); err == nil {
+				cur.slots = got
+			}
+		}
+		if slices.Equal(cur.slots, d.slots) {
+			return 0, nil
+		}
+		if err := s.table.WriteSlots(cur.base, d.slots); err != nil {
+			cur.slots = nil
+			return 0, fmt.Errorf("lb: writing the Maglev table of %s: %w", d.svc.Key, err)
+		}
+		cur.slots = d.slots
+		return len(d.slots), nil
+	}
+	if size == 0 {
+		if cur != nil {
+			s.released = append(s.released, slotRange{cur.base, cur.size})
+			delete(s.tables, d.id)
+		}
+		return 0, nil
+	}
+	base, ok := s.slots.alloc(size)
+	if !ok {
+		return 0, fmt.Errorf("lb: %s needs %d slots, %d free: %w", d.svc.Key, size, s.slots.available(), ErrNoSlots)
+	}
+	if err := s.table.WriteSlots(base, d.slots); err != nil {
+		s.slots.release(base, size)
+		return 0, fmt.Errorf("lb: writing the Maglev table of %s: %w", d.svc.Key, err)
+	}
+	if cur != nil {
+		s.released = append(s.released, slotRange{cur.base, cur.size})
+	}
+	s.tables[d.id] = &appliedTable{base: base, size: size, slots: d.slots}
+	d.entry.MaglevBase = base
+	return len(d.slots), nil
+}

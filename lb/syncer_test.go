@@ -1,0 +1,266 @@
+package lb_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/sluice-lb/sluice/lb"
+	"github.com/sluice-lb/sluice/lb/lbtest"
+)
+
+// svc builds a TCP service on vip:80 with backends "addr:port" (a "~" prefix: terminating).
+func svc(name, vip string, backends ...string) lb.Service {
+	s := lb.Service{Key: lb.ServiceKey{Namespace: "ns", Name: name, Port: "http", Family: lb.IPv4},
+		Frontends: []lb.Frontend{{Addr: netip.MustParseAddr(vip), Port: 80, Protocol: lb.TCP}}}
+	for _, b := range backends {
+		state := lb.BackendActive
+		if strings.HasPrefix(b, "~") {
+			state, b = lb.BackendTerminating, b[1:]
+		}
+		ap := netip.MustParseAddrPort(b)
+		s.Backends = append(s.Backends, lb.Backend{Addr: ap.Addr(), Port: ap.Port(), Protocol: lb.TCP, Weight: 1, State: state})
+	}
+	return s
+}
+
+// resolved is what the datapath resolves: for each frontend, the backend key of every slot,
+// and the backends map by key. It does not depend on IDs or slot bases.
+func resolved(t *testing.T, tab *lbtest.Table) string {
+	t.Helper()
+	backends := tab.Backends()
+	var lines []string
+	for f, e := range tab.Frontends() {
+		var slots []string
+		for h := uint32(0); h < e.MaglevSize; h++ {
+			b, ok := tab.Lookup(f, h)
+			if !ok {
+				t.Fatalf("%s: slot %d holds a missing backend", f, h)
+			}
+			slots = append(slots, b.Key().String())
+		}
+		lines = append(lines, fmt.Sprintf("%s -> size %d affinity %s [%s]", f, e.MaglevSize, e.AffinityTimeout, strings.Join(slots, " ")))
+	}
+	for _, b := range backends {
+		lines = append(lines, "backend "+b.Key().String()+" "+b.State.String())
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func newSyncer(t *testing.T, tab *lbtest.Table) *lb.Syncer {
+	t.Helper()
+	s, err := lb.NewSyncer(tab, lb.SyncerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSyncerProgramsAndIsIdempotent(t *testing.T) {
+	tab := lbtest.NewTable(1 << 14)
+	s := newSyncer(t, tab)
+	desired := []lb.Service{
+		svc("a", "203.0.113.1", "198.51.100.1:8080", "198.51.100.2:8080", "198.51.100.3:8080"),
+		svc("b", "203.0.113.2", "198.51.100.1:8080", "~198.51.100.4:8080"),
+		svc("empty", "203.0.113.3"),
+	}
+	st, err := s.Set(desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BackendsUpdated != 4 || st.FrontendsUpdated != 3 || st.TablesWritten != 2 {
+		t.Fatalf("first Set: %+v", st)
+	}
+	fr := tab.Frontends()
+	a, b, empty := fr[desired[0].Frontends[0]], fr[desired[1].Frontends[0]], fr[desired[2].Frontends[0]]
+	if a.MaglevSize != lb.MaglevSize(3, 0) || b.MaglevSize != lb.MaglevSize(1, 0) || empty.MaglevSize != 0 || a.ServiceID == b.ServiceID {
+		t.Fatalf("entries: a %+v b %+v empty %+v", a, b, empty)
+	}
+	// Every active backend of a has slots; b's terminating backend has none but stays in the
+	// backends map, so its established flows keep working.
+	seen := map[string]int{}
+	for h := uint32(0); h < a.MaglevSize; h++ {
+		be, _ := tab.Lookup(desired[0].Frontends[0], h)
+		seen[be.Key().String()]++
+	}
+	if len(seen) != 3 {
+		t.Fatalf("a's slots cover %v", seen)
+	}
+	for h := uint32(0); h < b.MaglevSize; h++ {
+		if be, _ := tab.Lookup(desired[1].Frontends[0], h); be.State != lb.BackendActive {
+			t.Fatal("a terminating backend must take no new flows")
+		}
+	}
+	if len(tab.Backends()) != 4 {
+		t.Fatalf("backends: %v", tab.Backends())
+	}
+	st, err = s.Set(desired)
+	if err != nil || st.Writes() != 0 {
+		t.Fatalf("second Set wrote %+v (%v); it must write nothing", st, err)
+	}
+	if len(tab.Violations) > 0 {
+		t.Fatal(tab.Violations)
+	}
+}
+
+// TestSyncerOrderIndependent: the order of the desired services changes nothing.
+func TestSyncerOrderIndependent(t *testing.T) {
+	tab := lbtest.NewTable(1 << 14)
+	s := newSyncer(t, tab)
+	var desired []lb.Service
+	for i := 0; i < 20; i++ {
+		desired = append(desired, svc(fmt.Sprint("s", i), fmt.Sprintf("203.0.113.%d", i+1), fmt.Sprintf("198.51.100.%d:80", i%7+1), fmt.Sprintf("198.51.100.%d:80", i%5+20)))
+	}
+	if _, err := s.Set(desired); err != nil {
+		t.Fatal(err)
+	}
+	want := resolved(t, tab)
+	r := rand.New(rand.NewSource(7))
+	for i := 0; i < 20; i++ {
+		r.Shuffle(len(desired), func(i, j int) { desired[i], desired[j] = desired[j], desired[i] })
+		st, err := s.Set(desired)
+		if err != nil || st.Writes() != 0 || resolved(t, tab) != want {
+			t.Fatalf("shuffle %d: %+v %v", i, st, err)
+		}
+	}
+}
+
+// history is a sequence of desired states: services come and go, backends are added,
+// removed and terminated, table sizes change.
+func history() [][]lb.Service {
+	var out [][]lb.Service
+	for step := 0; step < 12; step++ {
+		var state []lb.Service
+		for i := 0; i < 8; i++ {
+			if (i+step)%5 == 0 {
+				continue // this service is absent in this step
+			}
+			n := (i+step)%4 + 1
+			var backends []string
+			for j := 0; j < n; j++ {
+				b := fmt.Sprintf("198.51.100.%d:8080", (i*3+j+step)%13+1)
+				if j == 0 && step%3 == 1 {
+					b = "~" + b
+				}
+				backends = append(backends, b)
+			}
+			state = append(state, svc(fmt.Sprint("s", i), fmt.Sprintf("203.0.113.%d", i+1), backends...))
+		}
+		out = append(out, state)
+	}
+	return out
+}
+
+// TestSyncerConvergesUnderFailures: with writes failing at random (half-applied batches),
+// repeating Set converges to what a clean run gives, and at no moment does a frontend point
+// at a slot whose backend is missing.
+func TestSyncerConvergesUnderFailures(t *testing.T) {
+	clean := lbtest.NewTable(1 << 13)
+	cs := newSyncer(t, clean)
+	faulty := lbtest.NewTable(1 << 13)
+	r := rand.New(rand.NewSource(42))
+	faulty.Fail = func(string) bool { return r.Intn(3) == 0 }
+	fs := newSyncer(t, faulty)
+	failures := 0
+	for step, desired := range history() {
+		if _, err := cs.Set(desired); err != nil {
+			t.Fatal(err)
+		}
+		for try := 0; ; try++ {
+			_, err := fs.Set(desired)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, lbtest.ErrInjected) || try > 100 {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			failures++
+		}
+		if got, want := resolved(t, faulty), resolved(t, clean); got != want {
+			t.Fatalf("step %d: after failures the datapath resolves\n%s\nwant\n%s", step, got, want)
+		}
+		if len(faulty.Violations) > 0 {
+			t.Fatalf("step %d: %v", step, faulty.Violations[:1])
+		}
+	}
+	if failures < 10 {
+		t.Fatalf("only %d injected failures: the test did not exercise recovery", failures)
+	}
+	t.Logf("converged through %d injected failures", failures)
+}
+
+// TestSyncerRestart: a new Syncer over the same maps (an agent restart) writes nothing for
+// the same input and keeps every ID; then a change touches only what changed.
+func TestSyncerRestart(t *testing.T) {
+	tab := lbtest.NewTable(1 << 14)
+	desired := history()[3]
+	if _, err := newSyncer(t, tab).Set(desired); err != nil {
+		t.Fatal(err)
+	}
+	beforeF, beforeB := tab.Frontends(), tab.Backends()
+	s := newSyncer(t, tab)
+	st, err := s.Set(desired)
+	if err != nil || st.Writes() != 0 {
+		t.Fatalf("Set after restart wrote %+v (%v)", st, err)
+	}
+	if !equalMaps(tab.Frontends(), beforeF) || !equalMaps(tab.Backends(), beforeB) {
+		t.Fatal("IDs or ranges changed across the restart")
+	}
+	// Drop one backend of one service.
+	changed := slices.Clone(desired)
+	changed[0].Backends = changed[0].Backends[1:]
+	st, err = s.Set(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.FrontendsDeleted != 0 || st.BackendsUpdated != 0 || st.TablesWritten != 1 {
+		t.Fatalf("one backend fewer: %+v", st)
+	}
+	for id, b := range tab.Backends() {
+		if beforeB[id] != b {
+			t.Fatalf("backend %d changed: %v -> %v", id, beforeB[id], b)
+		}
+	}
+}
+
+func equalMaps[K comparable, V comparable](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestSyncerSlotsExhausted: a service that does not fit is reported; the others work.
+func TestSyncerSlotsExhausted(t *testing.T) {
+	tab := lbtest.NewTable(lb.MaglevSize(1, 0) + 10)
+	s := newSyncer(t, tab)
+	_, err := s.Set([]lb.Service{svc("a", "203.0.113.1", "198.51.100.1:80"), svc("b", "203.0.113.2", "198.51.100.2:80")})
+	if !errors.Is(err, lb.ErrNoSlots) || !strings.Contains(err.Error(), "ns/b") {
+		t.Fatalf("err = %v, want ErrNoSlots naming ns/b", err)
+	}
+	fr := tab.Frontends()
+	if e, ok := fr[svc("a", "203.0.113.1").Frontends[0]]; !ok || e.MaglevSize == 0 {
+		t.Fatal("service a must be programmed")
+	}
+	if _, ok := fr[svc("b", "203.0.113.2").Frontends[0]]; ok {
+		t.Fatal("service b cannot be programmed without slots")
+	}
+	// Removing a frees its slots for b.
+	if _, err := s.Set([]lb.Service{svc("b", "203.0.113.2", "198.51.100.2:80")}); err != nil {
+		t.Fatal(err)
+	}
+	if len(tab.Violations) > 0 {
+		t.Fatal(tab.Violations)
+	}
+}
