@@ -163,7 +163,7 @@ func backendsOf(eps []model.Endpoint, portName string, proto Protocol, fam Famil
 		default:
 			state = BackendActive
 		}
-		out = append(out, Backend{Addr: ep.Addr, Port: port, Protocol: proto, Weight: DefaultWeight, State: state})
+		out = append(out, Backend{Addr: ep.Addr, Port: port, Weight: DefaultWeight, State: state})
 	}
 	slices.SortFunc(out, func(a, b Backend) int { return compareBackendKeys(a.Key(), b.Key()) })
 	return slices.CompactFunc(out, func(a, b Backend) bool { return a.Key() == b.Key() })

@@ -33,7 +33,8 @@ func fe(addr string, port uint16, proto Protocol, scope Scope) Frontend {
 }
 
 func be(addr string, port uint16, proto Protocol, state BackendState) Backend {
-	return Backend{Addr: netip.MustParseAddr(addr), Port: port, Protocol: proto, Weight: 1, State: state}
+	_ = proto
+	return Backend{Addr: netip.MustParseAddr(addr), Port: port, Weight: 1, State: state}
 }
 
 func key(name, port string, fam Family) ServiceKey {

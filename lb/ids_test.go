@@ -8,7 +8,8 @@ import (
 )
 
 func bk(addr string, port uint16, proto Protocol) BackendKey {
-	return BackendKey{Addr: netip.MustParseAddr(addr), Port: port, Protocol: proto}
+	_ = proto
+	return BackendKey{Addr: netip.MustParseAddr(addr), Port: port}
 }
 
 var (
@@ -41,26 +42,30 @@ func TestIDsSet(t *testing.T) {
 	if err := a.Set([]BackendKey{kB, kA, kAUDP, kA}); err != nil {
 		t.Fatal(err)
 	}
-	// New keys are numbered in key order; the protocol is part of the key.
-	wantIDs(t, a, map[BackendKey]uint32{kA: 1, kAUDP: 2, kB: 3})
+	// New keys are numbered in key order; the TCP and UDP ports of one endpoint share an ID.
+	wantIDs(t, a, map[BackendKey]uint32{kA: 1, kB: 2})
 
-	// Kept keys keep their IDs, a removed one is freed, a new one gets a fresh ID.
+	// Kept keys keep their IDs, a new one gets a fresh ID.
 	if err := a.Set([]BackendKey{kC, kB, kA}); err != nil {
 		t.Fatal(err)
 	}
-	wantIDs(t, a, map[BackendKey]uint32{kA: 1, kB: 3, kC: 4})
+	wantIDs(t, a, map[BackendKey]uint32{kA: 1, kB: 2, kC: 3})
 
 	// Idempotent.
 	if err := a.Set([]BackendKey{kA, kB, kC}); err != nil {
 		t.Fatal(err)
 	}
-	wantIDs(t, a, map[BackendKey]uint32{kA: 1, kB: 3, kC: 4})
+	wantIDs(t, a, map[BackendKey]uint32{kA: 1, kB: 2, kC: 3})
 
-	// A freed ID is not handed out again at once, even to the key that had it.
-	if err := a.Set([]BackendKey{kA, kB, kC, kAUDP}); err != nil {
+	// A removed key frees its ID, which is not handed out again at once, even to that key.
+	if err := a.Set([]BackendKey{kA, kC}); err != nil {
 		t.Fatal(err)
 	}
-	wantIDs(t, a, map[BackendKey]uint32{kA: 1, kB: 3, kC: 4, kAUDP: 5})
+	wantIDs(t, a, map[BackendKey]uint32{kA: 1, kC: 3})
+	if err := a.Set([]BackendKey{kA, kB, kC}); err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, a, map[BackendKey]uint32{kA: 1, kB: 4, kC: 3})
 
 	if err := a.Set(nil); err != nil {
 		t.Fatal(err)
@@ -120,11 +125,11 @@ func TestIDsAssign(t *testing.T) {
 	a := NewIDs(0, []IDEntry{{ID: 42, Key: kB}})
 	svcs := []Service{
 		{Key: key("a", "http", IPv4), Backends: []Backend{
-			{Addr: kA.Addr, Port: 80, Protocol: TCP, Weight: 1},
-			{Addr: kB.Addr, Port: 80, Protocol: TCP, Weight: 1},
+			{Addr: kA.Addr, Port: 80, Weight: 1},
+			{Addr: kB.Addr, Port: 80, Weight: 1},
 		}},
 		{Key: key("b", "http", IPv4), Backends: []Backend{
-			{Addr: kB.Addr, Port: 80, Protocol: TCP, Weight: 1, State: BackendTerminating},
+			{Addr: kB.Addr, Port: 80, Weight: 1, State: BackendTerminating},
 		}},
 	}
 	if err := a.Assign(svcs); err != nil {

@@ -20,7 +20,7 @@ func testBackends(n int, v6 bool) []Backend {
 		if v6 {
 			a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i / 256), 15: byte(i % 256)})
 		}
-		out[i] = Backend{ID: uint32(i + 1), Addr: a, Port: 8080, Protocol: TCP, Weight: 1}
+		out[i] = Backend{ID: uint32(i + 1), Addr: a, Port: 8080, Weight: 1}
 	}
 	return out
 }

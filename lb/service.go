@@ -81,10 +81,9 @@ func (s BackendState) String() string {
 // Backend is an address traffic to a Service is sent to.
 type Backend struct {
 	// ID identifies the backend in the datapath's maps; 0 until IDs.Assign sets it.
-	ID       uint32
-	Addr     netip.Addr
-	Port     uint16
-	Protocol Protocol
+	ID   uint32
+	Addr netip.Addr
+	Port uint16
 	// Weight is the backend's relative share of new flows; 0 takes none.
 	Weight uint16
 	State  BackendState
@@ -95,27 +94,27 @@ const DefaultWeight = 1
 
 // Key returns what identifies the backend across Services and restarts.
 func (b Backend) Key() BackendKey {
-	return BackendKey{Addr: b.Addr, Port: b.Port, Protocol: b.Protocol}
+	return BackendKey{Addr: b.Addr, Port: b.Port}
 }
 
 func (b Backend) String() string {
-	return fmt.Sprintf("%s/%s#%d weight %d %s",
-		netip.AddrPortFrom(b.Addr, b.Port), b.Protocol, b.ID, b.Weight, b.State)
+	return fmt.Sprintf("%s#%d weight %d %s",
+		netip.AddrPortFrom(b.Addr, b.Port), b.ID, b.Weight, b.State)
 }
 
-// BackendKey is what a backend ID stands for.
+// BackendKey is what a backend ID stands for: an address and port. The protocol is the
+// frontend's, so the TCP and UDP ports of one endpoint share a backend.
 type BackendKey struct {
-	Addr     netip.Addr
-	Port     uint16
-	Protocol Protocol
+	Addr netip.Addr
+	Port uint16
 }
 
 func (k BackendKey) String() string {
-	return netip.AddrPortFrom(k.Addr, k.Port).String() + "/" + k.Protocol.String()
+	return netip.AddrPortFrom(k.Addr, k.Port).String()
 }
 
 func compareBackendKeys(a, b BackendKey) int {
-	return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Protocol, b.Protocol))
+	return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Port, b.Port))
 }
 
 // Family is an address family.

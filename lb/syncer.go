@@ -122,7 +122,7 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 	// 1. Backends first, so no slot or conntrack entry points at a missing one.
 	var put []Backend
 	for id, b := range wantBackends {
-		if old, ok := s.backends[id]; !ok || old != b {
+		if old, ok := s.backends[id]; !ok || !sameStored(old, b) {
 			put = append(put, b)
 		}
 	}
@@ -250,6 +250,12 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 		st.BackendsDeleted = len(gone)
 	}
 	return st, errors.Join(tableErrs...)
+}
+
+// sameStored reports whether two backends are the same in the backends map, which holds the
+// address, port and state (the weight lives in the Maglev table).
+func sameStored(a, b Backend) bool {
+	return a.ID == b.ID && a.Addr == b.Addr && a.Port == b.Port && a.State == b.State
 }
 
 // releaseDead frees the tables and IDs of services that are neither desired (live) nor still

@@ -24,7 +24,7 @@ func svc(name, vip string, backends ...string) lb.Service {
 			state, b = lb.BackendTerminating, b[1:]
 		}
 		ap := netip.MustParseAddrPort(b)
-		s.Backends = append(s.Backends, lb.Backend{Addr: ap.Addr(), Port: ap.Port(), Protocol: lb.TCP, Weight: 1, State: state})
+		s.Backends = append(s.Backends, lb.Backend{Addr: ap.Addr(), Port: ap.Port(), Weight: 1, State: state})
 	}
 	return s
 }

@@ -24,6 +24,7 @@ type Table interface {
 	Slots() uint32
 	ReadSlots(base, size uint32) ([]uint32, error)
 	WriteSlots(base uint32, ids []uint32) error
+	// UpdateBackends stores each backend's ID, address, port and state.
 	UpdateBackends(backends []Backend) error
 	DeleteBackends(ids []uint32) error
 	UpdateFrontends(entries map[Frontend]FrontendEntry) error

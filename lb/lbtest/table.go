@@ -108,7 +108,8 @@ func (t *Table) UpdateBackends(bs []lb.Backend) error {
 		n /= 2
 	}
 	for _, b := range bs[:n] {
-		t.backends[b.ID] = b
+		// Only what the BPF map holds: no weight.
+		t.backends[b.ID] = lb.Backend{ID: b.ID, Addr: b.Addr, Port: b.Port, State: b.State}
 	}
 	if n < len(bs) {
 		return ErrInjected
