@@ -83,7 +83,7 @@ func TestXDPAttachVeth(t *testing.T) {
 		ipCmd(t, "-n", ns, "link", "set", addrs[0], "up")
 	}
 
-	d := loadDatapath(t, Options{})
+	d := mustLoad(t, Options{})
 	var l link.Link
 	if err := inNetns(t, nsB, func() error {
 		ifc, err := net.InterfaceByName("veth-b")

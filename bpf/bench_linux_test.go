@@ -42,8 +42,8 @@ func BenchmarkXDPPass(b *testing.B) {
 		prog *ebpf.Program
 	}{
 		{"empty", empty},
-		{"counters", loadDatapath(b, Options{}).XDPProgram()},
-		{"no_counters", loadDatapath(b, Options{DisableCounters: true}).XDPProgram()},
+		{"counters", mustLoad(b, Options{}).XDPProgram()},
+		{"no_counters", mustLoad(b, Options{DisableCounters: true}).XDPProgram()},
 	}
 	for _, p := range progs {
 		for _, f := range frames {

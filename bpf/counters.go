@@ -5,27 +5,41 @@ import (
 	"strings"
 )
 
-// Counter is one packet outcome the datapath counts: every packet an attached
-// program sees is counted under exactly one Counter. The values are the C
-// enum counter_id (lib/structs.h); they only ever grow, because the pinned
-// counters map outlives the agent.
+// Counter is one packet outcome the datapath counts. There are two groups:
+// the classes (CounterNonIP to CounterMalformedL4), of which the XDP program
+// counts every packet it sees under exactly one; and the load-balancer
+// outcomes (CounterFwdNew and after), counted in addition for the packets
+// the load balancer acted on, by XDP and by the TC programs (which count
+// only outcomes). Traffic not for a frontend has a class and no outcome. The
+// values are the C enum counter_id (lib/structs.h); they only ever grow,
+// because the pinned counters map outlives the agent.
 type Counter uint32
 
 // The counters, as generated from enum counter_id.
 const (
-	CounterNonIP       = Counter(xdpCounterIdCOUNTER_NON_IP)       // neither IPv4 nor IPv6 (ARP, LLDP, QinQ, ...)
-	CounterIPv4TCP     = Counter(xdpCounterIdCOUNTER_IPV4TCP)      // IPv4 with a complete TCP header
-	CounterIPv4UDP     = Counter(xdpCounterIdCOUNTER_IPV4UDP)      // IPv4 with a complete UDP header
-	CounterIPv4Other   = Counter(xdpCounterIdCOUNTER_IPV4OTHER)    // other IPv4 protocols, non-first fragments
-	CounterIPv6TCP     = Counter(xdpCounterIdCOUNTER_IPV6TCP)      // IPv6 with a complete TCP header
-	CounterIPv6UDP     = Counter(xdpCounterIdCOUNTER_IPV6UDP)      // IPv6 with a complete UDP header
-	CounterIPv6Other   = Counter(xdpCounterIdCOUNTER_IPV6OTHER)    // other next headers, extension headers
-	CounterMalformedL2 = Counter(xdpCounterIdCOUNTER_MALFORMED_L2) // Ethernet or VLAN header cut short
-	CounterMalformedL3 = Counter(xdpCounterIdCOUNTER_MALFORMED_L3) // bad IP header, IP length past the frame
-	CounterMalformedL4 = Counter(xdpCounterIdCOUNTER_MALFORMED_L4) // TCP/UDP header not within the IP payload
+	CounterNonIP       = Counter(datapathCounterIdCOUNTER_NON_IP)       // neither IPv4 nor IPv6 (ARP, LLDP, QinQ, ...)
+	CounterIPv4TCP     = Counter(datapathCounterIdCOUNTER_IPV4TCP)      // IPv4 with a complete TCP header
+	CounterIPv4UDP     = Counter(datapathCounterIdCOUNTER_IPV4UDP)      // IPv4 with a complete UDP header
+	CounterIPv4Other   = Counter(datapathCounterIdCOUNTER_IPV4OTHER)    // other IPv4 protocols, non-first fragments
+	CounterIPv6TCP     = Counter(datapathCounterIdCOUNTER_IPV6TCP)      // IPv6 with a complete TCP header
+	CounterIPv6UDP     = Counter(datapathCounterIdCOUNTER_IPV6UDP)      // IPv6 with a complete UDP header
+	CounterIPv6Other   = Counter(datapathCounterIdCOUNTER_IPV6OTHER)    // other next headers, extension headers
+	CounterMalformedL2 = Counter(datapathCounterIdCOUNTER_MALFORMED_L2) // Ethernet or VLAN header cut short
+	CounterMalformedL3 = Counter(datapathCounterIdCOUNTER_MALFORMED_L3) // bad IP header, IP length past the frame
+	CounterMalformedL4 = Counter(datapathCounterIdCOUNTER_MALFORMED_L4) // TCP/UDP header not within the IP payload
+
+	CounterFwdNew         = Counter(datapathCounterIdCOUNTER_FWD_NEW)         // new flow: backend selected, destination rewritten
+	CounterFwdEstablished = Counter(datapathCounterIdCOUNTER_FWD_ESTABLISHED) // conntrack hit: destination rewritten
+	CounterRevNAT         = Counter(datapathCounterIdCOUNTER_REV_NAT)         // reply: source rewritten to the frontend (TC egress)
+	CounterNoBackendRST   = Counter(datapathCounterIdCOUNTER_NO_BACKEND_RST)  // no usable backend: answered with a TCP RST
+	CounterNoBackendICMP  = Counter(datapathCounterIdCOUNTER_NO_BACKEND_ICMP) // no usable backend: answered ICMP(v6) port unreachable
+	CounterNoBackendDrop  = Counter(datapathCounterIdCOUNTER_NO_BACKEND_DROP) // no usable backend, not answerable (RST, TC): dropped
+	CounterICMPErrorIn    = Counter(datapathCounterIdCOUNTER_ICMP_ERR_IN)     // ICMP error about a reply translated to the backend
+	CounterICMPErrorOut   = Counter(datapathCounterIdCOUNTER_ICMP_ERR_OUT)    // ICMP error about a forwarded packet translated to the frontend
+	CounterCTExpired      = Counter(datapathCounterIdCOUNTER_CT_EXPIRED)      // conntrack entry expired or stale: selected again
 
 	// NumCounters is the number of counters (and of counters map entries).
-	NumCounters = int(xdpCounterIdCOUNTER_MAX)
+	NumCounters = int(datapathCounterIdCOUNTER_MAX)
 )
 
 var counterNames = [NumCounters]string{
@@ -39,6 +53,16 @@ var counterNames = [NumCounters]string{
 	CounterMalformedL2: "malformed_l2",
 	CounterMalformedL3: "malformed_l3",
 	CounterMalformedL4: "malformed_l4",
+
+	CounterFwdNew:         "fwd_new",
+	CounterFwdEstablished: "fwd_established",
+	CounterRevNAT:         "rev_nat",
+	CounterNoBackendRST:   "no_backend_rst",
+	CounterNoBackendICMP:  "no_backend_icmp",
+	CounterNoBackendDrop:  "no_backend_drop",
+	CounterICMPErrorIn:    "icmp_error_in",
+	CounterICMPErrorOut:   "icmp_error_out",
+	CounterCTExpired:      "ct_expired",
 }
 
 // String returns the counter's name in snake_case, suitable as a metric label.

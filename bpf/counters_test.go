@@ -11,7 +11,7 @@ func TestCounterNames(t *testing.T) {
 		}
 		seen[name] = true
 	}
-	if got := Counter(NumCounters).String(); got != "counter_10" {
+	if got := Counter(NumCounters).String(); got != "counter_19" {
 		t.Errorf("unknown counter String() = %q", got)
 	}
 	if CounterIPv4TCP.String() != "ipv4_tcp" || CounterMalformedL4.String() != "malformed_l4" {

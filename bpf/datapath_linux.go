@@ -26,14 +26,64 @@ type Options struct {
 	// DisableVLAN makes the parser treat VLAN-tagged frames as non-IP
 	// instead of looking through one 802.1Q / 802.1ad tag.
 	DisableVLAN bool
+	// DisableEvents stops the programs from writing to the events ring
+	// buffer.
+	DisableEvents bool
+
+	// Sizes are the maps' capacities; zero fields keep the defaults of
+	// lib/maps.h. A pinned map created with another size fails Load with
+	// ebpf.ErrMapIncompatible.
+	Sizes MapSizes
+
+	// Timeouts are the conntrack timeouts; zero fields keep the kernel's
+	// defaults ([DefaultTimeouts]).
+	Timeouts Timeouts
+}
+
+// MapSizes are the max_entries of the sized maps (0: the default).
+type MapSizes struct {
+	Frontends uint32 // default 65536
+	Backends  uint32 // default 65536
+	Maglev    uint32 // slots over all services; default 1<<20
+	Conntrack uint32 // flows x 2 (both directions); default 262144
+	Affinity  uint32 // default 65536
 }
 
 // nodeConfig returns the per-node constants (struct config) for opts.
-func (o Options) nodeConfig() xdpConfig {
-	return xdpConfig{
-		Counters: boolByte(!o.DisableCounters),
-		Vlan:     boolByte(!o.DisableVLAN),
+func (o Options) nodeConfig() datapathConfig {
+	t := o.Timeouts.withDefaults()
+	return datapathConfig{
+		Counters:         boolByte(!o.DisableCounters),
+		Vlan:             boolByte(!o.DisableVLAN),
+		Events:           boolByte(!o.DisableEvents),
+		CtTcpSynSent:     seconds(t.TCPSynSent),
+		CtTcpEstablished: seconds(t.TCPEstablished),
+		CtTcpFinWait:     seconds(t.TCPFinWait),
+		CtTcpClose:       seconds(t.TCPClose),
+		CtUdpUnreplied:   seconds(t.UDPUnreplied),
+		CtUdpReplied:     seconds(t.UDPReplied),
 	}
+}
+
+// setSizes applies the non-zero sizes to the map specs.
+func (s MapSizes) apply(spec *ebpf.CollectionSpec) error {
+	for name, n := range map[string]uint32{
+		datapathMapFrontends: s.Frontends,
+		datapathMapBackends:  s.Backends,
+		datapathMapMaglev:    s.Maglev,
+		datapathMapConntrack: s.Conntrack,
+		datapathMapAffinity:  s.Affinity,
+	} {
+		if n == 0 {
+			continue
+		}
+		m, ok := spec.Maps[name]
+		if !ok {
+			return fmt.Errorf("bpf: object has no map %q", name)
+		}
+		m.MaxEntries = n
+	}
+	return nil
 }
 
 func boolByte(b bool) uint8 {
@@ -45,25 +95,29 @@ func boolByte(b bool) uint8 {
 
 // Datapath is the loaded set of BPF programs and maps.
 type Datapath struct {
-	programs xdpPrograms
-	maps     xdpMaps
+	programs datapathPrograms
+	maps     datapathMaps
 	pinPath  string
+	timeouts Timeouts
 }
 
 // Load loads the embedded BPF objects into the kernel with the per-node
 // constants from opts, reusing maps pinned under opts.PinPath.
 func Load(opts Options) (*Datapath, error) {
-	spec, err := loadXdp()
+	spec, err := loadDatapath()
 	if err != nil {
 		return nil, fmt.Errorf("bpf: read embedded objects: %w", err)
 	}
 
-	cfg, ok := spec.Variables[xdpVarNodeConfig]
+	cfg, ok := spec.Variables[datapathVarNodeConfig]
 	if !ok {
-		return nil, fmt.Errorf("bpf: object has no %q variable", xdpVarNodeConfig)
+		return nil, fmt.Errorf("bpf: object has no %q variable", datapathVarNodeConfig)
 	}
 	if err := cfg.Set(opts.nodeConfig()); err != nil {
-		return nil, fmt.Errorf("bpf: set %s: %w", xdpVarNodeConfig, err)
+		return nil, fmt.Errorf("bpf: set %s: %w", datapathVarNodeConfig, err)
+	}
+	if err := opts.Sizes.apply(spec); err != nil {
+		return nil, err
 	}
 
 	var collOpts ebpf.CollectionOptions
@@ -90,18 +144,56 @@ func Load(opts Options) (*Datapath, error) {
 	// BTF anchors of lib/structs.h) is created as the program's dependency,
 	// and the Variables are not needed after Set above.
 	var objs struct {
-		xdpPrograms
-		xdpMaps
+		datapathPrograms
+		datapathMaps
 	}
 	if err := spec.LoadAndAssign(&objs, &collOpts); err != nil {
 		return nil, fmt.Errorf("bpf: load objects: %w", err)
 	}
-	return &Datapath{programs: objs.xdpPrograms, maps: objs.xdpMaps, pinPath: opts.PinPath}, nil
+	return &Datapath{
+		programs: objs.datapathPrograms,
+		maps:     objs.datapathMaps,
+		pinPath:  opts.PinPath,
+		timeouts: opts.Timeouts.withDefaults(),
+	}, nil
 }
 
 // XDPProgram returns the XDP program, for attaching it elsewhere or running
 // it with BPF_PROG_RUN in tests. It stays owned by the Datapath.
 func (d *Datapath) XDPProgram() *ebpf.Program { return d.programs.SluiceXdp }
+
+// TCIngressProgram returns the TCX ingress program (the forward path for
+// what XDP did not handle). It stays owned by the Datapath.
+func (d *Datapath) TCIngressProgram() *ebpf.Program { return d.programs.SluiceTcIngress }
+
+// TCEgressProgram returns the TCX egress program (the reply path). It stays
+// owned by the Datapath.
+func (d *Datapath) TCEgressProgram() *ebpf.Program { return d.programs.SluiceTcEgress }
+
+// AttachTCX attaches the TCX ingress and egress programs to the interface
+// with index ifindex (in the calling thread's network namespace), after any
+// programs already there. Closing the returned links detaches them; on error
+// nothing stays attached.
+func (d *Datapath) AttachTCX(ifindex int) (ingress, egress link.Link, err error) {
+	ingress, err = link.AttachTCX(link.TCXOptions{
+		Interface: ifindex,
+		Program:   d.programs.SluiceTcIngress,
+		Attach:    ebpf.AttachTCXIngress,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("bpf: attach TCX ingress to ifindex %d: %w", ifindex, err)
+	}
+	egress, err = link.AttachTCX(link.TCXOptions{
+		Interface: ifindex,
+		Program:   d.programs.SluiceTcEgress,
+		Attach:    ebpf.AttachTCXEgress,
+	})
+	if err != nil {
+		ingress.Close()
+		return nil, nil, fmt.Errorf("bpf: attach TCX egress to ifindex %d: %w", ifindex, err)
+	}
+	return ingress, egress, nil
+}
 
 // AttachXDP attaches the XDP program to the interface with index ifindex (in
 // the calling thread's network namespace). flags picks the mode; 0 lets the
@@ -123,7 +215,7 @@ func (d *Datapath) AttachXDP(ifindex int, flags link.XDPAttachFlags) (link.Link,
 func (d *Datapath) Counters() (Counters, error) {
 	var (
 		out    Counters
-		perCPU []xdpCounter
+		perCPU []datapathCounter
 	)
 	for i := range out {
 		if err := d.maps.Counters.Lookup(uint32(i), &perCPU); err != nil {
@@ -145,12 +237,17 @@ func (d *Datapath) Unpin() error {
 		return nil
 	}
 	var errs []error
-	for _, m := range []*ebpf.Map{d.maps.Counters} {
+	for _, m := range d.pinnedMaps() {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, fmt.Errorf("bpf: unpin map %s: %w", m, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// pinnedMaps are the maps pinned by name (all but the events ring buffer).
+func (d *Datapath) pinnedMaps() []*ebpf.Map {
+	return []*ebpf.Map{d.maps.Counters, d.maps.Frontends, d.maps.Backends, d.maps.Maglev, d.maps.Conntrack, d.maps.Affinity}
 }
 
 // Close releases the programs and maps held by this Datapath. Attached links

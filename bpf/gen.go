@@ -22,4 +22,4 @@ package bpf
 // variable by itself; -type adds the ones only used as values (enums), which
 // also need a BTF anchor in lib/structs.h.
 
-//go:generate go tool bpf2go -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I./include" -type counter_id xdp xdp.c
+//go:generate go tool bpf2go -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I./include" -type counter_id -type ct_state -type event_type -type event datapath datapath.c

@@ -18,7 +18,7 @@ const xdpPass = 2 // XDP_PASS in linux/bpf.h
 
 // loadDatapath loads the objects with opts (no attaching) and closes them at
 // the end of the test.
-func loadDatapath(t testing.TB, opts Options) *Datapath {
+func mustLoad(t testing.TB, opts Options) *Datapath {
 	t.Helper()
 	d, err := Load(opts)
 	if err != nil {

@@ -41,7 +41,7 @@ func TestPinnedMapsSurviveReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(pinPath, xdpMapCounters)); err != nil {
+	if _, err := os.Stat(filepath.Join(pinPath, datapathMapCounters)); err != nil {
 		t.Fatalf("counters map not pinned: %v", err)
 	}
 	closed = true
@@ -49,7 +49,7 @@ func TestPinnedMapsSurviveReload(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 
-	second := loadDatapath(t, Options{PinPath: pinPath})
+	second := mustLoad(t, Options{PinPath: pinPath})
 	secondInfo, err := second.maps.Counters.Info()
 	if err != nil {
 		t.Fatal(err)
@@ -85,13 +85,13 @@ func TestPinnedMapIncompatible(t *testing.T) {
 		t.Fatal(err)
 	}
 	old, err := ebpf.NewMap(&ebpf.MapSpec{
-		Name: xdpMapCounters, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 16, MaxEntries: 3,
+		Name: datapathMapCounters, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 16, MaxEntries: 3,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer old.Close()
-	if err := old.Pin(filepath.Join(pinPath, xdpMapCounters)); err != nil {
+	if err := old.Pin(filepath.Join(pinPath, datapathMapCounters)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -112,7 +112,7 @@ func xdpCases() []xdpCase {
 // counter moves, by one packet and the frame's length.
 func TestXDPTable(t *testing.T) {
 	testenv.RequirePrivileged(t)
-	d := loadDatapath(t, Options{})
+	d := mustLoad(t, Options{})
 
 	for _, tc := range xdpCases() {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,7 +160,7 @@ func TestXDPNodeConfig(t *testing.T) {
 		{"counters disabled", Options{DisableCounters: true}, Counters{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := loadDatapath(t, tc.opts)
+			d := mustLoad(t, tc.opts)
 			before := readCounters(t, d)
 			if ret, out := runXDP(t, d.XDPProgram(), vlanTCP); ret != xdpPass || !bytes.Equal(out, vlanTCP) {
 				t.Errorf("verdict %d, frame changed: %v", ret, !bytes.Equal(out, vlanTCP))

@@ -21,6 +21,17 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#ifndef offsetof
+#define offsetof(type, member) __builtin_offsetof(type, member)
+#endif
+
+/* TCX verdicts (linux/bpf.h of Linux 6.6; the UAPI headers here are older). */
+#ifndef TCX_NEXT
+#define TCX_NEXT (-1)
+#define TCX_PASS 0
+#define TCX_DROP 2
+#endif
+
 #ifndef likely
 #define likely(x) __builtin_expect(!!(x), 1)
 #endif

@@ -15,6 +15,14 @@
 volatile const struct config node_config = {
 	.counters = 1,
 	.vlan = 1,
+	.events = 1,
+	/* the kernel's nf_conntrack defaults */
+	.ct_tcp_syn_sent = 120,
+	.ct_tcp_established = 432000,
+	.ct_tcp_fin_wait = 120,
+	.ct_tcp_close = 10,
+	.ct_udp_unreplied = 30,
+	.ct_udp_replied = 120,
 };
 
 #endif /* __SLUICE_CONFIG_H */

@@ -31,4 +31,75 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } counters SEC(".maps");
 
+/*
+ * Default sizes; the loader overrides them (Options -> MapSpec.MaxEntries),
+ * and a pinned map created with another size fails the next load with
+ * ErrMapIncompatible, so changing a size on a node means a migration.
+ */
+#define FRONTENDS_MAX 65536
+#define BACKENDS_MAX 65536
+#define MAGLEV_MAX (1U << 20)
+#define CONNTRACK_MAX 262144
+#define AFFINITY_MAX 65536
+#define EVENTS_SIZE (256 * 1024)
+
+/* Service ports: (address, port, protocol, scope) -> struct frontend. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FRONTENDS_MAX);
+	__type(key, struct frontend_key);
+	__type(value, struct frontend);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} frontends SEC(".maps");
+
+/* Backends by id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BACKENDS_MAX);
+	__type(key, __u32);
+	__type(value, struct backend);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} backends SEC(".maps");
+
+/*
+ * All Maglev lookup tables in one array of backend ids: a frontend owns the
+ * slots [maglev_base, maglev_base + maglev_size).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAGLEV_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} maglev SEC(".maps");
+
+/* Both directions of every translated flow (see struct ct_entry). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CONNTRACK_MAX);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conntrack SEC(".maps");
+
+/* ClientIP session affinity: (service, client) -> backend. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, AFFINITY_MAX);
+	__type(key, struct affinity_key);
+	__type(value, struct affinity);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} affinity SEC(".maps");
+
+/*
+ * Drop and trace events (struct event). Not pinned: it carries no state, and
+ * the reader belongs to the agent that loaded the programs.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, EVENTS_SIZE);
+} events SEC(".maps");
+
 #endif /* __SLUICE_MAPS_H */

@@ -22,6 +22,8 @@ struct vlan_hdr {
 
 /* Fragment offset bits of iphdr.frag_off (host order). */
 #define IPV4_FRAG_OFFSET 0x1fff
+#define IPV4_MORE_FRAGMENTS 0x2000
+#define IPV4_DONT_FRAGMENT 0x4000
 
 /* What parse_packet found. Offsets are from the start of the frame. */
 struct packet {
@@ -30,12 +32,20 @@ struct packet {
 	__u32 len;		/* frame length in bytes */
 	__be16 l3_proto;	/* EtherType after any VLAN tag */
 	__u16 l3_off;		/* IP header */
-	__u16 l4_off;		/* TCP / UDP header; 0 if not parsed */
+	__u16 l4_off;		/* TCP / UDP / ICMP header; 0 if not parsed or a fragment */
+	__u16 ip_len;		/* IP packet length (header included), within the frame */
 	__u8 l4_proto;		/* IP protocol / IPv6 next header; 0 if not IP */
-	__u8 _pad;
+	__u8 tcp_flags;		/* TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10) */
+	__u8 ports;		/* sport/dport are valid, even if the L4 header is malformed */
+	__u8 _pad[3];
 	__be16 sport;		/* TCP / UDP ports, network order */
 	__be16 dport;
 };
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
 
 /*
  * Parses the TCP or UDP header at l4, which has room bytes of IP payload
@@ -44,6 +54,12 @@ struct packet {
  */
 static __always_inline int parse_l4(struct packet *pkt, void *l4, __u32 room)
 {
+	/* The ports come first in both: keep them for events about malformed packets. */
+	if (l4 + 4 <= pkt->data_end && room >= 4) {
+		pkt->sport = ((__be16 *)l4)[0];
+		pkt->dport = ((__be16 *)l4)[1];
+		pkt->ports = 1;
+	}
 	if (pkt->l4_proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 		__u32 hlen;
@@ -53,8 +69,7 @@ static __always_inline int parse_l4(struct packet *pkt, void *l4, __u32 room)
 		hlen = th->doff * 4;
 		if (hlen < sizeof(*th) || hlen > room)
 			return -1;
-		pkt->sport = th->source;
-		pkt->dport = th->dest;
+		pkt->tcp_flags = ((__u8 *)th)[13];
 		return 0;
 	}
 
@@ -63,8 +78,6 @@ static __always_inline int parse_l4(struct packet *pkt, void *l4, __u32 room)
 
 	if ((void *)(uh + 1) > pkt->data_end || room < sizeof(*uh))
 		return -1;
-	pkt->sport = uh->source;
-	pkt->dport = uh->dest;
 	return 0;
 }
 
@@ -84,13 +97,17 @@ static __always_inline enum counter_id parse_ipv4(struct packet *pkt)
 		return COUNTER_MALFORMED_L3;
 
 	pkt->l4_proto = ip4->protocol;
-	/* Only the first fragment carries the L4 header. */
-	if (ip4->frag_off & bpf_htons(IPV4_FRAG_OFFSET))
+	pkt->ip_len = tot_len;
+	/*
+	 * Fragments are not ours: only the first carries the L4 header, and
+	 * the others could not follow it to the same backend.
+	 */
+	if (ip4->frag_off & bpf_htons(IPV4_FRAG_OFFSET | IPV4_MORE_FRAGMENTS))
 		return COUNTER_IPV4_OTHER;
+	pkt->l4_off = pkt->l3_off + hlen;
 	if (pkt->l4_proto != IPPROTO_TCP && pkt->l4_proto != IPPROTO_UDP)
 		return COUNTER_IPV4_OTHER;
 
-	pkt->l4_off = pkt->l3_off + hlen;
 	if (parse_l4(pkt, (void *)ip4 + hlen, tot_len - hlen) < 0)
 		return COUNTER_MALFORMED_L4;
 	return pkt->l4_proto == IPPROTO_TCP ? COUNTER_IPV4_TCP : COUNTER_IPV4_UDP;
@@ -111,21 +128,24 @@ static __always_inline enum counter_id parse_ipv6(struct packet *pkt)
 		return COUNTER_MALFORMED_L3;
 
 	pkt->l4_proto = ip6->nexthdr;
+	pkt->ip_len = sizeof(*ip6) + payload;
+	pkt->l4_off = pkt->l3_off + sizeof(*ip6);
 	if (pkt->l4_proto != IPPROTO_TCP && pkt->l4_proto != IPPROTO_UDP)
 		return COUNTER_IPV6_OTHER;
 
-	pkt->l4_off = pkt->l3_off + sizeof(*ip6);
 	if (parse_l4(pkt, ip6 + 1, payload) < 0)
 		return COUNTER_MALFORMED_L4;
 	return pkt->l4_proto == IPPROTO_TCP ? COUNTER_IPV6_TCP : COUNTER_IPV6_UDP;
 }
 
 /*
- * Parses the frame [data, data_end) into *pkt and says which counter the
- * packet belongs to. Never fails: anything it cannot make sense of is one of
- * the COUNTER_MALFORMED_* or COUNTER_NON_IP outcomes.
+ * Parses the frame starting at data into *pkt and says which counter the
+ * packet belongs to. len is the whole frame's length: data_end - data in XDP,
+ * skb->len in TC, where only [data, data_end) is directly readable and every
+ * header read is checked against data_end. Never fails: anything it cannot
+ * make sense of is one of the COUNTER_MALFORMED_* or COUNTER_NON_IP outcomes.
  */
-static __always_inline enum counter_id parse_packet(struct packet *pkt, void *data, void *data_end)
+static __always_inline enum counter_id parse_packet(struct packet *pkt, void *data, void *data_end, __u32 len)
 {
 	struct ethhdr *eth = data;
 	__be16 proto;
@@ -133,7 +153,7 @@ static __always_inline enum counter_id parse_packet(struct packet *pkt, void *da
 
 	pkt->data = data;
 	pkt->data_end = data_end;
-	pkt->len = data_end - data;
+	pkt->len = len;
 
 	if ((void *)(eth + 1) > data_end)
 		return COUNTER_MALFORMED_L2;

@@ -29,6 +29,20 @@ enum counter_id {
 	COUNTER_MALFORMED_L2,	/* Ethernet or VLAN header cut short */
 	COUNTER_MALFORMED_L3,	/* bad or truncated IP header, IP length past the frame */
 	COUNTER_MALFORMED_L4,	/* TCP/UDP header does not fit in the IP payload */
+	/*
+	 * Load-balancer outcomes, counted in addition to the class above for
+	 * the packets the load balancer acted on (and by the TC programs,
+	 * which count only these). Not counted here: not ours, passed.
+	 */
+	COUNTER_FWD_NEW,	/* new flow: backend selected, destination rewritten */
+	COUNTER_FWD_ESTABLISHED, /* conntrack hit: destination rewritten */
+	COUNTER_REV_NAT,	/* reply backend -> client: source rewritten (TC egress) */
+	COUNTER_NO_BACKEND_RST,	/* no usable backend: TCP answered with a RST */
+	COUNTER_NO_BACKEND_ICMP, /* no usable backend: answered ICMP(v6) port unreachable */
+	COUNTER_NO_BACKEND_DROP, /* no usable backend, could not answer: dropped */
+	COUNTER_ICMP_ERR_IN,	/* ICMP error about a reply translated (inbound) */
+	COUNTER_ICMP_ERR_OUT,	/* ICMP error about a forwarded packet translated (outbound) */
+	COUNTER_CT_EXPIRED,	/* conntrack entry found but expired or stale: reselected */
 	COUNTER_MAX,		/* number of counters; keep last */
 };
 
@@ -51,13 +65,161 @@ SLUICE_ASSERT_SIZE(struct counter, 16);
  * const global, node_config in config.h). The verifier sees the values and
  * prunes the branches they switch off. Anything that changes at run time
  * belongs in a map instead. Feature switches are one byte each, 0 or 1.
+ * Conntrack timeouts are in seconds, like the kernel's nf_conntrack_*_timeout.
  */
 struct config {
 	__u8 counters;		/* update the counters map */
 	__u8 vlan;		/* look through one 802.1Q / 802.1ad tag */
-	__u8 _reserved[6];
+	__u8 events;		/* emit events to the events ring buffer */
+	__u8 _reserved[5];
+	__u32 ct_tcp_syn_sent;	/* TCP, SYN seen, no reply yet */
+	__u32 ct_tcp_established; /* TCP, reply seen */
+	__u32 ct_tcp_fin_wait;	/* TCP, FIN seen */
+	__u32 ct_tcp_close;	/* TCP, RST seen */
+	__u32 ct_udp_unreplied;	/* UDP, no reply yet */
+	__u32 ct_udp_replied;	/* UDP, reply seen */
 };
-SLUICE_ASSERT_SIZE(struct config, 8);
+SLUICE_ASSERT_SIZE(struct config, 32);
+
+/* Where a frontend is reachable from (struct frontend_key.scope). */
+enum frontend_scope {
+	SCOPE_EXTERNAL = 0,	/* from the external devices (LoadBalancer IP, externalIP) */
+	SCOPE_INTERNAL = 1,	/* from inside the cluster (ClusterIP); not looked up yet */
+};
+
+/*
+ * Addresses are 16 bytes everywhere: IPv6 as is, IPv4 as IPv4-mapped IPv6
+ * (::ffff:a.b.c.d), so one set of maps serves both families. Ports are in
+ * network order (__be16). proto is the IP protocol number (6 TCP, 17 UDP).
+ */
+
+/* frontends map key: one Service port on one address. */
+struct frontend_key {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto;
+	__u8 scope;		/* enum frontend_scope */
+};
+SLUICE_ASSERT_SIZE(struct frontend_key, 20);
+
+/* struct frontend.flags */
+#define FRONTEND_F_RANDOM (1U << 0)	/* random selection instead of Maglev */
+
+/* frontends map value. */
+struct frontend {
+	__u32 service_id;	/* conntrack and affinity are keyed by it */
+	__u32 maglev_base;	/* first slot of this frontend's range in the maglev map */
+	__u32 maglev_size;	/* slots in the range; 0: no usable backend (reject) */
+	__u32 affinity_timeout;	/* ClientIP affinity in seconds; 0: none */
+	__u32 flags;		/* FRONTEND_F_* */
+	__u32 _reserved;
+};
+SLUICE_ASSERT_SIZE(struct frontend, 24);
+
+/* struct backend.state */
+enum backend_state {
+	BACKEND_ACTIVE = 0,
+	BACKEND_TERMINATING = 1,	/* keeps its flows, takes no new ones */
+};
+
+/* backends map value (key: __u32 backend id, never 0 by convention). */
+struct backend {
+	__u8 addr[16];
+	__be16 port;
+	__u8 state;		/* enum backend_state */
+	__u8 flags;
+	__u32 _reserved;
+};
+SLUICE_ASSERT_SIZE(struct backend, 24);
+
+/* struct ct_key.dir */
+enum ct_dir {
+	CT_DIR_ORIGINAL = 0,	/* client -> frontend, as the client sent it */
+	CT_DIR_REPLY = 1,	/* backend -> client, as the backend sent it */
+};
+
+/* TCP (and UDP) state of a flow, struct ct_entry.state. */
+enum ct_state {
+	CT_STATE_NONE = 0,
+	CT_STATE_SYN_SENT,	/* TCP: SYN from the client, no reply yet */
+	CT_STATE_ESTABLISHED,	/* TCP and UDP: the backend replied */
+	CT_STATE_FIN_WAIT,	/* TCP: a FIN was seen */
+	CT_STATE_CLOSE,		/* TCP: a RST was seen */
+	CT_STATE_UNREPLIED,	/* UDP: no reply yet */
+};
+
+/* conntrack map key: a flow in one direction, addresses as on the wire. */
+struct ct_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 dir;		/* enum ct_dir */
+	__u8 _pad[2];
+};
+SLUICE_ASSERT_SIZE(struct ct_key, 40);
+
+/*
+ * conntrack map value. A new flow writes two entries: the original one
+ * (nat = the backend: the destination to rewrite to) and the reply one
+ * (nat = the frontend: the source to rewrite replies to). Times are
+ * bpf_ktime_get_ns() (CLOCK_MONOTONIC). The forward path keeps the original
+ * entry's last_seen and state; the reverse path both entries'. An entry is
+ * expired when now - last_seen exceeds the timeout of its state (struct config).
+ */
+struct ct_entry {
+	__u64 last_seen;
+	__u64 created;
+	__u32 backend_id;
+	__u32 service_id;
+	__u8 nat_addr[16];
+	__be16 nat_port;
+	__u8 state;		/* enum ct_state */
+	__u8 flags;
+	__u32 _reserved;
+	__u64 packets;		/* in this entry's direction (approximate, not atomic) */
+	__u64 bytes;
+};
+SLUICE_ASSERT_SIZE(struct ct_entry, 64);
+
+/* affinity map key: ClientIP session affinity per service. */
+struct affinity_key {
+	__u32 service_id;
+	__u8 client[16];
+};
+SLUICE_ASSERT_SIZE(struct affinity_key, 20);
+
+/* affinity map value. */
+struct affinity {
+	__u32 backend_id;
+	__u32 _reserved;
+	__u64 last_used;	/* bpf_ktime_get_ns() of the last new flow */
+};
+SLUICE_ASSERT_SIZE(struct affinity, 16);
+
+/* struct event.type */
+enum event_type {
+	EVENT_NO_BACKEND = 1,	/* rejected: the frontend has no usable backend */
+	EVENT_MALFORMED = 2,	/* malformed packet aimed at a frontend, passed */
+};
+
+/* One record in the events ring buffer. */
+struct event {
+	__u64 timestamp;	/* bpf_ktime_get_ns() */
+	__u32 type;		/* enum event_type */
+	__u32 service_id;
+	__u32 ifindex;		/* where the packet came in */
+	__u32 len;		/* frame length */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 counter;		/* enum counter_id of the outcome */
+	__u8 _pad[2];
+};
+SLUICE_ASSERT_SIZE(struct event, 64);
 
 /*
  * BTF anchors. bpf2go can only emit Go for types the object's BTF holds, and
@@ -68,5 +230,8 @@ SLUICE_ASSERT_SIZE(struct config, 8);
  * adding a .bss map to every load.
  */
 const enum counter_id *const _anchor_counter_id __attribute__((unused)) = 0;
+const enum ct_state *const _anchor_ct_state __attribute__((unused)) = 0;
+const enum event_type *const _anchor_event_type __attribute__((unused)) = 0;
+const struct event *const _anchor_event __attribute__((unused)) = 0;
 
 #endif /* __SLUICE_STRUCTS_H */

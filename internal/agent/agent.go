@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,14 +16,20 @@ import (
 	"github.com/sluice-lb/sluice/internal/version"
 )
 
-// Features lists the subsystems of the design and whether this build runs them, so that the
-// agent, the status API and the demo say honestly what is not there yet.
-var Features = map[string]string{
-	"model":      "running",
-	"ipam":       "not implemented yet: Services keep only addresses they already have",
-	"datapath":   "not implemented yet: no eBPF load balancing",
-	"bgp":        "not implemented yet: nothing is announced over BGP",
-	"l2announce": "not implemented yet: no ARP/NDP answers",
+// features says which subsystems of the design this agent runs and which are not there
+// yet, so that the agent, the status API and the demo say honestly what is missing.
+func features(cfg Config) map[string]string {
+	f := map[string]string{
+		"model":      "running",
+		"ipam":       "not implemented yet: Services keep only addresses they already have",
+		"datapath":   "off: no --devices given",
+		"bgp":        "not implemented yet: nothing is announced over BGP",
+		"l2announce": "not implemented yet: no ARP/NDP answers",
+	}
+	if len(cfg.Devices) > 0 {
+		f["datapath"] = "running: XDP and TCX on " + strings.Join(cfg.Devices, ", ")
+	}
+	return f
 }
 
 // Agent is one node's Sluice.
@@ -34,10 +41,16 @@ type Agent struct {
 	metrics *metrics
 	api     *localapi.Server
 	http    []*httpServer
+	dp      *datapath // nil without --devices
+	// trigger asks the model loop for a rebuild; buffered, so requests coalesce.
+	trigger  chan struct{}
+	features map[string]string
+	retry    time.Duration // current datapath retry backoff; owned by the model loop
 
 	mu         sync.Mutex // guards the fields below
 	status     localapi.Status
 	understood map[string]bool // log lines of the last build, to log only changes
+	dpApplied  bool            // the datapath holds a complete model
 }
 
 // New checks cfg and opens the agent's listeners. src yields the input objects.
@@ -45,8 +58,9 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: log, src: src, store: source.NewStore(), metrics: newMetrics(), understood: map[string]bool{}}
-	a.status = localapi.Status{Version: version.Version, Node: cfg.NodeName, Mode: cfg.Mode(), Source: cfg.ConfigPath, Features: Features}
+	a := &Agent{cfg: cfg, log: log, src: src, store: source.NewStore(), metrics: newMetrics(), understood: map[string]bool{},
+		trigger: make(chan struct{}, 1), features: features(cfg)}
+	a.status = localapi.Status{Version: version.Version, Node: cfg.NodeName, Mode: cfg.Mode(), Source: cfg.ConfigPath, Features: a.features}
 	var err error
 	if a.http, err = a.listenHTTP(); err != nil {
 		return nil, err
@@ -54,6 +68,13 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 	if a.api, err = localapi.Listen(cfg.StateDir, a.Status); err != nil {
 		a.closeHTTP()
 		return nil, err
+	}
+	if len(cfg.Devices) > 0 {
+		if a.dp, err = openDatapath(cfg, log.With("component", "datapath")); err != nil {
+			a.closeHTTP()
+			a.api.Close()
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -84,7 +105,7 @@ func (a *Agent) Status() localapi.Status {
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for name, state := range Features {
+	for name, state := range a.features {
 		if state != "running" {
 			a.log.Info("not in this build yet", "subsystem", name, "state", state)
 		}
@@ -104,7 +125,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	events := make(chan source.Event, 256)
-	trigger := make(chan struct{}, 1)
 	run("source", func(ctx context.Context) error { return a.src.Run(ctx, events) })
 	run("local api", a.api.Serve)
 	for _, h := range a.http {
@@ -115,7 +135,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-trigger:
+			case <-a.trigger:
 				a.rebuild()
 			}
 		}
@@ -135,21 +155,31 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.log.Info("source synced", "mode", a.cfg.Mode(), "source", a.cfg.ConfigPath)
 			}
 			if a.store.Synced() {
-				select {
-				case trigger <- struct{}{}:
-				default: // a rebuild is already due; it will see this event too
-				}
+				a.poke()
 			}
 		}
 	}
 	cancel()
 	wg.Wait()
+	if a.dp != nil {
+		if err := a.dp.close(); err != nil {
+			a.log.Warn("closing the datapath", "error", err)
+		}
+	}
 	close(errc)
 	var errs []error
 	for err := range errc {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// poke asks for a rebuild; a rebuild already due absorbs it.
+func (a *Agent) poke() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
 }
 
 // rebuild builds the model from the store and publishes it.
@@ -164,7 +194,7 @@ func (a *Agent) rebuild() {
 	a.metrics.buildSeconds.Observe(elapsed.Seconds())
 
 	st := localapi.StatusOf(m, in, problems, inputProblems)
-	st.Version, st.Node, st.Mode, st.Source, st.Features = version.Version, a.cfg.NodeName, a.cfg.Mode(), a.cfg.ConfigPath, Features
+	st.Version, st.Node, st.Mode, st.Source, st.Features = version.Version, a.cfg.NodeName, a.cfg.Mode(), a.cfg.ConfigPath, a.features
 	st.Synced, st.BuiltAt = true, time.Now()
 	a.recordMetrics(in, problems, inputProblems)
 	a.logChanges(st, elapsed)
@@ -172,6 +202,51 @@ func (a *Agent) rebuild() {
 	a.mu.Lock()
 	a.status = st
 	a.mu.Unlock()
+	if a.dp != nil {
+		a.applyDatapath(m)
+	}
+}
+
+// applyDatapath programs the model into the datapath; on failure it retries with backoff
+// (up to 30s) until a rebuild succeeds.
+func (a *Agent) applyDatapath(m *model.Model) {
+	start := time.Now()
+	st, conflicts, err := a.dp.apply(m)
+	a.metrics.datapathSeconds.Observe(time.Since(start).Seconds())
+	a.metrics.datapathWrites.Add(float64(st.Writes()))
+	for _, c := range conflicts {
+		a.log.Warn("frontend claimed twice", "frontend", c.Frontend.String(), "kept", c.Kept.String(), "dropped", c.Dropped.String())
+	}
+	if st.Writes() > 0 {
+		a.log.Info("datapath programmed", "backends", st.BackendsUpdated, "backendsDeleted", st.BackendsDeleted,
+			"frontends", st.FrontendsUpdated, "frontendsDeleted", st.FrontendsDeleted, "tables", st.TablesWritten,
+			"slots", st.SlotsWritten, "took", time.Since(start))
+	}
+	if err != nil {
+		a.metrics.datapathErrors.Inc()
+		a.retry = min(max(2*a.retry, 100*time.Millisecond), 30*time.Second)
+		a.log.Error("datapath not fully programmed; retrying", "error", err, "in", a.retry)
+		time.AfterFunc(a.retry, a.poke)
+		return
+	}
+	a.retry = 0
+	a.mu.Lock()
+	a.dpApplied = true
+	a.mu.Unlock()
+}
+
+// ready reports whether the agent serves what its input says: the source synced, a model
+// built and, with a datapath, programmed.
+func (a *Agent) isReady() (bool, string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.status.Synced {
+		return false, "waiting for the source's initial objects"
+	}
+	if a.dp != nil && !a.dpApplied {
+		return false, "waiting for the datapath to be programmed"
+	}
+	return true, ""
 }
 
 func (a *Agent) recordMetrics(in model.Objects, problems []model.Problem, inputProblems []error) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/sluice-lb/sluice/lb"
 )
 
 // Config is the agent's configuration, from its flags.
@@ -23,6 +25,21 @@ type Config struct {
 	BPFFS       string
 	MetricsAddr string // empty: no metrics endpoint
 	HealthAddr  string // empty: no health endpoint
+	// BPF configures the datapath, which runs when Devices is not empty.
+	BPF BPFConfig
+}
+
+// BPFConfig sizes the datapath's maps and picks the selection algorithm. Zero sizes keep
+// the defaults; a pinned map of another size fails the load (resize needs a fresh pin dir).
+type BPFConfig struct {
+	Sizes         MapSizes
+	MaglevMinimum uint32       // smallest Maglev table of a service (rounded up to a prime)
+	Algorithm     lb.Algorithm // Maglev or Random
+}
+
+// MapSizes are the capacities of the datapath's maps.
+type MapSizes struct {
+	Frontends, Backends, Maglev, Conntrack, Affinity uint32
 }
 
 // Validate checks the configuration; errors name the flag.

@@ -68,8 +68,8 @@ func (a *Agent) closeHTTP() {
 
 // ready answers 200 once the source synced and a model was built.
 func (a *Agent) ready(w http.ResponseWriter, _ *http.Request) {
-	if st := a.Status(); !st.Synced {
-		http.Error(w, "not ready: waiting for the source's initial objects", http.StatusServiceUnavailable)
+	if ok, why := a.isReady(); !ok {
+		http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 		return
 	}
 	fmt.Fprintln(w, "ok")

@@ -16,6 +16,10 @@ type metrics struct {
 	builds        prometheus.Counter
 	buildSeconds  prometheus.Histogram
 	synced        prometheus.Gauge
+
+	datapathSeconds prometheus.Histogram
+	datapathWrites  prometheus.Counter
+	datapathErrors  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -41,9 +45,20 @@ func newMetrics() *metrics {
 			Name: "sluice_source_synced", Help: "1 once the source has delivered its initial objects.",
 		}),
 	}
+	m.datapathSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "sluice_datapath_sync_seconds", Help: "Time to program the model into the datapath's maps.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	})
+	m.datapathWrites = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_datapath_writes_total", Help: "Map entries written or deleted by the datapath syncer.",
+	})
+	m.datapathErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_datapath_sync_errors_total", Help: "Datapath syncs that did not complete (retried).",
+	})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_build_info", Help: "Build of the agent."}, []string{"version"})
 	info.WithLabelValues(version.Version).Set(1)
 	m.registry.MustRegister(m.objects, m.problems, m.inputProblems, m.builds, m.buildSeconds, m.synced, info,
+		m.datapathSeconds, m.datapathWrites, m.datapathErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -64,6 +64,13 @@ func removeStale(path string) error {
 	return nil
 }
 
+// Close closes a server that will not Serve, removing its socket.
+func (s *Server) Close() error {
+	err := s.ln.Close()
+	os.Remove(s.path)
+	return err
+}
+
 // Path is the socket's path.
 func (s *Server) Path() string { return s.path }
 

@@ -1,0 +1,152 @@
+/*
+ * forward.h: the forward path, client -> frontend, for XDP and for its TC
+ * ingress twin (packets XDP did not handle). Traffic that is not for a
+ * frontend passes untouched; a flow to a frontend gets its destination
+ * rewritten to the selected backend and is passed on for the kernel to
+ * route; a frontend without a usable backend rejects (XDP answers, TC
+ * drops). ICMP errors about our replies are translated back to the backend.
+ */
+#ifndef __SLUICE_FORWARD_H
+#define __SLUICE_FORWARD_H
+
+#include "common.h"
+#include "structs.h"
+#include "counters.h"
+#include "events.h"
+#include "icmp.h"
+#include "lb.h"
+#include "nat.h"
+#include "parse.h"
+#include "reply.h"
+
+/* What the shared part decided. */
+enum fwd_action {
+	FWD_PASS = 0,		/* untouched (or already translated in place) */
+	FWD_NAT,		/* rewrite the destination to res */
+	FWD_REJECT,		/* no usable backend */
+};
+
+/*
+ * The attach-independent part: classifies the parsed packet, runs the load
+ * balancer, counts, and translates ICMP errors in place (direct access).
+ */
+static __always_inline enum fwd_action forward_decide(struct packet *pkt, enum counter_id class, struct ct_key *k,
+						      struct lb_result *res, __u32 ifindex)
+{
+	enum lb_verdict v;
+
+	switch (class) {
+	case COUNTER_IPV4_TCP:
+	case COUNTER_IPV4_UDP:
+	case COUNTER_IPV6_TCP:
+	case COUNTER_IPV6_UDP:
+		break;
+	case COUNTER_IPV4_OTHER:
+	case COUNTER_IPV6_OTHER:
+		if (pkt->l4_off && (pkt->l4_proto == IPPROTO_ICMP || pkt->l4_proto == IPPROTO_ICMPV6) &&
+		    (pkt->l4_proto == IPPROTO_ICMP) == (class == COUNTER_IPV4_OTHER) && icmp_error_xlate(pkt, 1))
+			counter_add(COUNTER_ICMP_ERR_IN, pkt->len);
+		return FWD_PASS;
+	case COUNTER_MALFORMED_L4:
+		/* Aimed at a frontend? Tell the agent; the kernel will drop it anyway. */
+		if (pkt->ports && ct_key_from_packet(k, pkt, pkt->data + pkt->l3_off) == 0) {
+			struct frontend *fe = lb_frontend(k);
+
+			if (fe)
+				event_emit(EVENT_MALFORMED, COUNTER_MALFORMED_L4, k, fe->service_id, ifindex, pkt->len);
+		}
+		return FWD_PASS;
+	default:
+		return FWD_PASS;
+	}
+
+	if (ct_key_from_packet(k, pkt, pkt->data + pkt->l3_off) < 0)
+		return FWD_PASS;
+	v = lb_forward(k, pkt->tcp_flags, pkt->len, res);
+	if (res->expired)
+		counter_add(COUNTER_CT_EXPIRED, pkt->len);
+	switch (v) {
+	case LB_NEW:
+		counter_add(COUNTER_FWD_NEW, pkt->len);
+		return FWD_NAT;
+	case LB_ESTABLISHED:
+		counter_add(COUNTER_FWD_ESTABLISHED, pkt->len);
+		return FWD_NAT;
+	case LB_NO_BACKEND:
+		return FWD_REJECT;
+	default:
+		return FWD_PASS;
+	}
+}
+
+static __always_inline int xdp_forward(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct lb_result res = {};
+	struct packet pkt = {};
+	struct ct_key k;
+	enum counter_id class;
+	enum counter_id outcome;
+	__u32 len;
+
+	class = parse_packet(&pkt, data, data_end, data_end - data);
+	counter_add(class, pkt.len);
+	switch (forward_decide(&pkt, class, &k, &res, ctx->ingress_ifindex)) {
+	case FWD_NAT:
+		xdp_nat(&pkt, NAT_DST, res.addr, res.port);
+		return XDP_PASS;
+	case FWD_REJECT:
+		break;
+	default:
+		return XDP_PASS;
+	}
+
+	len = pkt.len;
+	if (pkt.l4_proto == IPPROTO_TCP)
+		outcome = xdp_reply_rst(ctx, &pkt) == 0 ? COUNTER_NO_BACKEND_RST : COUNTER_NO_BACKEND_DROP;
+	else
+		outcome = xdp_reply_unreach(ctx, &pkt) == 0 ? COUNTER_NO_BACKEND_ICMP : COUNTER_NO_BACKEND_DROP;
+	counter_add(outcome, len);
+	event_emit(EVENT_NO_BACKEND, outcome, &k, res.service_id, ctx->ingress_ifindex, len);
+	return outcome == COUNTER_NO_BACKEND_DROP ? XDP_DROP : XDP_TX;
+}
+
+/*
+ * Makes the first bytes of the skb (headers) directly accessible. Returns 0,
+ * or -1 if that failed.
+ */
+static __always_inline int tc_pull_headers(struct __sk_buff *skb)
+{
+	__u32 want = skb->len < 128 ? skb->len : 128;
+
+	if ((void *)(long)skb->data + want <= (void *)(long)skb->data_end)
+		return 0;
+	return bpf_skb_pull_data(skb, want) < 0 ? -1 : 0;
+}
+
+/* TC ingress: like XDP, for what XDP did not handle; rejects are dropped. */
+static __always_inline int tc_forward(struct __sk_buff *skb)
+{
+	struct lb_result res = {};
+	struct packet pkt = {};
+	struct ct_key k;
+	enum counter_id class;
+
+	if (tc_pull_headers(skb) < 0)
+		return TCX_NEXT;
+	class = parse_packet(&pkt, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
+	switch (forward_decide(&pkt, class, &k, &res, skb->ifindex)) {
+	case FWD_NAT:
+		tc_nat(skb, &pkt, NAT_DST, res.addr, res.port);
+		return TCX_NEXT;
+	case FWD_REJECT:
+		counter_add(COUNTER_NO_BACKEND_DROP, pkt.len);
+		event_emit(EVENT_NO_BACKEND, COUNTER_NO_BACKEND_DROP, &k, res.service_id, skb->ifindex, pkt.len);
+		return TCX_DROP;
+	default:
+		return TCX_NEXT;
+	}
+}
+
+#endif /* __SLUICE_FORWARD_H */

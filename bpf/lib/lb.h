@@ -1,0 +1,191 @@
+/*
+ * lb.h: the load-balancing decision for a packet towards a frontend:
+ * frontend lookup, then conntrack, then ClientIP affinity, then Maglev (or
+ * random). It decides and records (conntrack, affinity); it does not touch
+ * the packet, so XDP and TC share it.
+ */
+#ifndef __SLUICE_LB_H
+#define __SLUICE_LB_H
+
+#include "common.h"
+#include "structs.h"
+#include "maps.h"
+#include "config.h"
+#include "ct.h"
+#include "hash.h"
+
+enum lb_verdict {
+	LB_NOT_OURS = 0,	/* no such frontend: pass untouched */
+	LB_NEW,			/* new flow: rewrite the destination to res.addr/port */
+	LB_ESTABLISHED,		/* conntrack hit: rewrite the destination to res.addr/port */
+	LB_NO_BACKEND,		/* frontend without a usable backend: reject */
+};
+
+struct lb_result {
+	__u8 addr[16];		/* backend */
+	__be16 port;
+	__u8 expired;		/* a conntrack entry was found but expired or stale */
+	__u8 _pad;
+	__u32 service_id;
+	__u32 backend_id;
+};
+
+/* Looks up the frontend the flow key k (original direction) is addressed to. */
+static __always_inline struct frontend *lb_frontend(const struct ct_key *k)
+{
+	struct frontend_key fk = {};
+
+	addr_copy(fk.addr, k->daddr);
+	fk.port = k->dport;
+	fk.proto = k->proto;
+	fk.scope = SCOPE_EXTERNAL;
+	return bpf_map_lookup_elem(&frontends, &fk);
+}
+
+/* A backend usable for a flow of the family of k: same family as the frontend. */
+static __always_inline struct backend *lb_backend(__u32 id, const struct ct_key *k)
+{
+	struct backend *be = bpf_map_lookup_elem(&backends, &id);
+
+	if (!be || addr_is_v4(be->addr) != addr_is_v4(k->daddr))
+		return 0;
+	return be;
+}
+
+/* Picks a backend for a new flow of fe: affinity, else Maglev / random. */
+static __always_inline struct backend *lb_select(const struct frontend *fe, const struct ct_key *k, __u64 now,
+						 __u32 *id_out)
+{
+	struct backend *be;
+	__u32 slot, *id;
+
+	if (fe->affinity_timeout) {
+		struct affinity_key ak = { .service_id = fe->service_id };
+		struct affinity *a;
+
+		addr_copy(ak.client, k->saddr);
+		a = bpf_map_lookup_elem(&affinity, &ak);
+		if (a && now - a->last_used <= (__u64)fe->affinity_timeout * NSEC_PER_SEC) {
+			be = lb_backend(a->backend_id, k);
+			if (be && be->state == BACKEND_ACTIVE) {
+				*id_out = a->backend_id;
+				return be;
+			}
+		}
+	}
+
+	if (fe->flags & FRONTEND_F_RANDOM)
+		slot = bpf_get_prandom_u32();
+	else
+		slot = flow_hash(k->saddr, k->sport, k->dport, k->proto);
+	slot = fe->maglev_base + slot % fe->maglev_size;
+	id = bpf_map_lookup_elem(&maglev, &slot);
+	if (!id)
+		return 0;
+	*id_out = *id;
+	return lb_backend(*id, k);
+}
+
+/*
+ * Decides where the packet with flow key k (original direction, as on the
+ * wire), TCP flags and length len goes. On LB_NEW and LB_ESTABLISHED, res
+ * holds the backend to rewrite the destination to; on LB_NO_BACKEND, the
+ * service.
+ */
+static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, __u32 len, struct lb_result *res)
+{
+	struct ct_entry *ct, entry = {};
+	struct frontend *fe;
+	struct backend *be;
+	struct ct_key rk;
+	__u32 id = 0;
+	__u64 now;
+
+	fe = lb_frontend(k);
+	if (!fe)
+		return LB_NOT_OURS;
+	res->service_id = fe->service_id;
+
+	now = bpf_ktime_get_ns();
+	k->dir = CT_DIR_ORIGINAL;
+	ct = bpf_map_lookup_elem(&conntrack, k);
+	if (ct) {
+		if (ct->service_id == fe->service_id && !ct_expired(ct, k->proto, now) &&
+		    !ct_reopened(ct, k->proto, flags) && lb_backend(ct->backend_id, k)) {
+			ct_touch(ct, k->proto, flags, 0, now, len);
+			addr_copy(res->addr, ct->nat_addr);
+			res->port = ct->nat_port;
+			res->backend_id = ct->backend_id;
+			return LB_ESTABLISHED;
+		}
+		res->expired = 1;
+	}
+
+	if (fe->maglev_size == 0)
+		return LB_NO_BACKEND;
+	be = lb_select(fe, k, now, &id);
+	if (!be)
+		return LB_NO_BACKEND;
+
+	addr_copy(res->addr, be->addr);
+	res->port = be->port;
+	res->backend_id = id;
+
+	entry.last_seen = now;
+	entry.created = now;
+	entry.backend_id = id;
+	entry.service_id = fe->service_id;
+	entry.state = ct_new_state(k->proto, flags);
+	entry.packets = 1;
+	entry.bytes = len;
+	addr_copy(entry.nat_addr, be->addr);
+	entry.nat_port = be->port;
+	bpf_map_update_elem(&conntrack, k, &entry, BPF_ANY);
+
+	ct_reply_key(&rk, k, be->addr, be->port);
+	addr_copy(entry.nat_addr, k->daddr);
+	entry.nat_port = k->dport;
+	entry.packets = 0;
+	entry.bytes = 0;
+	bpf_map_update_elem(&conntrack, &rk, &entry, BPF_ANY);
+
+	if (fe->affinity_timeout) {
+		struct affinity_key ak = { .service_id = fe->service_id };
+		struct affinity av = { .backend_id = id, .last_used = now };
+
+		addr_copy(ak.client, k->saddr);
+		bpf_map_update_elem(&affinity, &ak, &av, BPF_ANY);
+	}
+	return LB_NEW;
+}
+
+/*
+ * Looks up the reply entry for key r (a packet backend -> client as on the
+ * wire, dir set here) and, on a hit, refreshes both entries with the packet's
+ * flags. Returns the reply entry (nat = the frontend) or NULL.
+ */
+static __always_inline struct ct_entry *lb_reverse(struct ct_key *r, __u8 flags, __u32 len)
+{
+	struct ct_entry *re, *oe;
+	struct ct_key ok;
+	__u64 now;
+
+	r->dir = CT_DIR_REPLY;
+	re = bpf_map_lookup_elem(&conntrack, r);
+	if (!re)
+		return 0;
+	now = bpf_ktime_get_ns();
+	ct_touch(re, r->proto, flags, 1, now, len);
+	ct_original_key(&ok, r, re->nat_addr, re->nat_port);
+	oe = bpf_map_lookup_elem(&conntrack, &ok);
+	if (oe && oe->backend_id == re->backend_id) {
+		__u8 next = ct_next_state(r->proto, oe->state, flags, 1);
+
+		oe->last_seen = now;
+		if (oe->state != next)
+			oe->state = next;
+	}
+	return re;
+}
+
+#endif /* __SLUICE_LB_H */

@@ -1,0 +1,363 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+// Typed access to the datapath's maps for the syncer, the garbage collector
+// and sluicectl: thin, no policy. Writes are single syscalls per call (batch
+// ones where the kernel has them); safe for concurrent use with each other
+// and with the running programs.
+
+func (k FrontendKey) raw() (datapathFrontendKey, error) {
+	if !k.Addr.IsValid() {
+		return datapathFrontendKey{}, fmt.Errorf("bpf: frontend address is not set")
+	}
+	return datapathFrontendKey{Addr: addr16(k.Addr), Port: htons(k.Port), Proto: k.Proto, Scope: uint8(k.Scope)}, nil
+}
+
+func (r datapathFrontendKey) key() FrontendKey {
+	return FrontendKey{Addr: addrFrom16(r.Addr), Port: htons(r.Port), Proto: r.Proto, Scope: Scope(r.Scope)}
+}
+
+func (f Frontend) raw() datapathFrontend {
+	return datapathFrontend{
+		ServiceId:       f.ServiceID,
+		MaglevBase:      f.MaglevBase,
+		MaglevSize:      f.MaglevSize,
+		AffinityTimeout: seconds(f.AffinityTimeout),
+		Flags:           uint32(f.Flags),
+	}
+}
+
+func (r datapathFrontend) value() Frontend {
+	return Frontend{
+		ServiceID:       r.ServiceId,
+		MaglevBase:      r.MaglevBase,
+		MaglevSize:      r.MaglevSize,
+		AffinityTimeout: time.Duration(r.AffinityTimeout) * time.Second,
+		Flags:           FrontendFlags(r.Flags),
+	}
+}
+
+func (b Backend) raw() (datapathBackend, error) {
+	if !b.Addr.IsValid() {
+		return datapathBackend{}, fmt.Errorf("bpf: backend address is not set")
+	}
+	return datapathBackend{Addr: addr16(b.Addr), Port: htons(b.Port), State: uint8(b.State)}, nil
+}
+
+func (r datapathBackend) value() Backend {
+	return Backend{Addr: addrFrom16(r.Addr), Port: htons(r.Port), State: BackendState(r.State)}
+}
+
+func (k ConntrackKey) raw() datapathCtKey {
+	r := datapathCtKey{
+		Saddr: addr16(k.Src.Addr()), Daddr: addr16(k.Dst.Addr()),
+		Sport: htons(k.Src.Port()), Dport: htons(k.Dst.Port()),
+		Proto: k.Proto,
+	}
+	if k.Reply {
+		r.Dir = 1
+	}
+	return r
+}
+
+func (r datapathCtKey) key() ConntrackKey {
+	return ConntrackKey{
+		Src:   netip.AddrPortFrom(addrFrom16(r.Saddr), htons(r.Sport)),
+		Dst:   netip.AddrPortFrom(addrFrom16(r.Daddr), htons(r.Dport)),
+		Proto: r.Proto,
+		Reply: r.Dir == 1,
+	}
+}
+
+func (r datapathCtEntry) value() ConntrackEntry {
+	return ConntrackEntry{
+		LastSeen:  time.Duration(r.LastSeen),
+		Created:   time.Duration(r.Created),
+		BackendID: r.BackendId,
+		ServiceID: r.ServiceId,
+		NAT:       netip.AddrPortFrom(addrFrom16(r.NatAddr), htons(r.NatPort)),
+		State:     ConntrackState(r.State),
+		Packets:   r.Packets,
+		Bytes:     r.Bytes,
+	}
+}
+
+func (e ConntrackEntry) raw() datapathCtEntry {
+	return datapathCtEntry{
+		LastSeen: uint64(e.LastSeen), Created: uint64(e.Created),
+		BackendId: e.BackendID, ServiceId: e.ServiceID,
+		NatAddr: addr16(e.NAT.Addr()), NatPort: htons(e.NAT.Port()),
+		State: uint8(e.State), Packets: e.Packets, Bytes: e.Bytes,
+	}
+}
+
+// PutFrontend creates or replaces a frontend.
+func (d *Datapath) PutFrontend(k FrontendKey, f Frontend) error {
+	rk, err := k.raw()
+	if err != nil {
+		return err
+	}
+	rv := f.raw()
+	if err := d.maps.Frontends.Put(&rk, &rv); err != nil {
+		return fmt.Errorf("bpf: put frontend %v: %w", k, err)
+	}
+	return nil
+}
+
+// DeleteFrontend removes a frontend; ebpf.ErrKeyNotExist if it was not there.
+func (d *Datapath) DeleteFrontend(k FrontendKey) error {
+	rk, err := k.raw()
+	if err != nil {
+		return err
+	}
+	if err := d.maps.Frontends.Delete(&rk); err != nil {
+		return fmt.Errorf("bpf: delete frontend %v: %w", k, err)
+	}
+	return nil
+}
+
+// Frontends reads every frontend (for the read-back after a restart).
+func (d *Datapath) Frontends() (map[FrontendKey]Frontend, error) {
+	out := map[FrontendKey]Frontend{}
+	var (
+		k datapathFrontendKey
+		v datapathFrontend
+	)
+	it := d.maps.Frontends.Iterate()
+	for it.Next(&k, &v) {
+		out[k.key()] = v.value()
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("bpf: read frontends: %w", err)
+	}
+	return out, nil
+}
+
+// PutBackend creates or replaces the backend id.
+func (d *Datapath) PutBackend(id uint32, b Backend) error {
+	rv, err := b.raw()
+	if err != nil {
+		return err
+	}
+	if err := d.maps.Backends.Put(&id, &rv); err != nil {
+		return fmt.Errorf("bpf: put backend %d: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteBackend removes the backend id; ebpf.ErrKeyNotExist if it was not
+// there. Flows still pinned to it by conntrack are selected again.
+func (d *Datapath) DeleteBackend(id uint32) error {
+	if err := d.maps.Backends.Delete(&id); err != nil {
+		return fmt.Errorf("bpf: delete backend %d: %w", id, err)
+	}
+	return nil
+}
+
+// Backends reads every backend by id.
+func (d *Datapath) Backends() (map[uint32]Backend, error) {
+	out := map[uint32]Backend{}
+	var (
+		k uint32
+		v datapathBackend
+	)
+	it := d.maps.Backends.Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v.value()
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("bpf: read backends: %w", err)
+	}
+	return out, nil
+}
+
+// PutMaglev writes backend ids into the Maglev slots [base, base+len(ids))
+// with one batch update. A frontend pointing at the range sees each slot
+// change atomically, not the range as a whole: write a new range and then
+// repoint the frontend to switch a table atomically.
+func (d *Datapath) PutMaglev(base uint32, ids []uint32) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if uint64(base)+uint64(len(ids)) > uint64(d.maps.Maglev.MaxEntries()) {
+		return fmt.Errorf("bpf: maglev range [%d, %d) past the map's %d slots", base, uint64(base)+uint64(len(ids)), d.maps.Maglev.MaxEntries())
+	}
+	keys := make([]uint32, len(ids))
+	for i := range keys {
+		keys[i] = base + uint32(i)
+	}
+	if _, err := d.maps.Maglev.BatchUpdate(keys, ids, nil); err != nil {
+		return fmt.Errorf("bpf: write maglev [%d, %d): %w", base, base+uint32(len(ids)), err)
+	}
+	return nil
+}
+
+// Maglev reads the Maglev slots [base, base+n).
+func (d *Datapath) Maglev(base, n uint32) ([]uint32, error) {
+	if uint64(base)+uint64(n) > uint64(d.maps.Maglev.MaxEntries()) {
+		return nil, fmt.Errorf("bpf: maglev range [%d, %d) past the map's %d slots", base, uint64(base)+uint64(n), d.maps.Maglev.MaxEntries())
+	}
+	out := make([]uint32, n)
+	for i := range out {
+		if err := d.maps.Maglev.Lookup(base+uint32(i), &out[i]); err != nil {
+			return nil, fmt.Errorf("bpf: read maglev slot %d: %w", base+uint32(i), err)
+		}
+	}
+	return out, nil
+}
+
+// MaglevSlots is the size of the Maglev map: the slots all frontends share.
+func (d *Datapath) MaglevSlots() uint32 { return d.maps.Maglev.MaxEntries() }
+
+// ConntrackBatchSize is how many entries WalkConntrack reads per syscall.
+const ConntrackBatchSize = 4096
+
+// WalkConntrack calls fn with batches of conntrack entries (keys[i] goes with
+// entries[i]; the slices are reused between calls) until the map is done or
+// fn returns false. The map keeps changing while it is walked: an entry may
+// be missed or seen twice, as with any iteration of a live hash map.
+func (d *Datapath) WalkConntrack(fn func(keys []ConntrackKey, entries []ConntrackEntry) bool) error {
+	var (
+		cursor ebpf.MapBatchCursor
+		rk     = make([]datapathCtKey, ConntrackBatchSize)
+		rv     = make([]datapathCtEntry, ConntrackBatchSize)
+		keys   = make([]ConntrackKey, 0, ConntrackBatchSize)
+		vals   = make([]ConntrackEntry, 0, ConntrackBatchSize)
+	)
+	for {
+		n, err := d.maps.Conntrack.BatchLookup(&cursor, rk, rv, nil)
+		done := errors.Is(err, ebpf.ErrKeyNotExist)
+		if err != nil && !done {
+			return fmt.Errorf("bpf: read conntrack: %w", err)
+		}
+		keys, vals = keys[:0], vals[:0]
+		for i := range n {
+			keys = append(keys, rk[i].key())
+			vals = append(vals, rv[i].value())
+		}
+		if n > 0 && !fn(keys, vals) {
+			return nil
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// LookupConntrack reads one conntrack entry; ebpf.ErrKeyNotExist if absent.
+func (d *Datapath) LookupConntrack(k ConntrackKey) (ConntrackEntry, error) {
+	rk := k.raw()
+	var rv datapathCtEntry
+	if err := d.maps.Conntrack.Lookup(&rk, &rv); err != nil {
+		return ConntrackEntry{}, fmt.Errorf("bpf: look up conntrack %v: %w", k, err)
+	}
+	return rv.value(), nil
+}
+
+// PutConntrack writes one conntrack entry (for tests and migrations).
+func (d *Datapath) PutConntrack(k ConntrackKey, e ConntrackEntry) error {
+	rk, rv := k.raw(), e.raw()
+	if err := d.maps.Conntrack.Put(&rk, &rv); err != nil {
+		return fmt.Errorf("bpf: put conntrack %v: %w", k, err)
+	}
+	return nil
+}
+
+// DeleteConntrack deletes the entries keys in one batch and returns how many
+// it deleted. Keys already gone are skipped, not an error.
+func (d *Datapath) DeleteConntrack(keys []ConntrackKey) (int, error) {
+	deleted := 0
+	rk := make([]datapathCtKey, len(keys))
+	for i, k := range keys {
+		rk[i] = k.raw()
+	}
+	for len(rk) > 0 {
+		n, err := d.maps.Conntrack.BatchDelete(rk, nil)
+		deleted += n
+		switch {
+		case err == nil:
+			return deleted, nil
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			// The batch stops at the first missing key: skip it, go on.
+			rk = rk[min(n+1, len(rk)):]
+		default:
+			return deleted, fmt.Errorf("bpf: delete conntrack: %w", err)
+		}
+	}
+	return deleted, nil
+}
+
+// ConntrackTimeouts are the timeouts the programs were loaded with.
+func (d *Datapath) ConntrackTimeouts() Timeouts { return d.timeouts }
+
+// MonotonicNow is the current CLOCK_MONOTONIC time, the clock of conntrack
+// and affinity timestamps (bpf_ktime_get_ns).
+func MonotonicNow() time.Duration {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for CLOCK_MONOTONIC
+	return time.Duration(ts.Nano())
+}
+
+// Affinity reads the ClientIP affinity of client for a service: the
+// backend id and when it was last used; ebpf.ErrKeyNotExist if none.
+func (d *Datapath) Affinity(serviceID uint32, client netip.Addr) (backendID uint32, lastUsed time.Duration, err error) {
+	k := datapathAffinityKey{ServiceId: serviceID, Client: addr16(client)}
+	var v datapathAffinity
+	if err := d.maps.Affinity.Lookup(&k, &v); err != nil {
+		return 0, 0, fmt.Errorf("bpf: look up affinity %d/%v: %w", serviceID, client, err)
+	}
+	return v.BackendId, time.Duration(v.LastUsed), nil
+}
+
+// EventReader reads the events ring buffer. One reader at a time; close it
+// before closing the Datapath.
+type EventReader struct{ r *ringbuf.Reader }
+
+// Events opens a reader on the events ring buffer.
+func (d *Datapath) Events() (*EventReader, error) {
+	r, err := ringbuf.NewReader(d.maps.Events)
+	if err != nil {
+		return nil, fmt.Errorf("bpf: open events: %w", err)
+	}
+	return &EventReader{r: r}, nil
+}
+
+// SetDeadline makes Read return os.ErrDeadlineExceeded once t has passed
+// without an event; the zero time removes the deadline.
+func (e *EventReader) SetDeadline(t time.Time) { e.r.SetDeadline(t) }
+
+// Read blocks until the next event (or the deadline, or Close).
+func (e *EventReader) Read() (Event, error) {
+	rec, err := e.r.Read()
+	if err != nil {
+		return Event{}, fmt.Errorf("bpf: read event: %w", err)
+	}
+	var raw datapathEvent
+	if _, err := raw.decode(rec.RawSample); err != nil {
+		return Event{}, err
+	}
+	return Event{
+		Time:      time.Duration(raw.Timestamp),
+		Type:      EventType(raw.Type),
+		ServiceID: raw.ServiceId,
+		Ifindex:   raw.Ifindex,
+		Len:       raw.Len,
+		Src:       netip.AddrPortFrom(addrFrom16(raw.Saddr), htons(raw.Sport)),
+		Dst:       netip.AddrPortFrom(addrFrom16(raw.Daddr), htons(raw.Dport)),
+		Proto:     raw.Proto,
+		Counter:   Counter(raw.Counter),
+	}, nil
+}
+
+// Close stops the reader; a blocked Read returns.
+func (e *EventReader) Close() error { return e.r.Close() }
