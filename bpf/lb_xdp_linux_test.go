@@ -201,16 +201,44 @@ func TestXDPConntrackKeepsBackend(t *testing.T) {
 		}
 	}
 
-	// A deleted backend loses its flows: selected again.
+	// A removed backend keeps its TCP flows, as with kube-proxy's conntrack: the entry holds
+	// the address.
 	if err := d.DeleteBackend(s.backends[first]); err != nil {
 		t.Fatal(err)
 	}
 	before = readCounters(t, d)
-	_, out = runXDP(t, d.XDPProgram(), ack)
-	if p, _ := packet.Parse(out); p == nil || p.IPv4().Dst == be.Addr() {
-		t.Errorf("flow of a deleted backend still goes to it")
+	if _, out = runXDP(t, d.XDPProgram(), ack); !bytes.Equal(out, want) {
+		t.Errorf("TCP flow of a removed backend moved:\n got %x\nwant %x", out, want)
 	}
-	if diff := diffCounters(readCounters(t, d).Sub(before), deltas(len(ack), CounterIPv4TCP, CounterCTExpired, CounterFwdNew)); diff != "" {
+	if diff := diffCounters(readCounters(t, d).Sub(before), deltas(len(ack), CounterIPv4TCP, CounterFwdEstablished)); diff != "" {
+		t.Errorf("counter deltas differ:%s", diff)
+	}
+
+	// UDP flows of a removed backend move to a live one (kube-proxy flushes UDP conntrack).
+	u := svcs[1]
+	uvip := ap(u.key.Addr, u.key.Port)
+	usrc := ap(client4, 45000)
+	ufirst := u.pick(client4, usrc.Port())
+	ube := u.addrs[ufirst]
+	if _, out := runXDP(t, d.XDPProgram(), flowFrame(ProtoUDP, usrc, uvip, false)); !bytes.Equal(out, flowFrame(ProtoUDP, usrc, ube, false)) {
+		t.Fatalf("UDP flow not sent to %v", ube)
+	}
+	var utable []uint32
+	for i := range 7 {
+		utable = append(utable, u.backends[(ufirst+1+i%2)%3])
+	}
+	if err := d.PutMaglev(u.base(), utable); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteBackend(u.backends[ufirst]); err != nil {
+		t.Fatal(err)
+	}
+	before = readCounters(t, d)
+	_, out = runXDP(t, d.XDPProgram(), flowFrame(ProtoUDP, usrc, uvip, false))
+	if p, _ := packet.Parse(out); p == nil || p.IPv4().Dst == ube.Addr() {
+		t.Errorf("UDP flow of a removed backend still goes to it")
+	}
+	if diff := diffCounters(readCounters(t, d).Sub(before), deltas(len(out), CounterIPv4UDP, CounterCTExpired, CounterFwdNew)); diff != "" {
 		t.Errorf("counter deltas differ:%s", diff)
 	}
 }

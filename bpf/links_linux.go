@@ -16,7 +16,8 @@ import (
 var attachKinds = []string{"xdp", "tcx-ingress", "tcx-egress"}
 
 // AttachDevice attaches the XDP and TCX programs to the interface and pins the links under
-// linkDir as <ifname>.xdp, <ifname>.tcx-ingress and <ifname>.tcx-egress. Links pinned there
+// linkDir as <ifname>_xdp, <ifname>_tcx-ingress and <ifname>_tcx-egress (bpffs reserves
+// names with a dot). Links pinned there
 // by an earlier agent are updated to this agent's programs in place (an atomic swap), so
 // traffic never passes the device without a program — across restarts and upgrades. A pinned
 // link that no longer works (its interface was recreated) is replaced.
@@ -30,7 +31,7 @@ func (d *Datapath) AttachDevice(ifname, linkDir string) error {
 	}
 	progs := map[string]*ebpf.Program{"xdp": d.XDPProgram(), "tcx-ingress": d.TCIngressProgram(), "tcx-egress": d.TCEgressProgram()}
 	for _, kind := range attachKinds {
-		path := filepath.Join(linkDir, ifname+"."+kind)
+		path := filepath.Join(linkDir, ifname+"_"+kind)
 		if err := d.attachPinned(path, kind, iface.Index, progs[kind]); err != nil {
 			return fmt.Errorf("attaching %s to %s: %w", kind, ifname, err)
 		}
@@ -108,8 +109,13 @@ func DetachDevices(linkDir string, keep []string) error {
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
-		dot := strings.LastIndex(name, ".")
-		if dot < 0 || kept[name[:dot]] {
+		ifname := ""
+		for _, kind := range attachKinds {
+			if n, ok := strings.CutSuffix(name, "_"+kind); ok {
+				ifname = n
+			}
+		}
+		if ifname == "" || kept[ifname] {
 			continue
 		}
 		path := filepath.Join(linkDir, name)

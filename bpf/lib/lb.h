@@ -110,8 +110,17 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 	k->dir = CT_DIR_ORIGINAL;
 	ct = bpf_map_lookup_elem(&conntrack, k);
 	if (ct) {
+		/*
+		 * An established flow keeps its backend, even a terminating one.
+		 * TCP keeps it even once the backend is removed (its entry
+		 * holds the address), as kube-proxy's conntrack does: a pod
+		 * that left the endpoints but still runs finishes its
+		 * connections. UDP moves to a live backend, as kube-proxy
+		 * flushes UDP conntrack on endpoint removal.
+		 */
 		if (ct->service_id == fe->service_id && !ct_expired(ct, k->proto, now) &&
-		    !ct_reopened(ct, k->proto, flags) && lb_backend(ct->backend_id, k)) {
+		    !ct_reopened(ct, k->proto, flags) &&
+		    (k->proto == IPPROTO_TCP || lb_backend(ct->backend_id, k))) {
 			ct_touch(ct, k->proto, flags, 0, now, len);
 			addr_copy(res->addr, ct->nat_addr);
 			res->port = ct->nat_port;

@@ -40,7 +40,9 @@ func openDatapath(cfg Config, log *slog.Logger) (*datapath, error) {
 		if _, err := bpf.MountBPFFS(cfg.BPFFS); err != nil {
 			return nil, fmt.Errorf("--bpffs: %s is not a bpf filesystem and mounting one failed: %w", cfg.BPFFS, err)
 		}
-		log.Info("mounted a bpf filesystem", "path", cfg.BPFFS)
+		log.Warn("mounted a bpf filesystem at --bpffs myself: if this process has a mount namespace of its own "+
+			"(a container without the host's bpffs, `ip netns exec`), pinned maps and program links die with it and a "+
+			"restart loses conntrack; mount the host's bpffs there", "path", cfg.BPFFS)
 	}
 	pin := filepath.Join(cfg.BPFFS, "sluice")
 	sz := cfg.BPF.Sizes

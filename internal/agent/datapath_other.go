@@ -16,5 +16,7 @@ func openDatapath(Config, *slog.Logger) (*datapath, error) {
 	return nil, errors.New("--devices: the eBPF datapath runs on Linux only")
 }
 
-func (*datapath) apply(*model.Model) (lb.SyncStats, []lb.Conflict, error) { return lb.SyncStats{}, nil, nil }
-func (*datapath) close() error                                          { return nil }
+func (*datapath) apply(*model.Model) (lb.SyncStats, []lb.Conflict, error) {
+	return lb.SyncStats{}, nil, nil
+}
+func (*datapath) close() error { return nil }

@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/test/traffic"
+)
+
+var (
+	tcp4 = net.JoinHostPort(vip4, "80")
+	tcp6 = net.JoinHostPort(vip6, "80")
+)
+
+// TestSpread: many connections to the Service address reach every backend, about evenly,
+// over TCP and UDP, IPv4 and IPv6.
+func TestSpread(t *testing.T) {
+	s := newSingleNode(t, 3)
+	s.startAgent(t, s.config(t, "1", "2", "3"))
+	c := traffic.NewClient(s.client)
+
+	r := c.Spread("tcp", tcp4, 3000, 8)
+	t.Logf("TCP/IPv4, 3000 connections: %v (max deviation from even %.1f %%)", r, 100*r.MaxDeviation(3))
+	if r.Failed != 0 || r.MaxDeviation(3) > 0.10 {
+		t.Fatalf("TCP/IPv4 spread: %v", r)
+	}
+	for _, tc := range []struct{ network, addr string }{{"tcp", tcp6}, {"udp", tcp4}, {"udp", tcp6}} {
+		r := c.Spread(tc.network, tc.addr, 300, 4)
+		t.Logf("%s %s, 300 requests: %v", tc.network, tc.addr, r)
+		if r.Failed != 0 || len(r.ByServer) != 3 {
+			t.Fatalf("%s %s: %v", tc.network, tc.addr, r)
+		}
+	}
+}
+
+// TestBackendRemoval: taking a backend out of the Service breaks no established connection —
+// not of the other backends, nor of the one removed (its flows keep their conntrack entry,
+// as with kube-proxy) — and new connections no longer reach it. A terminating backend
+// likewise takes no new flows but keeps its own.
+func TestBackendRemoval(t *testing.T) {
+	s := newSingleNode(t, 3)
+	config := s.config(t, "1", "2", "3")
+	s.startAgent(t, config)
+	c := traffic.NewClient(s.client)
+
+	var sessions []*traffic.Session
+	on := map[string]int{}
+	for i := 0; i < 30; i++ {
+		sess, err := c.Hold(tcp4, 20*time.Millisecond)
+		must(t, err)
+		sessions = append(sessions, sess)
+		on[sess.Server]++
+	}
+	if len(on) != 3 {
+		t.Fatalf("30 sessions landed on %v; want all three backends", on)
+	}
+
+	s.config(t, "1", "2", "~3") // be3 terminating: no new flows
+	waitFor(t, "be3 to take no new flows", func() bool {
+		r := c.Spread("tcp", tcp4, 100, 4)
+		return r.Failed == 0 && r.ByServer["be3"] == 0
+	})
+	s.config(t, "1", "2") // be3 removed
+	time.Sleep(300 * time.Millisecond)
+	r := c.Spread("tcp", tcp4, 600, 8)
+	t.Logf("after removing be3: %v", r)
+	if r.Failed != 0 || r.ByServer["be3"] != 0 || r.MaxDeviation(2) > 0.15 {
+		t.Fatalf("after removing be3: %v", r)
+	}
+	for i, sess := range sessions {
+		n, err := sess.Stop()
+		if err != nil {
+			t.Errorf("session %d on %s: %v", i, sess.Server, err)
+		}
+		if n < 10 {
+			t.Errorf("session %d on %s: only %d exchanges", i, sess.Server, n)
+		}
+	}
+}
+
+// TestAgentRestartHitless: the agent is killed with SIGKILL and started again while
+// long-lived connections and a steady stream of new connections run: nothing breaks and
+// nothing is refused, because maps and program attachments are pinned.
+func TestAgentRestartHitless(t *testing.T) {
+	s := newSingleNode(t, 3)
+	config := s.config(t, "1", "2", "3")
+	s.startAgent(t, config)
+	c := traffic.NewClient(s.client)
+
+	var sessions []*traffic.Session
+	for i := 0; i < 10; i++ {
+		sess, err := c.Hold(tcp4, 20*time.Millisecond)
+		must(t, err)
+		sessions = append(sessions, sess)
+	}
+	stream4 := c.Stream("tcp", tcp4, 3)
+	stream6 := c.Stream("tcp", tcp6, 1)
+	time.Sleep(300 * time.Millisecond)
+
+	for round := 1; round <= 2; round++ {
+		must(t, syscall.Kill(s.agent.PID, syscall.SIGKILL))
+		<-s.agent.Done()
+		time.Sleep(200 * time.Millisecond) // no agent at all for a while
+		s.startAgent(t, config)
+		time.Sleep(300 * time.Millisecond)
+		// The restarted agent found everything in the pinned maps: it wrote nothing.
+		if got := s.metric(t, "sluice_datapath_writes_total"); got != "0" {
+			t.Fatalf("restart %d: the agent rewrote %s map entries; the pinned maps should have been read back as they were\n%s", round, got, s.agent.Output())
+		}
+	}
+
+	r4, r6 := stream4.Stop(), stream6.Stop()
+	t.Logf("new connections during two SIGKILL restarts: IPv4 %v; IPv6 %v", r4, r6)
+	if r4.Failed != 0 || r6.Failed != 0 || r4.OK() < 50 {
+		t.Fatalf("connections failed across restarts: IPv4 %v; IPv6 %v", r4, r6)
+	}
+	for i, sess := range sessions {
+		if n, err := sess.Stop(); err != nil {
+			t.Errorf("session %d: %v (after %d exchanges)", i, err, n)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-lb/sluice/bpf"
+	"github.com/sluice-lb/sluice/internal/testenv"
+	"github.com/sluice-lb/sluice/test/lab"
+	"github.com/sluice-lb/sluice/test/traffic"
+)
+
+// agentBin is the sluice-agent built for this test run.
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sluice-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	agentBin = filepath.Join(dir, "sluice-agent")
+	if out, err := exec.Command("go", "build", "-o", agentBin, "../../cmd/sluice-agent").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building sluice-agent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Addresses of the single-node topology:
+//
+//	client 198.18.0.2 ── eth0 198.18.0.1 [node, XDP + TCX] pods 198.51.100.1 ── be1..be3 198.51.100.11-13
+//
+// The Service address 203.0.113.10 (and 2001:db8:100::10) is routed by the client to the node.
+const (
+	vip4 = "203.0.113.10"
+	vip6 = "2001:db8:100::10"
+)
+
+// singleNode is a client, a node running the agent with XDP on its client-facing device, and
+// backends behind the node.
+type singleNode struct {
+	lab      *lab.Lab
+	client   *lab.Namespace
+	node     *lab.Namespace
+	backends []*lab.Namespace
+	servers  []*traffic.Server
+	dir      string
+	agent    *lab.Process
+}
+
+func newSingleNode(t *testing.T, backends int) *singleNode {
+	testenv.RequirePrivileged(t)
+	l := lab.ForTest(t)
+	s := &singleNode{lab: l, dir: t.TempDir()}
+	// The node's bpffs is mounted here, in the host's mount namespace, as a DaemonSet's
+	// hostPath is: `ip netns exec` gives every agent a mount namespace of its own, and pins
+	// on a bpffs the agent mounted itself would die with it.
+	bpffs := filepath.Join(s.dir, "bpffs")
+	must(t, os.MkdirAll(bpffs, 0o700))
+	if _, err := bpf.MountBPFFS(bpffs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(bpffs, unix.MNT_DETACH) })
+	var err error
+	s.client, err = l.Namespace("client")
+	must(t, err)
+	s.node, err = l.Namespace("node")
+	must(t, err)
+	must(t, s.node.EnableForwarding())
+	must(t, l.Connect(lab.Endpoint{NS: s.client, Name: "eth0", Addrs: []string{"198.18.0.2/24", "2001:db8:18::2/64"}},
+		lab.Endpoint{NS: s.node, Name: "eth0", Addrs: []string{"198.18.0.1/24", "2001:db8:18::1/64"}}))
+	must(t, s.client.AddRoute("203.0.113.0/24", "198.18.0.1"))
+	must(t, s.client.AddRoute("2001:db8:100::/64", "2001:db8:18::1"))
+	must(t, s.node.AddBridge("pods", "198.51.100.1/24", "2001:db8:51::1/64"))
+	for i := 1; i <= backends; i++ {
+		be, err := l.Namespace(fmt.Sprint("be", i))
+		must(t, err)
+		must(t, l.Connect(lab.Endpoint{NS: be, Name: "eth0", Addrs: []string{fmt.Sprintf("198.51.100.%d/24", 10+i), fmt.Sprintf("2001:db8:51::%d/64", 10+i)}},
+			lab.Endpoint{NS: s.node, Name: fmt.Sprint("be", i), Bridge: "pods"}))
+		must(t, be.AddRoute("default", "198.51.100.1"))
+		must(t, be.AddRoute("default", "2001:db8:51::1"))
+		srv, err := traffic.Serve(be, fmt.Sprint("be", i), 8080)
+		must(t, err)
+		t.Cleanup(func() { srv.Close() })
+		s.backends = append(s.backends, be)
+		s.servers = append(s.servers, srv)
+	}
+	return s
+}
+
+// config writes the standalone config: Service web (TCP and UDP port 80, on vip4 and vip6)
+// with the given backends (1-based indexes), each "~N" terminating.
+func (s *singleNode) config(t *testing.T, backends ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: PreferDualStack
+  ports: [{name: tcp, port: 80, protocol: TCP}, {name: udp, port: 80, protocol: UDP}]
+status:
+  loadBalancer:
+    ingress: [{ip: %s}, {ip: %s}]
+`, vip4, vip6)
+	for _, fam := range []string{"IPv4", "IPv6"} {
+		fmt.Fprintf(&b, `---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-%s, namespace: demo, labels: {kubernetes.io/service-name: web}}
+addressType: %s
+ports: [{name: tcp, port: 8080, protocol: TCP}, {name: udp, port: 8080, protocol: UDP}]
+endpoints:
+`, strings.ToLower(fam), fam)
+		for _, be := range backends {
+			terminating := strings.HasPrefix(be, "~")
+			i := strings.TrimPrefix(be, "~")
+			addr := "198.51.100.1" + i
+			if fam == "IPv6" {
+				addr = "2001:db8:51::1" + i
+			}
+			fmt.Fprintf(&b, "  - addresses: [%q]\n    conditions: {ready: %v, serving: true, terminating: %v}\n", addr, !terminating, terminating)
+		}
+	}
+	path := filepath.Join(s.dir, "config.yaml")
+	tmp := path + ".tmp"
+	must(t, os.WriteFile(tmp, []byte(b.String()), 0o644))
+	must(t, os.Rename(tmp, path))
+	return path
+}
+
+// startAgent runs sluice-agent in the node namespace with XDP/TCX on eth0 and waits until it
+// is ready.
+func (s *singleNode) startAgent(t *testing.T, config string) {
+	t.Helper()
+	var err error
+	s.agent, err = s.node.Start(agentBin, "--config", config, "--node-name", "node", "--devices", "eth0",
+		"--state-dir", filepath.Join(s.dir, "state"), "--bpffs", filepath.Join(s.dir, "bpffs"),
+		"--metrics-addr", "127.0.0.1:9472", "--health-addr", "127.0.0.1:9473")
+	must(t, err)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := s.node.Exec(ctx, "curl", "-sf", "http://127.0.0.1:9473/readyz")
+		cancel()
+		ready := err == nil
+		if ready {
+			return
+		}
+		select {
+		case <-s.agent.Done():
+			t.Fatalf("agent exited: %v\n%s", s.agent.Err(), s.agent.Output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not ready after 20s\n%s", s.agent.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// metric returns the value of an unlabelled metric of the node's agent.
+func (s *singleNode) metric(t *testing.T, name string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := s.node.Exec(ctx, "curl", "-sf", "http://127.0.0.1:9472/metrics")
+	must(t, err)
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	t.Fatalf("metric %s not served", name)
+	return ""
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
