@@ -252,6 +252,15 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 	return st, errors.Join(tableErrs...)
 }
 
+// ServiceKeys returns which service each service ID stands for.
+func (s *Syncer) ServiceKeys() map[uint32]ServiceKey {
+	out := make(map[uint32]ServiceKey, len(s.idOwners))
+	for id, k := range s.idOwners {
+		out[id] = k
+	}
+	return out
+}
+
 // sameStored reports whether two backends are the same in the backends map, which holds the
 // address, port and state (the weight lives in the Maglev table).
 func sameStored(a, b Backend) bool {

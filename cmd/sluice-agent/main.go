@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -21,6 +23,7 @@ import (
 	"github.com/sluice-lb/sluice/internal/agent"
 	"github.com/sluice-lb/sluice/internal/source"
 	"github.com/sluice-lb/sluice/internal/version"
+	"github.com/sluice-lb/sluice/lb"
 )
 
 func main() {
@@ -32,7 +35,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	hostname, _ := os.Hostname()
 	var cfg agent.Config
-	var devices, logLevel, logFormat string
+	var devices, logLevel, logFormat, algorithm string
 	var showVersion bool
 	fs.StringVar(&cfg.ConfigPath, "config", "", "standalone mode: read objects from this YAML file or directory instead of the Kubernetes API")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
@@ -43,6 +46,15 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.BPFFS, "bpffs", "/sys/fs/bpf", "bpf filesystem under which maps and programs are pinned (in <bpffs>/sluice)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9472", "address of the Prometheus /metrics endpoint (empty: off)")
 	fs.StringVar(&cfg.HealthAddr, "health-addr", ":9473", "address of the /healthz and /readyz endpoints (empty: off)")
+	fs.Func("bpf-frontends-max", "datapath: frontends map size (Service address:port pairs; default 65536)", uintFlag(&cfg.BPF.Sizes.Frontends))
+	fs.Func("bpf-backends-max", "datapath: backends map size (default 65536)", uintFlag(&cfg.BPF.Sizes.Backends))
+	cfg.BPF.Sizes.Maglev = 1 << 22
+	fs.Func("bpf-maglev-slots", "datapath: Maglev slots shared by all Services (default 4194304: 16 MiB, ~16k Services of up to 4 backends)", uintFlag(&cfg.BPF.Sizes.Maglev))
+	fs.Func("bpf-ct-max", "datapath: conntrack entries, two per flow (default 262144)", uintFlag(&cfg.BPF.Sizes.Conntrack))
+	fs.Func("bpf-affinity-max", "datapath: ClientIP session affinity entries (default 65536)", uintFlag(&cfg.BPF.Sizes.Affinity))
+	fs.Func("maglev-table-size", "datapath: smallest Maglev table of a Service, rounded up to a prime (default 251)", uintFlag(&cfg.BPF.MaglevMinimum))
+	fs.StringVar(&algorithm, "lb-algorithm", "maglev", "datapath: backend selection for new flows: maglev or random")
+	fs.DurationVar(&cfg.BPF.GCInterval, "conntrack-gc-interval", 30*time.Second, "datapath: how often expired conntrack entries are deleted")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
@@ -64,6 +76,15 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if devices != "" {
 		cfg.Devices = strings.Split(devices, ",")
+	}
+	switch algorithm {
+	case "maglev":
+		cfg.BPF.Algorithm = lb.AlgorithmMaglev
+	case "random":
+		cfg.BPF.Algorithm = lb.AlgorithmRandom
+	default:
+		fmt.Fprintf(stderr, "sluice-agent: --lb-algorithm: %q is not maglev or random\n", algorithm)
+		return 2
 	}
 
 	src, err := newSource(&cfg)
@@ -125,6 +146,18 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}
+
+// uintFlag parses a positive 32-bit number into p.
+func uintFlag(p *uint32) func(string) error {
+	return func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || n == 0 {
+			return fmt.Errorf("%q is not a positive 32-bit number", s)
+		}
+		*p = uint32(n)
+		return nil
+	}
 }
 
 func envOr(key, def string) string {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/sluice-lb/sluice/internal/localapi"
@@ -23,6 +24,8 @@ const usage = `sluicectl: inspect and check Sluice.
 Usage:
   sluicectl validate -f FILE_OR_DIR [-f ...] [-o text|json]   check configuration as the agent reads it
   sluicectl status [--state-dir DIR] [-o text|json]           what the running agent understood
+  sluicectl services [--state-dir DIR] [-o text|json]         what the agent's datapath has programmed
+  sluicectl bpf conntrack [--state-dir DIR] [-n N] [-o text|json]  the datapath's tracked flows
   sluicectl version                                           print the version
 
 validate exits 1 when anything is rejected or ignored, 2 on usage errors.
@@ -42,6 +45,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args[1:], stdout, stderr)
 	case "status":
 		return status(args[1:], stdout, stderr)
+	case "services":
+		return services(args[1:], stdout, stderr)
+	case "bpf":
+		if len(args) > 1 && args[1] == "conntrack" {
+			return conntrack(args[2:], stdout, stderr)
+		}
+		fmt.Fprintf(stderr, "usage: sluicectl bpf conntrack [--state-dir DIR] [-n N] [-o text|json]\n")
+		return 2
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluicectl", version.String())
 		return 0
@@ -176,4 +187,82 @@ func printStatus(w io.Writer, st localapi.Status) {
 	} else {
 		fmt.Fprintln(w, "Problems: none")
 	}
+}
+
+// agentFlags are the flags of the commands that ask a running agent.
+func agentFlags(name string, stderr io.Writer) (*flag.FlagSet, *string, *string) {
+	fs := flag.NewFlagSet("sluicectl "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", "/var/run/sluice", "the agent's --state-dir")
+	output := fs.String("o", "text", "output: text or json")
+	return fs, stateDir, output
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func services(args []string, stdout, stderr io.Writer) int {
+	fs, stateDir, output := agentFlags("services", stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	svcs, err := localapi.NewClient(*stateDir).Services(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluicectl:", err)
+		return 1
+	}
+	if *output == "json" {
+		writeJSON(stdout, svcs)
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tFRONTEND\tSLOTS\tBACKENDS")
+	for _, s := range svcs {
+		var bs []string
+		for _, b := range s.Backends {
+			bs = append(bs, fmt.Sprintf("%s (%s, %d slots)", b.Address, b.State, b.Slots))
+		}
+		backends := strings.Join(bs, ", ")
+		if s.Slots == 0 {
+			backends = "none: connections are refused"
+		}
+		extra := s.Algorithm
+		if s.Affinity != "" {
+			extra += ", affinity " + s.Affinity
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d %s\t%s\n", s.Service, s.Frontend, s.Slots, extra, backends)
+	}
+	tw.Flush()
+	return 0
+}
+
+func conntrack(args []string, stdout, stderr io.Writer) int {
+	fs, stateDir, output := agentFlags("bpf conntrack", stderr)
+	limit := fs.Int("n", 1000, "at most this many entries")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	entries, err := localapi.NewClient(*stateDir).Conntrack(ctx, *limit)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluicectl:", err)
+		return 1
+	}
+	if *output == "json" {
+		writeJSON(stdout, entries)
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROTO\tDIR\tSOURCE\tDESTINATION\tNAT\tSTATE\tAGE\tIDLE\tPACKETS\tBYTES")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", e.Proto, e.Direction, e.Src, e.Dst, e.NAT, e.State, e.Age, e.Idle, e.Packets, e.Bytes)
+	}
+	tw.Flush()
+	return 0
 }

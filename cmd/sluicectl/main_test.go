@@ -111,12 +111,12 @@ func TestUsageAndVersion(t *testing.T) {
 // TestStatus reads a status from a local API server, as from a running agent.
 func TestStatus(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := localapi.Listen(dir, func() localapi.Status {
+	srv, err := localapi.Listen(dir, localapi.Handlers{Status: func() localapi.Status {
 		return localapi.Status{Version: "v9", Node: "node-7", Mode: "standalone", Source: "/etc/sluice", Synced: true,
 			Pools:    []localapi.PoolStatus{{Name: "p", Ranges: []string{"203.0.113.0/28"}, AutoAssign: true, Size: "16"}},
 			Problems: []model.Problem{{Object: model.ObjectRef{Kind: "IPPool", Name: "q"}, Field: "spec.blocks", Message: "overlaps", Rejected: true}},
 			Features: map[string]string{"model": "running", "bgp": "not implemented yet"}}
-	})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

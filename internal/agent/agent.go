@@ -65,16 +65,22 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 	if a.http, err = a.listenHTTP(); err != nil {
 		return nil, err
 	}
-	if a.api, err = localapi.Listen(cfg.StateDir, a.Status); err != nil {
-		a.closeHTTP()
-		return nil, err
-	}
 	if len(cfg.Devices) > 0 {
 		if a.dp, err = openDatapath(cfg, log.With("component", "datapath")); err != nil {
 			a.closeHTTP()
-			a.api.Close()
 			return nil, err
 		}
+	}
+	h := localapi.Handlers{Status: a.Status}
+	if a.dp != nil {
+		h.Services, h.Conntrack = a.dp.services, a.dp.conntrack
+	}
+	if a.api, err = localapi.Listen(cfg.StateDir, h); err != nil {
+		a.closeHTTP()
+		if a.dp != nil {
+			a.dp.close()
+		}
+		return nil, err
 	}
 	return a, nil
 }
@@ -130,6 +136,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, h := range a.http {
 		run("http "+h.ln.Addr().String(), h.serve)
 	}
+	if a.dp != nil {
+		run("conntrack gc", a.collectConntrack)
+	}
 	run("model", func(ctx context.Context) error {
 		for {
 			select {
@@ -172,6 +181,33 @@ func (a *Agent) Run(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// collectConntrack deletes expired flows every BPF.GCInterval. The datapath keeps running
+// meanwhile; between runs its LRU map evicts the oldest flows when full.
+func (a *Agent) collectConntrack(ctx context.Context) error {
+	every := a.cfg.BPF.GCInterval
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		start := time.Now()
+		seen, deleted, err := a.dp.collectConntrack()
+		a.metrics.conntrackEntries.Set(float64(seen - deleted))
+		a.metrics.conntrackCollected.Add(float64(deleted))
+		if err != nil {
+			a.log.Warn("conntrack gc", "error", err)
+			continue
+		}
+		a.log.Debug("conntrack gc", "entries", seen, "deleted", deleted, "took", time.Since(start))
+	}
 }
 
 // poke asks for a rebuild; a rebuild already due absorbs it.

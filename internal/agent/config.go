@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/sluice-lb/sluice/lb"
 )
@@ -33,8 +34,9 @@ type Config struct {
 // the defaults; a pinned map of another size fails the load (resize needs a fresh pin dir).
 type BPFConfig struct {
 	Sizes         MapSizes
-	MaglevMinimum uint32       // smallest Maglev table of a service (rounded up to a prime)
-	Algorithm     lb.Algorithm // Maglev or Random
+	MaglevMinimum uint32        // smallest Maglev table of a service (rounded up to a prime)
+	Algorithm     lb.Algorithm  // Maglev or Random
+	GCInterval    time.Duration // conntrack garbage collection (default 30s)
 }
 
 // MapSizes are the capacities of the datapath's maps.

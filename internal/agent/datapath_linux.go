@@ -4,10 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
+	"sync"
+	"time"
 
 	"github.com/sluice-lb/sluice/bpf"
+	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/model"
 	"github.com/sluice-lb/sluice/lb"
 )
@@ -15,6 +20,7 @@ import (
 // datapath is the node's eBPF load balancer: programs loaded and attached to the devices,
 // maps pinned under <bpffs>/sluice, and the Syncer that keeps them at the model's Services.
 type datapath struct {
+	mu      sync.Mutex // serialises the syncer: model loop, API queries
 	cfg     Config
 	log     *slog.Logger
 	dp      *bpf.Datapath
@@ -84,10 +90,94 @@ func (d *datapath) attach() error {
 
 // apply programs the model's Services.
 func (d *datapath) apply(m *model.Model) (lb.SyncStats, []lb.Conflict, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	attachErr := d.attach()
 	svcs, conflicts := lb.FromModel(m.Services, lb.Options{RequestedIPs: d.cfg.Mode() == "standalone", Algorithm: d.cfg.BPF.Algorithm})
 	st, err := d.syncer.Set(svcs)
 	return st, conflicts, errors.Join(attachErr, err)
+}
+
+// services reads back what the maps hold: every frontend with its backends and their share
+// of its Maglev table.
+func (d *datapath) services() ([]localapi.ServiceStatus, error) {
+	d.mu.Lock()
+	keys := d.syncer.ServiceKeys()
+	d.mu.Unlock()
+	frontends, err := d.dp.Frontends()
+	if err != nil {
+		return nil, err
+	}
+	backends, err := d.dp.Backends()
+	if err != nil {
+		return nil, err
+	}
+	var out []localapi.ServiceStatus
+	for k, f := range frontends {
+		st := localapi.ServiceStatus{Frontend: fmt.Sprintf("%s/%s", netip.AddrPortFrom(k.Addr, k.Port), lb.Protocol(k.Proto)),
+			ServiceID: f.ServiceID, Slots: f.MaglevSize, Algorithm: "maglev", Backends: []localapi.BackendStatus{}}
+		if key, ok := keys[f.ServiceID]; ok {
+			st.Service = key.String()
+		}
+		if f.Flags&bpf.FrontendRandom != 0 {
+			st.Algorithm = "random"
+		}
+		if f.AffinityTimeout > 0 {
+			st.Affinity = "ClientIP " + f.AffinityTimeout.String()
+		}
+		slots, err := d.dp.Maglev(f.MaglevBase, f.MaglevSize)
+		if err != nil {
+			return nil, err
+		}
+		share := map[uint32]int{}
+		for _, id := range slots {
+			share[id]++
+		}
+		for id, n := range share {
+			b := backends[id]
+			st.Backends = append(st.Backends, localapi.BackendStatus{ID: id, Address: netip.AddrPortFrom(b.Addr, b.Port).String(),
+				State: lb.BackendState(b.State).String(), Slots: n})
+		}
+		sort.Slice(st.Backends, func(i, j int) bool { return st.Backends[i].Address < st.Backends[j].Address })
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Service != out[j].Service {
+			return out[i].Service < out[j].Service
+		}
+		return out[i].Frontend < out[j].Frontend
+	})
+	return out, nil
+}
+
+// conntrack reads up to limit conntrack entries.
+func (d *datapath) conntrack(limit int) ([]localapi.ConntrackEntry, error) {
+	now := bpf.MonotonicNow()
+	var out []localapi.ConntrackEntry
+	err := d.dp.WalkConntrack(func(keys []bpf.ConntrackKey, entries []bpf.ConntrackEntry) bool {
+		for i, k := range keys {
+			if len(out) >= limit {
+				return false
+			}
+			e := entries[i]
+			dir := "original"
+			if k.Reply {
+				dir = "reply"
+			}
+			out = append(out, localapi.ConntrackEntry{Proto: lb.Protocol(k.Proto).String(), Direction: dir,
+				Src: k.Src.String(), Dst: k.Dst.String(), NAT: e.NAT.String(), State: e.State.String(),
+				BackendID: e.BackendID, ServiceID: e.ServiceID, Age: (now - e.Created).Truncate(time.Second).String(),
+				Idle: (now - e.LastSeen).Truncate(time.Second).String(), Packets: e.Packets, Bytes: e.Bytes})
+		}
+		return true
+	})
+	return out, err
+}
+
+// collectConntrack deletes expired flows.
+func (d *datapath) collectConntrack() (seen, deleted int, err error) {
+	st, err := d.dp.CollectConntrack(bpf.MonotonicNow())
+	return st.Entries, st.Deleted, err
 }
 
 // close releases the agent's handles; maps and links stay pinned, so traffic keeps flowing

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/model"
 	"github.com/sluice-lb/sluice/lb"
 )

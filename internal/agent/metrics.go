@@ -20,6 +20,9 @@ type metrics struct {
 	datapathSeconds prometheus.Histogram
 	datapathWrites  prometheus.Counter
 	datapathErrors  prometheus.Counter
+
+	conntrackEntries   prometheus.Gauge
+	conntrackCollected prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -55,10 +58,16 @@ func newMetrics() *metrics {
 	m.datapathErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sluice_datapath_sync_errors_total", Help: "Datapath syncs that did not complete (retried).",
 	})
+	m.conntrackEntries = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sluice_conntrack_entries", Help: "Conntrack entries (both directions) after the last garbage collection.",
+	})
+	m.conntrackCollected = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_conntrack_collected_total", Help: "Expired conntrack entries deleted by garbage collection.",
+	})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_build_info", Help: "Build of the agent."}, []string{"version"})
 	info.WithLabelValues(version.Version).Set(1)
 	m.registry.MustRegister(m.objects, m.problems, m.inputProblems, m.builds, m.buildSeconds, m.synced, info,
-		m.datapathSeconds, m.datapathWrites, m.datapathErrors,
+		m.datapathSeconds, m.datapathWrites, m.datapathErrors, m.conntrackEntries, m.conntrackCollected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 )
 
 // Client talks to an agent's local API.
@@ -28,21 +30,38 @@ func NewClient(stateDir string) *Client {
 
 // Status fetches the agent's status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://sluice/v1/status", nil)
+	var st Status
+	return &st, c.get(ctx, "/v1/status", &st)
+}
+
+// Services fetches what the agent's datapath has programmed.
+func (c *Client) Services(ctx context.Context) ([]ServiceStatus, error) {
+	var v []ServiceStatus
+	return v, c.get(ctx, "/v1/services", &v)
+}
+
+// Conntrack fetches up to limit conntrack entries.
+func (c *Client) Conntrack(ctx context.Context, limit int) ([]ConntrackEntry, error) {
+	var v []ConntrackEntry
+	return v, c.get(ctx, fmt.Sprintf("/v1/conntrack?limit=%d", limit), &v)
+}
+
+func (c *Client) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://sluice"+path, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("agent at %s: %w (is sluice-agent running with this --state-dir?)", c.socket, err)
+		return fmt.Errorf("agent at %s: %w (is sluice-agent running with this --state-dir?)", c.socket, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("agent at %s: %s", c.socket, resp.Status)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("agent at %s: %s: %s", c.socket, resp.Status, strings.TrimSpace(string(body)))
 	}
-	var st Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, fmt.Errorf("agent at %s: bad status: %w", c.socket, err)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("agent at %s: bad answer to %s: %w", c.socket, path, err)
 	}
-	return &st, nil
+	return nil
 }

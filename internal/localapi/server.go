@@ -9,23 +9,28 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
-// StatusFunc returns the current status.
-type StatusFunc func() Status
+// Handlers answer the local API's requests. Services and Conntrack may be nil (no datapath).
+type Handlers struct {
+	Status    func() Status
+	Services  func() ([]ServiceStatus, error)
+	Conntrack func(limit int) ([]ConntrackEntry, error)
+}
 
 // Server serves the local API on a unix socket.
 type Server struct {
-	path   string
-	status StatusFunc
-	ln     net.Listener
-	srv    *http.Server
+	path string
+	h    Handlers
+	ln   net.Listener
+	srv  *http.Server
 }
 
 // Listen creates the socket in stateDir (replacing a stale one left by a killed agent) and
 // returns a Server ready to Serve.
-func Listen(stateDir string, status StatusFunc) (*Server, error) {
+func Listen(stateDir string, h Handlers) (*Server, error) {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("local api: %w", err)
 	}
@@ -41,9 +46,29 @@ func Listen(stateDir string, status StatusFunc) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("local api: %w", err)
 	}
-	s := &Server{path: path, status: status, ln: ln}
+	s := &Server{path: path, h: h, ln: ln}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", s.handleStatus)
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) { reply(w, s.h.Status(), nil) })
+	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) {
+		if s.h.Services == nil {
+			http.Error(w, ErrNoDatapath, http.StatusNotFound)
+			return
+		}
+		v, err := s.h.Services()
+		reply(w, v, err)
+	})
+	mux.HandleFunc("GET /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
+		if s.h.Conntrack == nil {
+			http.Error(w, ErrNoDatapath, http.StatusNotFound)
+			return
+		}
+		limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
+		if err != nil || limit <= 0 {
+			limit = 1000
+		}
+		v, err := s.h.Conntrack(limit)
+		reply(w, v, err)
+	})
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }
@@ -92,9 +117,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
-func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
+// reply writes v as JSON, or err as a 500.
+func reply(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(s.status())
+	_ = enc.Encode(v)
 }

@@ -52,3 +52,44 @@ type PeerStatus struct {
 	ASN      uint32 `json:"asn"`
 	LocalASN uint32 `json:"localASN"`
 }
+
+// ServiceStatus is one programmed frontend with its backends, read from the datapath's maps:
+// GET /v1/services.
+type ServiceStatus struct {
+	Service   string          `json:"service"` // namespace/name:port (family)
+	Frontend  string          `json:"frontend"`
+	ServiceID uint32          `json:"serviceID"`
+	Slots     uint32          `json:"slots"` // Maglev table size; 0: no usable backend (connections are refused)
+	Affinity  string          `json:"affinity,omitempty"`
+	Algorithm string          `json:"algorithm"`
+	Backends  []BackendStatus `json:"backends"`
+}
+
+// BackendStatus is a backend of a programmed service.
+type BackendStatus struct {
+	ID      uint32 `json:"id"`
+	Address string `json:"address"`
+	State   string `json:"state"`
+	// Slots is the backend's share of the service's Maglev table (terminating: 0).
+	Slots int `json:"slots"`
+}
+
+// ConntrackEntry is one flow direction of the datapath's connection tracking:
+// GET /v1/conntrack?limit=N.
+type ConntrackEntry struct {
+	Proto     string `json:"proto"`
+	Direction string `json:"direction"` // original (client → frontend) or reply (backend → client)
+	Src       string `json:"src"`
+	Dst       string `json:"dst"`
+	NAT       string `json:"nat"` // original: the backend; reply: the frontend
+	State     string `json:"state"`
+	BackendID uint32 `json:"backendID"`
+	ServiceID uint32 `json:"serviceID"`
+	Age       string `json:"age"`
+	Idle      string `json:"idle"`
+	Packets   uint64 `json:"packets"`
+	Bytes     uint64 `json:"bytes"`
+}
+
+// ErrNoDatapath is answered by an agent that runs no datapath (no --devices).
+const ErrNoDatapath = "this agent runs no datapath (no --devices)"

@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/test/traffic"
 )
 
@@ -32,6 +35,38 @@ func TestSpread(t *testing.T) {
 		if r.Failed != 0 || len(r.ByServer) != 3 {
 			t.Fatalf("%s %s: %v", tc.network, tc.addr, r)
 		}
+	}
+
+	// What is programmed, read back from the maps by the agent.
+	var svcs []localapi.ServiceStatus
+	must(t, json.Unmarshal([]byte(s.ctl(t, "services", "-o", "json")), &svcs))
+	if len(svcs) != 4 {
+		t.Fatalf("sluicectl services: %d frontends, want 4 (TCP and UDP, IPv4 and IPv6)", len(svcs))
+	}
+	for _, svc := range svcs {
+		total := 0
+		for _, b := range svc.Backends {
+			total += b.Slots
+		}
+		if !strings.HasPrefix(svc.Service, "demo/web:") || len(svc.Backends) != 3 || uint32(total) != svc.Slots || svc.Slots == 0 {
+			t.Fatalf("sluicectl services: %+v", svc)
+		}
+	}
+	text := s.ctl(t, "services")
+	if !strings.Contains(text, "203.0.113.10:80/TCP") || !strings.Contains(text, "198.51.100.11:8080 (active") {
+		t.Fatalf("sluicectl services:\n%s", text)
+	}
+	t.Logf("sluicectl services:\n%s", text)
+
+	// The flows just made are tracked, both directions.
+	var flows []localapi.ConntrackEntry
+	must(t, json.Unmarshal([]byte(s.ctl(t, "bpf", "conntrack", "-n", "50", "-o", "json")), &flows))
+	dirs := map[string]int{}
+	for _, f := range flows {
+		dirs[f.Direction]++
+	}
+	if len(flows) != 50 || dirs["original"] == 0 || dirs["reply"] == 0 {
+		t.Fatalf("sluicectl bpf conntrack -n 50: %d entries %v", len(flows), dirs)
 	}
 }
 

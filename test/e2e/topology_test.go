@@ -18,8 +18,8 @@ import (
 	"github.com/sluice-lb/sluice/test/traffic"
 )
 
-// agentBin is the sluice-agent built for this test run.
-var agentBin string
+// agentBin and ctlBin are the sluice-agent and sluicectl built for this test run.
+var agentBin, ctlBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sluice-e2e-")
@@ -27,9 +27,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	agentBin = filepath.Join(dir, "sluice-agent")
-	if out, err := exec.Command("go", "build", "-o", agentBin, "../../cmd/sluice-agent").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building sluice-agent: %v\n%s", err, out)
+	agentBin, ctlBin = filepath.Join(dir, "sluice-agent"), filepath.Join(dir, "sluicectl")
+	if out, err := exec.Command("go", "build", "-o", dir, "../../cmd/sluice-agent", "../../cmd/sluicectl").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building sluice-agent and sluicectl: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -168,6 +168,17 @@ func (s *singleNode) startAgent(t *testing.T, config string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// ctl runs sluicectl against the node's agent.
+func (s *singleNode) ctl(t *testing.T, args ...string) string {
+	t.Helper()
+	args = append(args, "--state-dir", filepath.Join(s.dir, "state"))
+	out, err := exec.Command(ctlBin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sluicectl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
 }
 
 // metric returns the value of an unlabelled metric of the node's agent.
