@@ -11,10 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/sluice-lb/sluice/bpf"
 	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/test/lab"
 	"github.com/sluice-lb/sluice/test/peers"
@@ -22,6 +24,7 @@ import (
 
 // The agents' HTTP endpoints: loopback is per network namespace, so every node uses the same.
 const (
+	device      = "eth0" // the node's interface toward the router, where the datapath attaches
 	metricsAddr = "127.0.0.1:9472"
 	healthAddr  = "127.0.0.1:9473"
 	routerASN   = 64512
@@ -53,12 +56,16 @@ func (d *demo) startFRR(ctx context.Context) error {
 	return nil
 }
 
-// startAgents starts sluice-agent in each node's namespace and waits until it is ready.
+// startAgents mounts a bpffs for each node and starts sluice-agent in each node's namespace
+// with the datapath on eth0, and waits until it is ready.
 func (d *demo) startAgents(ctx context.Context) error {
 	fmt.Fprintln(d.out, "  each node runs, inside its own network namespace:")
-	fmt.Fprintf(d.out, "    %s --config %s --node-name NODE\n", filepath.Base(d.opts.Agent), d.config)
+	fmt.Fprintf(d.out, "    %s --config %s --node-name NODE --devices %s\n", filepath.Base(d.opts.Agent), d.config, device)
 	fmt.Fprintf(d.out, "      --state-dir %s --bpffs %s\n", filepath.Join(d.dir, "NODE", "state"), filepath.Join(d.dir, "NODE", "bpf"))
 	fmt.Fprintf(d.out, "      --metrics-addr %s --health-addr %s\n", metricsAddr, healthAddr)
+	fmt.Fprintln(d.out, "  the demo mounts each node's bpffs itself, in the host's mount namespace, as a DaemonSet's")
+	fmt.Fprintln(d.out, "  hostPath gives it: `ip netns exec` gives the agent a mount namespace of its own, and the")
+	fmt.Fprintln(d.out, "  pinned maps and program links must outlive the agent")
 	for _, n := range d.nodes {
 		n.stateDir, n.bpffs = filepath.Join(d.dir, n.name, "state"), filepath.Join(d.dir, n.name, "bpf")
 		for _, dir := range []string{n.stateDir, n.bpffs} {
@@ -66,10 +73,14 @@ func (d *demo) startAgents(ctx context.Context) error {
 				return err
 			}
 		}
+		mounted, err := bpf.MountBPFFS(n.bpffs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", n.name, err)
+		}
+		n.bpffsMounted = mounted
 		start := time.Now()
-		var err error
 		n.agent, err = n.ns.Start(d.opts.Agent,
-			"--config", d.config, "--node-name", n.name,
+			"--config", d.config, "--node-name", n.name, "--devices", device,
 			"--state-dir", n.stateDir, "--bpffs", n.bpffs,
 			"--metrics-addr", metricsAddr, "--health-addr", healthAddr)
 		if err != nil {
@@ -92,7 +103,8 @@ func (d *demo) startAgents(ctx context.Context) error {
 	return nil
 }
 
-// waitReady polls the agent's /readyz and then its log until the first model is logged.
+// waitReady polls the agent's /readyz and then its log until the first model and the
+// datapath's first programming are logged.
 func (n *node) waitReady(ctx context.Context) error {
 	err := wait(ctx, 15*time.Second, 100*time.Millisecond, func() error {
 		select {
@@ -107,8 +119,10 @@ func (n *node) waitReady(ctx context.Context) error {
 	if err == nil {
 		// The model is logged before /readyz answers; the copy from the pipe may lag.
 		err = wait(ctx, 5*time.Second, 50*time.Millisecond, func() error {
-			if !strings.Contains(n.agent.Output(), "model built") {
-				return fmt.Errorf(`no "model built" in its log yet`)
+			for _, msg := range []string{"model built", "datapath programmed"} {
+				if !strings.Contains(n.agent.Output(), msg) {
+					return fmt.Errorf("no %q in its log yet", msg)
+				}
 			}
 			return nil
 		})
@@ -203,6 +217,10 @@ func agentLog(output string) []string {
 			lines = append(lines, "PROBLEM     "+attrs.get("what"))
 		case msg == "model built":
 			lines = append(lines, "model built "+attrs.except("time", "level", "msg", "took"))
+		case msg == "datapath attached":
+			lines = append(lines, "datapath    attached to "+attrs.get("device")+": "+attrs.get("programs"))
+		case msg == "datapath programmed":
+			lines = append(lines, "datapath    programmed "+attrs.except("time", "level", "msg", "took"))
 		case level == "WARN" || level == "ERROR":
 			lines = append(lines, level+"        "+msg+" "+attrs.except("time", "level", "msg"))
 		}
@@ -265,19 +283,40 @@ func parseLogfmt(line string) attrs {
 	return out
 }
 
-// showStatus runs `sluicectl status` against each agent's local API socket, from the root
-// namespace (a Unix socket is reached by its path, whatever the network namespace).
+// shownMetrics are the datapath's metrics the demo shows.
+var shownMetrics = []string{"sluice_datapath_writes_total", "sluice_datapath_sync_errors_total", "sluice_datapath_sync_seconds_count"}
+
+// showStatus runs `sluicectl status` against the entry node's local API socket, from the root
+// namespace (a Unix socket is reached by its path, whatever the network namespace), and shows
+// its datapath metrics.
 func (d *demo) showStatus(ctx context.Context) error {
-	for _, n := range d.nodes {
-		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		out, err := exec.CommandContext(ctx, d.opts.Sluicectl, "status", "--state-dir", n.stateDir).CombinedOutput()
-		cancel()
-		fmt.Fprintf(d.out, "\n  $ %s status --state-dir %s\n", filepath.Base(d.opts.Sluicectl), n.stateDir)
-		fmt.Fprint(d.out, indent(string(out), "    "))
-		if err != nil {
-			return fmt.Errorf("%s: sluicectl status: %w", n.name, err)
+	n := d.entry()
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	out, err := exec.CommandContext(sctx, d.opts.Sluicectl, "status", "--state-dir", n.stateDir).CombinedOutput()
+	cancel()
+	fmt.Fprintf(d.out, "  $ %s status --state-dir %s\n", filepath.Base(d.opts.Sluicectl), n.stateDir)
+	fmt.Fprint(d.out, indent(string(out), "    "))
+	if err != nil {
+		return fmt.Errorf("%s: sluicectl status: %w", n.name, err)
+	}
+
+	body, err := n.get(ctx, "/metrics")
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.name, err)
+	}
+	fmt.Fprintf(d.out, "\n  $ curl -s http://%s/metrics | grep -E '^(%s) '   # in %s's namespace\n",
+		metricsAddr, strings.Join(shownMetrics, "|"), n.name)
+	var lines []string
+	for line := range strings.Lines(body) {
+		name, _, _ := strings.Cut(line, " ")
+		if slices.Contains(shownMetrics, name) {
+			lines = append(lines, strings.TrimSpace(line))
 		}
 	}
+	if len(lines) == 0 {
+		return fmt.Errorf("%s: /metrics serves none of %s", n.name, strings.Join(shownMetrics, ", "))
+	}
+	fmt.Fprint(d.out, indent(strings.Join(lines, "\n"), "    "))
 	return nil
 }
 
@@ -306,17 +345,29 @@ func (d *demo) summary(ctx context.Context) error {
 			fmt.Fprintf(d.out, "  %-8s %-20s %s\n", "", "", more)
 		}
 	}
+	// A feature runs when every agent says "running" (possibly with details: "running: ...").
 	feature := func(name string) (bool, string) {
-		return features[name] == "running", "the agent says: " + features[name]
+		running := true
+		for _, st := range statuses {
+			state := st.Features[name]
+			running = running && (state == "running" || strings.HasPrefix(state, "running:"))
+		}
+		return running, "the agents say: " + features[name]
 	}
 
-	row(true, "lab", fmt.Sprintf("%d network namespaces on one kernel; the client reaches both nodes via the router", 2+len(d.nodes)))
+	row(true, "lab", fmt.Sprintf("%d network namespaces on one kernel: router, client, %d nodes, %d pods",
+		2+len(d.nodes)+len(d.allPods()), len(d.nodes), len(d.allPods())))
 	running, _ := feature("model")
 	row(running, "model", d.modelSummary(statuses)...)
 	row(true, "agent", "each node's agent answers /healthz, /readyz and /metrics on its own loopback")
 	row(true, "local API", "sluicectl status reads each agent over <state-dir>/"+localapi.SocketName)
-	running, says := feature("ipam")
-	row(running, "address allocation", says)
+	running, says := feature("datapath")
+	lb := append([]string{says}, d.evidence()...)
+	lb = append(lb, fmt.Sprintf("(the router reaches the Services through a static route to %s, not BGP)", d.entry().name))
+	row(running && d.trafficOK(), "eBPF load balancing", lb...)
+	running, says = feature("ipam")
+	row(running, "address allocation", says,
+		"(Service demo/web's addresses are written in its status in "+filepath.Base(d.config)+" for now)")
 	running, says = feature("bgp")
 	var states []string
 	established := 0
@@ -333,12 +384,23 @@ func (d *demo) summary(ctx context.Context) error {
 	row(running, "BGP announcements", bgp...)
 	running, says = feature("l2announce")
 	row(running, "ARP/NDP answers", says)
-	running, says = feature("datapath")
-	row(running, "eBPF load balancing", says, d.probeService(),
-		"(203.0.113.10 is the address Service demo/legacy asks for)")
-	fmt.Fprintln(d.out, "\n  Later issues fill in the \"not yet\" rows; then this demo shows the client's")
-	fmt.Fprintln(d.out, "  traffic reaching the Service through BGP, ARP/NDP and the eBPF datapath.")
+	fmt.Fprintln(d.out, "\n  Later issues fill in the \"not yet\" rows; then the router learns the Service addresses")
+	fmt.Fprintln(d.out, "  over BGP (or the LAN finds them by ARP/NDP) instead of from a static route, and IPAM")
+	fmt.Fprintln(d.out, "  assigns Service demo/web its addresses from the pool.")
 	return nil
+}
+
+// trafficOK reports whether every request of every spread was answered, by every pod.
+func (d *demo) trafficOK() bool {
+	if len(d.spreads) == 0 {
+		return false
+	}
+	for _, s := range d.spreads {
+		if d.check(s.target, s.result) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // modelSummary describes what the agents understood, in one line when they agree.

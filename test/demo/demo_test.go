@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +18,9 @@ import (
 	"github.com/sluice-lb/sluice/test/peers"
 )
 
-// TestDemo runs the whole demo with freshly built binaries and checks what it shows and
-// that it leaves nothing behind.
+// TestDemo runs the whole demo with freshly built binaries and checks what it shows — every
+// pod answered connections to every Service address, none failed, the summary is honest —
+// and that it leaves nothing behind: namespaces, processes, bpffs mounts, its work directory.
 func TestDemo(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	testenv.RequireCommands(t, "go", "ip", "ping", peers.FRRBgpd, "vtysh")
@@ -51,15 +53,54 @@ func TestDemo(t *testing.T) {
 		want = append(want,
 			n+` \| understood +IPPool quickstart: \[203\.0\.113\.0/28 2001:db8:100::/120\]`,
 			n+` \| understood +BGPPeer router: 198\.51\.100\.1 AS64512 \(local AS64513\)`,
+			n+` \| datapath +attached to eth0: xdp, tcx ingress, tcx egress`,
 			n+`: sluice-agent stopped by SIGTERM, exit status 0`,
+			n+`: bpffs .* unmounted`,
 		)
 	}
-	for _, target := range []string{"node-1 +198.51.100.11", "node-1 +2001:db8:1::11", "node-2 +198.51.100.12", "node-2 +2001:db8:1::12"} {
-		want = append(want, `client -> `+strings.ReplaceAll(target, ".", `\.`)+` +ok`)
+	for _, ping := range [][3]string{
+		{"client", "node-1", "198.51.100.11"}, {"client", "node-1", "2001:db8:1::11"},
+		{"client", "node-2", "198.51.100.12"}, {"client", "node-2", "2001:db8:1::12"},
+		{"node-1", "pod-1a", "10.244.1.2"}, {"node-1", "pod-2b", "2001:db8:244:2::3"},
+	} {
+		want = append(want, regexp.QuoteMeta(ping[0]+" -> "+ping[1])+` +`+regexp.QuoteMeta(ping[2])+` +ok`)
 	}
+	want = append(want,
+		`router: ip route add 203\.0\.113\.0/28 via 198\.51\.100\.11 \(node-1\)`,
+		`static route on the router, standing in for the BGP announcement that comes later`,
+		`^ +datapath +running: XDP and TCX on eth0$`,
+		`^ +sluice_datapath_writes_total [1-9][0-9]*$`,
+		`^ +running +eBPF load balancing +the agents say: running: XDP and TCX on eth0$`,
+		`^ +not yet +address allocation `,
+		`^ +not yet +BGP announcements `,
+		`^ +FRR on the router: 198\.51\.100\.11 \(AS 64513\) (Active|Idle|Connect)`,
+		`^ +not yet +ARP/NDP answers `,
+	)
 	for _, re := range want {
 		if !regexp.MustCompile(`(?m)` + re).MatchString(out) {
 			t.Errorf("output lacks a line matching %q", re)
+		}
+	}
+
+	// Every Service address: every pod answered, nothing failed, every connection counted.
+	for _, target := range []struct {
+		addr  string
+		count int
+	}{{"203.0.113.1:80", 300}, {"[2001:db8:100::1]:80", 100}, {"203.0.113.10:8080", 200}} {
+		counts, failed, ok := tallyOf(out, target.addr)
+		if !ok {
+			t.Errorf("no tally for %s in the output", target.addr)
+			continue
+		}
+		total := failed
+		for _, pod := range []string{"pod-1a", "pod-1b", "pod-2a", "pod-2b"} {
+			if counts[pod] == 0 {
+				t.Errorf("%s: %s answered no connection (tally %v)", target.addr, pod, counts)
+			}
+			total += counts[pod]
+		}
+		if failed != 0 || len(counts) != 4 || total != target.count {
+			t.Errorf("%s: tally %v, %d failed; want %d connections, all answered by the four pods", target.addr, counts, failed, target.count)
 		}
 	}
 
@@ -77,6 +118,9 @@ func TestDemo(t *testing.T) {
 	}
 	for _, p := range leftProcesses(t, root, "sluice-agent", "bgpd") {
 		t.Errorf("process left behind: %s", p)
+	}
+	for _, m := range mountsUnder(t, root) {
+		t.Errorf("mount left behind: %s", m)
 	}
 	if _, err := os.Stat(filepath.Join(root, "bin")); err != nil {
 		t.Errorf("the demo removed more than its own work directory: %v", err)
@@ -109,4 +153,47 @@ func leftProcesses(t *testing.T, dir string, names ...string) []string {
 		}
 	}
 	return left
+}
+
+var tallyLine = regexp.MustCompile(`^ +(pod-[0-9a-z]+|failed)\b.*? ([0-9]+) +[0-9.]+ %`)
+
+// tallyOf reads the demo's tally for a Service address: the connections each answerer
+// took, and those that failed.
+func tallyOf(out, addr string) (counts map[string]int, failed int, ok bool) {
+	_, block, found := strings.Cut(out, "  client -> "+addr+"  Service ")
+	if !found {
+		return nil, 0, false
+	}
+	block, _, _ = strings.Cut(block, "\n\n")
+	counts = map[string]int{}
+	for line := range strings.Lines(block) {
+		m := tallyLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		n, _ := strconv.Atoi(m[2])
+		if m[1] == "failed" {
+			failed, ok = n, true
+		} else if n > 0 {
+			counts[m[1]] = n
+		}
+	}
+	return counts, failed, ok
+}
+
+// mountsUnder lists the mount points of this mount namespace under dir.
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var under []string
+	for line := range strings.Lines(string(data)) {
+		fields := strings.Fields(line)
+		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
+			under = append(under, fields[4])
+		}
+	}
+	return under
 }

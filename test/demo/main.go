@@ -1,12 +1,15 @@
 // Command demo is `make demo`: it builds a lab of network namespaces on this kernel — a
-// router running FRR bgpd, a client behind it and two Kubernetes "nodes" on a LAN — starts
-// sluice-agent in standalone mode on both nodes with examples/quickstart.yaml, shows what
-// the agents understood, says honestly what runs today and what does not yet, and removes
-// everything again (also on Ctrl-C or failure).
+// router running FRR bgpd, a client behind it, two Kubernetes "nodes" on a LAN and two
+// backend "pods" on each node — starts sluice-agent in standalone mode on both nodes with
+// examples/quickstart.yaml and its eBPF datapath on the nodes' eth0, sends the client's
+// connections to the Services' addresses and shows which pod answered them, says honestly
+// what runs today and what does not yet, and removes everything again (also on Ctrl-C or
+// failure).
 //
 //	go run ./test/demo -agent bin/sluice-agent -sluicectl bin/sluicectl -config examples/quickstart.yaml
 //
-// It needs root, iproute2, ping and FRR (/usr/lib/frr/bgpd, vtysh).
+// It needs root, iproute2, ping, FRR (/usr/lib/frr/bgpd, vtysh) and a kernel with XDP and TCX
+// (6.6 or later).
 package main
 
 import (
@@ -19,9 +22,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sluice-lb/sluice/test/lab"
 	"github.com/sluice-lb/sluice/test/peers"
@@ -71,13 +77,14 @@ type demo struct {
 	router, client *lab.Namespace
 	nodes          []*node
 	frr            *peers.FRR
+	spreads        []spread // what the client saw, per Service address
 }
 
 // run runs the demo's steps in order, stopping at the first failure or when ctx ends, and
 // always tears down what it started.
 func run(ctx context.Context, opts options, out io.Writer) (err error) {
 	d := &demo{opts: opts, out: out, nodes: newNodes()}
-	fmt.Fprintln(out, "Sluice demo: two node agents, a BGP router and a client, in network namespaces")
+	fmt.Fprintln(out, "Sluice demo: two node agents with their pods, a BGP router and a client, in network namespaces")
 	fmt.Fprintln(out, strings.Repeat("=", 79))
 	fmt.Fprint(out, topology)
 	if err := d.prepare(); err != nil {
@@ -90,10 +97,12 @@ func run(ctx context.Context, opts options, out io.Writer) (err error) {
 		fn    func(context.Context) error
 	}{
 		{"Build the lab", d.buildLab},
-		{"Prove the lab: the client pings both nodes", d.pingNodes},
+		{"Prove the lab: the client pings both nodes, node-1 pings every pod", d.pingLab},
 		{"Start the router's BGP speaker: FRR bgpd, AS 64512", d.startFRR},
-		{"Start sluice-agent on both nodes, in standalone mode", d.startAgents},
-		{"Ask each agent what it understood: sluicectl status", d.showStatus},
+		{"Start sluice-agent on both nodes, in standalone mode, datapath on eth0", d.startAgents},
+		{"Route the Service addresses to node-1", d.routeServices},
+		{"The client connects to the Services; which pod answered?", d.sendTraffic},
+		{"Ask node-1's agent: sluicectl status, datapath metrics", d.showStatus},
 		{"What runs today, and what is not there yet", d.summary},
 	}
 	for i, s := range steps {
@@ -114,12 +123,22 @@ func run(ctx context.Context, opts options, out io.Writer) (err error) {
 const topology = `
                   client     198.18.0.2, 2001:db8:2::2
                      |       198.18.0.0/24, 2001:db8:2::/64
-                  router     198.51.100.1, 2001:db8:1::1    AS 64512, FRR bgpd
+                  router     198.51.100.1, 2001:db8:1::1      AS 64512, FRR bgpd
                      |       node LAN 198.51.100.0/24, 2001:db8:1::/64 (a bridge)
-            +--------+--------+
-         node-1            node-2                           AS 64513, sluice-agent
-   198.51.100.11          198.51.100.12
-   2001:db8:1::11         2001:db8:1::12
+           +---------+---------+
+        node-1              node-2                            AS 64513, sluice-agent:
+     198.51.100.11       198.51.100.12                        XDP and TCX on eth0
+     2001:db8:1::11      2001:db8:1::12
+           |                   |                              pod bridges
+     10.244.1.0/24       10.244.2.0/24
+   2001:db8:244:1::/64 2001:db8:244:2::/64
+       |       |           |       |
+    pod-1a  pod-1b      pod-2a  pod-2b                        each answers with its name on :8080
+     .1.2    .1.3        .2.2    .2.3
+
+  Services (examples/quickstart.yaml), each with the four pods as backends:
+    demo/web     203.0.113.1:80, [2001:db8:100::1]:80   status.loadBalancer.ingress (until IPAM exists)
+    demo/legacy  203.0.113.10:8080                      MetalLB annotation, as MetalLB users write it
 `
 
 // prepare checks the inputs and makes the work directory with a copy of the configuration.
@@ -181,6 +200,21 @@ func (d *demo) teardown() error {
 			fmt.Fprintln(d.out, "  router: FRR bgpd stopped")
 		}
 	}
+	servers := 0
+	for _, p := range d.allPods() {
+		if p.server == nil {
+			continue
+		}
+		if err := p.server.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: closing its server: %w", p.name, err))
+			fmt.Fprintf(d.out, "  %s: closing its server: %v\n", p.name, err)
+		} else {
+			servers++
+		}
+	}
+	if servers > 0 {
+		fmt.Fprintf(d.out, "  pods: %d servers closed\n", servers)
+	}
 	if d.lab != nil {
 		if err := d.lab.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("closing the lab: %w", err))
@@ -189,7 +223,25 @@ func (d *demo) teardown() error {
 			fmt.Fprintf(d.out, "  lab: namespaces %s* and their links removed\n", d.lab.Prefix())
 		}
 	}
-	if err := os.RemoveAll(d.dir); err != nil {
+	// After the lab: the pinned program links and maps go with the bpffs, once the
+	// devices they were attached to are gone.
+	for _, n := range d.nodes {
+		if !n.bpffsMounted {
+			continue
+		}
+		if err := unix.Unmount(n.bpffs, unix.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("%s: unmounting the bpffs %s: %w", n.name, n.bpffs, err))
+			fmt.Fprintf(d.out, "  %s: unmounting the bpffs %s: %v\n", n.name, n.bpffs, err)
+		} else {
+			n.bpffsMounted = false
+			fmt.Fprintf(d.out, "  %s: bpffs %s unmounted, with the maps and links pinned in it\n", n.name, n.bpffs)
+		}
+	}
+	// RemoveAll would descend into a bpffs still mounted: the work directory stays then.
+	mounted := slices.ContainsFunc(d.nodes, func(n *node) bool { return n.bpffsMounted })
+	if mounted {
+		fmt.Fprintf(d.out, "  work directory %s kept: a bpffs is still mounted in it\n", d.dir)
+	} else if err := os.RemoveAll(d.dir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
