@@ -1,0 +1,383 @@
+// Command bench runs Sluice's benchmarks and prints one table of the numbers, with ratios to
+// the targets of the datapath issue (`make bench`; docs/benchmarks.md explains them).
+//
+// It builds the bpf and lb test binaries into a temporary directory, runs their benchmarks
+// (`-test.bench`, privileged: PRIVILEGED_TESTS=1, as root) in several rounds, each round
+// running every benchmark once so that the rounds interleave, and reports the median of the
+// rounds with their range. Numbers, never pass/fail. It writes nothing, unless -write names
+// a Markdown file whose generated section (between the bench:begin and bench:end markers) is
+// then replaced.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	var (
+		rounds  = flag.Int("rounds", 5, "rounds; every benchmark runs once per round, results are the median of the rounds")
+		repeat  = flag.Int("repeat", 300000, "BPF_PROG_RUN repeats per ns/packet measurement")
+		flows   = flag.Int("flows", 20000, "distinct flows per Repeat=1 measurement")
+		changes = flag.Int("changes", 200, "single changes per kind per round (p50/p99 over these)")
+		write   = flag.String("write", "", "replace the generated section of this Markdown file (docs/benchmarks.md)")
+	)
+	flag.Parse()
+	if err := run(*rounds, *repeat, *flows, *changes, *write); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// job is one benchmark invocation of a test binary.
+type job struct {
+	pkg, bench, benchtime string
+}
+
+func run(rounds, repeat, flows, changes int, write string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the benchmarks load BPF programs: run as root (make bench)")
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "sluice-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	for _, pkg := range []string{"bpf", "lb"} {
+		fmt.Fprintf(os.Stderr, "bench: building the %s test binary\n", pkg)
+		cmd := exec.Command("go", "test", "-c", "-o", filepath.Join(tmp, pkg+".test"), "./"+pkg)
+		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go test -c ./%s: %w", pkg, err)
+		}
+	}
+	jobs := []job{
+		{"bpf", "^BenchmarkXDPScale$", fmt.Sprintf("%dx", repeat)},
+		{"bpf", "^BenchmarkXDPFlows$", fmt.Sprintf("%dx", flows)},
+		{"lb", "^BenchmarkSyncCold$", "1x"},
+		{"lb", "^BenchmarkSyncChange$", fmt.Sprintf("%dx", changes)},
+		{"lb", "^BenchmarkMapMemory$", "1x"},
+	}
+	res := results{}
+	start := time.Now()
+	for r := 1; r <= rounds; r++ {
+		for _, j := range jobs {
+			fmt.Fprintf(os.Stderr, "bench: round %d/%d: %s %s (%s)\n", r, rounds, j.pkg, strings.Trim(j.bench, "^$"), time.Since(start).Round(time.Second))
+			cmd := exec.Command(filepath.Join(tmp, j.pkg+".test"), "-test.run", "^$", "-test.bench", j.bench,
+				"-test.benchtime", j.benchtime, "-test.count", "1", "-test.timeout", "30m")
+			cmd.Dir = filepath.Join(root, j.pkg)
+			cmd.Env = append(os.Environ(), "PRIVILEGED_TESTS=1")
+			out, err := cmd.CombinedOutput()
+			if err != nil || bytes.Contains(out, []byte("--- SKIP")) || bytes.Contains(out, []byte("--- FAIL")) {
+				os.Stderr.Write(out)
+				return fmt.Errorf("%s %s: %v", j.pkg, j.bench, err)
+			}
+			if n := res.parse(out); n == 0 {
+				os.Stderr.Write(out)
+				return fmt.Errorf("%s %s: no benchmark results", j.pkg, j.bench)
+			}
+		}
+	}
+	report := render(res, rounds, repeat, flows, changes)
+	fmt.Print(report)
+	if write != "" {
+		if err := replaceSection(write, report); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", write)
+	}
+	return nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside the module: run from the repository")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// results are the values of each benchmark's metrics, one per round: name -> unit -> values.
+type results map[string]map[string][]float64
+
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+// parse adds the benchmark lines of a test binary's output and returns how many it read.
+func (r results) parse(out []byte) int {
+	n := 0
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		m := benchLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		f := strings.Fields(m[2])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			if r[m[1]] == nil {
+				r[m[1]] = map[string][]float64{}
+			}
+			r[m[1]][f[i+1]] = append(r[m[1]][f[i+1]], v)
+		}
+		n++
+	}
+	return n
+}
+
+// stat is the median of a metric over the rounds and its range.
+type stat struct {
+	med, min, max float64
+	ok            bool
+}
+
+func (r results) get(name, unit string) stat {
+	v := slices.Clone(r[name][unit])
+	if len(v) == 0 {
+		return stat{}
+	}
+	slices.Sort(v)
+	med := v[len(v)/2]
+	if len(v)%2 == 0 {
+		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return stat{med: med, min: v[0], max: v[len(v)-1], ok: true}
+}
+
+// cell formats a stat as "median (min–max)" with the given precision.
+func (s stat) cell(prec int) string {
+	if !s.ok {
+		return "n/a"
+	}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', prec, 64) }
+	if s.min == s.max {
+		return f(s.med)
+	}
+	return fmt.Sprintf("%s (%s–%s)", f(s.med), f(s.min), f(s.max))
+}
+
+// table renders a Markdown table.
+func table(b *strings.Builder, head []string, rows [][]string) {
+	b.WriteString("| " + strings.Join(head, " | ") + " |\n|")
+	for range head {
+		b.WriteString(" --- |")
+	}
+	b.WriteString("\n")
+	for _, r := range rows {
+		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+	b.WriteString("\n")
+}
+
+var (
+	scales     = []int{1, 1000, 10000, 65536}
+	scaleNames = map[int]string{1: "1", 1000: "1k", 10000: "10k", 65536: "64k"}
+)
+
+func render(r results, rounds, repeat, flows, changes int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Generated by `make bench` (test/bench) on %s: kernel %s, %d CPUs (%s), %s; %d rounds, median (min–max) of the rounds.\n\n",
+		time.Now().UTC().Format("2006-01-02"), kernel(), runtime.NumCPU(), cpuModel(), runtime.Version(), rounds)
+
+	// 1. ns/packet with Repeat.
+	fmt.Fprintf(&b, "**XDP ns/packet, BPF_PROG_RUN with Repeat %d** (BenchmarkXDPScale), by Services in the maps:\n\n", repeat)
+	head := []string{"packet"}
+	for _, n := range scales {
+		head = append(head, scaleNames[n])
+	}
+	head = append(head, "target", "worst / target", "flatness vs 1 Service (target ±10 %)")
+	var rows [][]string
+	for _, fam := range []string{"ipv4_tcp", "ipv6_tcp"} {
+		for _, kind := range []struct {
+			name, label string
+			target      float64
+		}{{"established", "established", 60}, {"new", "new (SYN on a finished flow)", 120}, {"not_ours", "not ours (no frontend)", 0}} {
+			row := []string{strings.ReplaceAll(fam, "_", " ") + " " + kind.label}
+			var meds []float64
+			for _, n := range scales {
+				s := r.get(fmt.Sprintf("BenchmarkXDPScale/services=%d/%s/%s", n, fam, kind.name), "ns/packet")
+				row = append(row, s.cell(0))
+				if s.ok {
+					meds = append(meds, s.med)
+				}
+			}
+			target, ratio := "—", "—"
+			if kind.target > 0 && len(meds) > 0 {
+				target = fmt.Sprintf("≤ %.0f", kind.target)
+				ratio = fmt.Sprintf("%.1f×", slices.Max(meds)/kind.target)
+			}
+			row = append(row, target, ratio, flatness(meds))
+			rows = append(rows, row)
+		}
+	}
+	for _, fam := range []string{"ipv4_tcp", "ipv6_tcp"} {
+		s := r.get("BenchmarkXDPScale/floor/"+fam+"/empty", "ns/packet")
+		rows = append(rows, []string{strings.ReplaceAll(fam, "_", " ") + " empty XDP program (harness floor)", s.cell(0), "", "", "", "—", "—", "—"})
+	}
+	table(&b, head, rows)
+
+	// 2. Repeat 1, distinct flows.
+	fmt.Fprintf(&b, "**XDP ns/packet, one BPF_PROG_RUN per packet (Repeat 1) over %d distinct flows** (BenchmarkXDPFlows): median of the packets; includes the harness's clock reads, see the empty row:\n\n", flows)
+	head = []string{"packet", "IPv4, 1 Service", "IPv4, 64k", "IPv6, 1 Service", "IPv6, 64k"}
+	rows = nil
+	for _, c := range []struct{ label, kind, unit string }{
+		{"new, true conntrack miss", "new_miss", "ns/packet"},
+		{"established, a different flow each packet", "new_miss", "est-ns/packet"},
+		{"empty XDP program (harness floor)", "empty", "ns/packet"},
+	} {
+		row := []string{c.label}
+		for _, fam := range []string{"ipv4_tcp", "ipv6_tcp"} {
+			for _, n := range []int{1, 65536} {
+				row = append(row, r.get(fmt.Sprintf("BenchmarkXDPFlows/services=%d/%s/%s", n, fam, c.kind), c.unit).cell(0))
+			}
+		}
+		rows = append(rows, row)
+	}
+	table(&b, head, rows)
+
+	// 3. Programming.
+	b.WriteString("**Programming through lb.Syncer + lb.BPFTable** (BenchmarkSyncCold, BenchmarkSyncChange), 10k Services × 2 backends:\n\n")
+	cold := r.get("BenchmarkSyncCold", "ns/op")
+	cold = stat{med: cold.med / 1e9, min: cold.min / 1e9, max: cold.max / 1e9, ok: cold.ok}
+	ratio := "n/a"
+	if cold.ok {
+		ratio = fmt.Sprintf("%.1f×", cold.med/0.5)
+	}
+	rows = [][]string{
+		{"cold start: NewSyncer + Set of 10k Services into fresh maps", cold.cell(2) + " s", "≤ 0.5 s", ratio},
+		{"(bpf.Load of the maps before it, not included)", r.get("BenchmarkSyncCold", "load-ms").cell(0) + " ms", "—", "—"},
+	}
+	for _, k := range []struct{ name, label string }{
+		{"inplace", "remove / re-add a service's 2nd backend (table rewritten in place)"},
+		{"resize", "add / remove a 3rd backend (251 ↔ 509 slots: new range, frontend repointed)"},
+	} {
+		name := "BenchmarkSyncChange/change=" + k.name
+		for _, p := range []string{"p50", "p99"} {
+			s := r.get(name, p+"-us")
+			s = stat{med: s.med / 1000, min: s.min / 1000, max: s.max / 1000, ok: s.ok}
+			rows = append(rows, []string{fmt.Sprintf("single change %s over %d changes: %s", p, changes, k.label), s.cell(1) + " ms", "—", "—"})
+		}
+	}
+	table(&b, []string{"what", "time", "target", "ratio"}, rows)
+
+	// 4. Memory.
+	b.WriteString("**Kernel memory** (BenchmarkMapMemory): memlock from fdinfo at the agent's default sizes, with 10k Services × 2 backends programmed:\n\n")
+	rows = nil
+	var total float64
+	for _, m := range []struct{ name, per string }{
+		{"frontends", "per entry added (hash, no prealloc)"},
+		{"backends", "per entry added (hash, no prealloc)"},
+		{"maglev", "per slot (array, preallocated)"},
+		{"conntrack", "per entry (LRU hash, preallocated)"},
+		{"affinity", "per entry (LRU hash, preallocated)"},
+		{"counters", "per counter (per-CPU array)"},
+		{"events", "ring buffer"},
+	} {
+		mem := r.get("BenchmarkMapMemory", m.name+"-B")
+		total += mem.med
+		per := r.get("BenchmarkMapMemory", m.name+"-B/entry")
+		perCell := per.cell(0) + " B " + m.per
+		if m.name == "events" {
+			perCell = m.per
+		}
+		rows = append(rows, []string{m.name, r.get("BenchmarkMapMemory", m.name+"-max").cell(0), mib(mem.med), perCell})
+	}
+	rows = append(rows, []string{"**total**", "", "**" + mib(total) + "**", ""})
+	table(&b, []string{"map", "max_entries", "memlock", "cost"}, rows)
+
+	fe := r.get("BenchmarkMapMemory", "frontends-B/entry").med
+	be := r.get("BenchmarkMapMemory", "backends-B/entry").med
+	slot := r.get("BenchmarkMapMemory", "maglev-B/entry").med
+	ct := r.get("BenchmarkMapMemory", "conntrack-B/entry").med
+	rows = [][]string{
+		{"per Service (1 frontend, 2 backends: 251 Maglev slots)", fmt.Sprintf("%.0f B = %.0f B frontend entry + 251 × %.0f B slots", fe+251*slot, fe, slot)},
+		{"per backend", fmt.Sprintf("%.0f B backends entry, plus ~100–200 Maglev slots (%.0f–%.0f B) as its Service's table grows", be, 100*slot, 200*slot)},
+		{"per flow (2 conntrack entries, reserved up front)", fmt.Sprintf("%.0f B", 2*ct)},
+	}
+	table(&b, []string{"unit", "kernel memory"}, rows)
+	return b.String()
+}
+
+// flatness is the largest deviation of the medians from the first (1 Service), in percent.
+func flatness(meds []float64) string {
+	if len(meds) < 2 || meds[0] == 0 {
+		return "n/a"
+	}
+	worst := 0.0
+	for _, m := range meds[1:] {
+		if d := (m - meds[0]) / meds[0] * 100; math.Abs(d) > math.Abs(worst) {
+			worst = d
+		}
+	}
+	return fmt.Sprintf("%+.0f %%", worst)
+}
+
+func mib(v float64) string {
+	if v < 1<<20 {
+		return fmt.Sprintf("%.1f KiB", v/(1<<10))
+	}
+	return fmt.Sprintf("%.2f MiB", v/(1<<20))
+}
+
+func kernel() string {
+	out, err := exec.Command("uname", "-r").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+const (
+	beginMarker = "<!-- bench:begin (generated by make bench BENCH_WRITE=1; edit around it) -->"
+	endMarker   = "<!-- bench:end -->"
+)
+
+// replaceSection replaces what lies between the markers in the Markdown file path.
+func replaceSection(path, section string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(data)
+	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s: no %q ... %q section to replace", path, beginMarker, endMarker)
+	}
+	s = s[:i+len(beginMarker)] + "\n\n" + section + s[j:]
+	return os.WriteFile(path, []byte(s), 0o644)
+}
