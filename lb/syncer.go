@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -55,6 +56,9 @@ type Syncer struct {
 	serviceIDs map[ServiceKey]uint32
 	idOwners   map[uint32]ServiceKey
 	nextID     uint32
+	// memo keeps each service's last Maglev table with what it was built from, so a Set
+	// rebuilds only the tables whose active backends changed.
+	memo map[ServiceKey]maglevMemo
 	// released are replaced table ranges that frontends may still point at: free once the
 	// frontends are written.
 	released []slotRange
@@ -68,7 +72,7 @@ func NewSyncer(t Table, opts SyncerOptions) (*Syncer, error) {
 		return nil, fmt.Errorf("lb: reading back the datapath maps: %w", err)
 	}
 	s := &Syncer{table: t, opts: opts, slots: newSlotAllocator(t.Slots()), frontends: frontends, backends: backends,
-		tables: map[uint32]*appliedTable{}, serviceIDs: map[ServiceKey]uint32{}, idOwners: map[uint32]ServiceKey{}, nextID: 1}
+		tables: map[uint32]*appliedTable{}, serviceIDs: map[ServiceKey]uint32{}, idOwners: map[uint32]ServiceKey{}, memo: map[ServiceKey]maglevMemo{}, nextID: 1}
 	var restored []IDEntry
 	for id, b := range backends {
 		restored = append(restored, IDEntry{ID: id, Key: b.Key()})
@@ -111,7 +115,7 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 	if err := s.ids.Assign(svcs); err != nil {
 		return st, fmt.Errorf("lb: backend IDs: %w", err)
 	}
-	wantBackends := map[uint32]Backend{}
+	wantBackends := make(map[uint32]Backend, len(s.backends))
 	for _, svc := range svcs {
 		for _, b := range svc.Backends {
 			wantBackends[b.ID] = b
@@ -142,8 +146,8 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 
 	// 2. Frontends no desired service has, then the ranges of services nothing points at any
 	// more: their slots are free for the tables below.
-	wantKeys := map[Frontend]bool{}
-	live := map[uint32]bool{}
+	wantKeys := make(map[Frontend]bool, len(s.frontends))
+	live := make(map[uint32]bool, len(services))
 	for _, d := range services {
 		live[d.id] = true
 		for _, f := range d.svc.Frontends {
@@ -187,7 +191,7 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 	}
 
 	// 4. Frontends, now pointing at complete tables.
-	wantFrontends := map[Frontend]FrontendEntry{}
+	wantFrontends := make(map[Frontend]FrontendEntry, len(wantKeys))
 	for _, d := range services {
 		for _, f := range d.svc.Frontends {
 			if !failed[d.id] {
@@ -267,10 +271,16 @@ func sameStored(a, b Backend) bool {
 	return a.ID == b.ID && a.Addr == b.Addr && a.Port == b.Port && a.State == b.State
 }
 
+// sameSlice reports whether a and b are the same slice (a memoised table), which makes
+// comparing their elements unnecessary.
+func sameSlice(a, b []uint32) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
+}
+
 // releaseDead frees the tables and IDs of services that are neither desired (live) nor still
 // pointed at by a frontend (a service whose new table failed keeps its old one).
 func (s *Syncer) releaseDead(live map[uint32]bool) {
-	used := map[uint32]bool{}
+	used := make(map[uint32]bool, len(s.tables))
 	for _, e := range s.frontends {
 		used[e.ServiceID] = true
 	}
@@ -284,6 +294,7 @@ func (s *Syncer) releaseDead(live map[uint32]bool) {
 		if !live[id] && !used[id] {
 			delete(s.serviceIDs, k)
 			delete(s.idOwners, id)
+			delete(s.memo, k)
 		}
 	}
 }
@@ -292,7 +303,7 @@ func (s *Syncer) releaseDead(live map[uint32]bool) {
 // frontends after a restart) and builds its Maglev table.
 func (s *Syncer) settleServices(svcs []Service) []desiredService {
 	out := make([]desiredService, len(svcs))
-	taken := map[uint32]bool{}
+	taken := make(map[uint32]bool, len(svcs))
 	for i, svc := range svcs {
 		out[i].svc = svc
 		if id, ok := s.serviceIDs[svc.Key]; ok && !taken[id] {
@@ -325,7 +336,13 @@ func (s *Syncer) settleServices(svcs []Service) []desiredService {
 		}
 		s.serviceIDs[d.svc.Key] = d.id
 		s.idOwners[d.id] = d.svc.Key
-		d.slots = d.svc.Maglev(s.opts.MaglevMinimum)
+		sig := maglevSignature(&d.svc, s.opts.MaglevMinimum)
+		if m, ok := s.memo[d.svc.Key]; ok && m.sig == sig {
+			d.slots = m.slots
+		} else {
+			d.slots = d.svc.Maglev(s.opts.MaglevMinimum)
+			s.memo[d.svc.Key] = maglevMemo{sig: sig, slots: d.slots}
+		}
 		d.entry = FrontendEntry{ServiceID: d.id, MaglevSize: uint32(len(d.slots)),
 			AffinityTimeout: d.svc.AffinityTimeout.Truncate(time.Second), Random: d.svc.Algorithm == AlgorithmRandom}
 		if d.svc.Affinity != AffinityClientIP {
@@ -333,6 +350,30 @@ func (s *Syncer) settleServices(svcs []Service) []desiredService {
 		}
 	}
 	return out
+}
+
+// maglevMemo is a Maglev table and the signature of its input.
+type maglevMemo struct {
+	sig   string
+	slots []uint32
+}
+
+// maglevSignature is everything a service's Maglev table depends on: the table's minimum
+// size and each active backend's ID, address, port and weight (BuildMaglev sorts them).
+func maglevSignature(svc *Service, minimum uint32) string {
+	b := make([]byte, 0, 4+26*len(svc.Backends))
+	b = binary.BigEndian.AppendUint32(b, minimum)
+	for _, be := range svc.Backends {
+		if be.State != BackendActive || be.Weight == 0 {
+			continue
+		}
+		a := be.Addr.As16()
+		b = append(b, a[:]...)
+		b = binary.BigEndian.AppendUint16(b, be.Port)
+		b = binary.BigEndian.AppendUint16(b, be.Weight)
+		b = binary.BigEndian.AppendUint32(b, be.ID)
+	}
+	return string(b)
 }
 
 // claimed reports whether a service ID belongs to a service key in this Syncer's memory.
@@ -353,7 +394,7 @@ func (s *Syncer) writeTable(d *desiredService) (int, error) {
 				cur.slots = got
 			}
 		}
-		if slices.Equal(cur.slots, d.slots) {
+		if sameSlice(cur.slots, d.slots) || slices.Equal(cur.slots, d.slots) {
 			return 0, nil
 		}
 		if err := s.table.WriteSlots(cur.base, d.slots); err != nil {

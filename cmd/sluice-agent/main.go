@@ -49,7 +49,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.Func("bpf-frontends-max", "datapath: frontends map size (Service address:port pairs; default 65536)", uintFlag(&cfg.BPF.Sizes.Frontends))
 	fs.Func("bpf-backends-max", "datapath: backends map size (default 65536)", uintFlag(&cfg.BPF.Sizes.Backends))
 	cfg.BPF.Sizes.Maglev = 1 << 22
-	fs.Func("bpf-maglev-slots", "datapath: Maglev slots shared by all Services (default 4194304: 16 MiB, ~16k Services of up to 4 backends)", uintFlag(&cfg.BPF.Sizes.Maglev))
+	fs.Func("bpf-maglev-slots", "datapath: Maglev slots shared by all Services (default 4194304: 32 MiB of kernel memory, 8 bytes a slot; ~16k Services of up to 4 backends)", uintFlag(&cfg.BPF.Sizes.Maglev))
 	fs.Func("bpf-ct-max", "datapath: conntrack entries, two per flow (default 262144)", uintFlag(&cfg.BPF.Sizes.Conntrack))
 	fs.Func("bpf-affinity-max", "datapath: ClientIP session affinity entries (default 65536)", uintFlag(&cfg.BPF.Sizes.Affinity))
 	fs.Func("maglev-table-size", "datapath: smallest Maglev table of a Service, rounded up to a prime (default 251)", uintFlag(&cfg.BPF.MaglevMinimum))
