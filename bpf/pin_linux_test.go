@@ -109,7 +109,7 @@ func TestPinPathNotOnBPFFS(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	dir := t.TempDir()
 	if on, err := IsBPFFS(dir); err != nil || on {
-		t.Skipf("%s: on bpffs %v, %v", dir, on, err)
+		testenv.Unavailable(t, "the temp dir %s must not be on bpffs (on bpffs %v, %v)", dir, on, err)
 	}
 	_, err := Load(Options{PinPath: filepath.Join(dir, "sluice")})
 	if !errors.Is(err, ErrNotBPFFS) || !strings.Contains(err.Error(), "mount -t bpf") {

@@ -141,7 +141,7 @@ func FuzzXDP(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < packet.EthernetLen || len(frame) > maxLinearFrame {
-			t.Skip("BPF_PROG_RUN needs 14 to 3520 bytes")
+			return // BPF_PROG_RUN takes 14 to 3520 bytes: nothing to check for this input
 		}
 		before := readCounters(t, d)
 		ret, out := runXDP(t, prog, frame)
@@ -211,13 +211,13 @@ func FuzzTCEgress(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < packet.EthernetLen || len(frame) > maxLinearFrame {
-			t.Skip("BPF_PROG_RUN needs 14 to 3520 bytes")
+			return // BPF_PROG_RUN takes 14 to 3520 bytes: nothing to check for this input
 		}
 		before := readCounters(t, d)
 		ret, out, err := runTCErr(prog, frame)
 		if err != nil {
 			if errors.Is(err, unix.EINVAL) && shortIP(frame) {
-				t.Skip("BPF_PROG_RUN refuses an skb shorter than its IP header")
+				return // the kernel's test runner refuses an skb shorter than its IP header: nothing ran
 			}
 			t.Fatalf("BPF_PROG_RUN (tc) on %d bytes: %v", len(frame), err)
 		}
