@@ -301,7 +301,8 @@ func (d *Datapath) DeleteConntrack(keys []ConntrackKey) (int, error) {
 func (d *Datapath) ConntrackTimeouts() Timeouts { return d.timeouts }
 
 // MonotonicNow is the current CLOCK_MONOTONIC time, the clock of conntrack
-// and affinity timestamps (bpf_ktime_get_ns).
+// and affinity timestamps. The programs read it coarse (bpf_ktime_get_coarse_ns: the
+// value of the last tick, far cheaper in a VM), so a timestamp is at most a tick behind.
 func MonotonicNow() time.Duration {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for CLOCK_MONOTONIC

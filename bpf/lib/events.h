@@ -21,7 +21,7 @@ static __always_inline void event_emit(__u32 type, __u8 counter, const struct ct
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev)
 		return;
-	ev->timestamp = bpf_ktime_get_ns();
+	ev->timestamp = bpf_ktime_get_coarse_ns();
 	ev->type = type;
 	ev->service_id = service_id;
 	ev->ifindex = ifindex;

@@ -164,7 +164,7 @@ SLUICE_ASSERT_SIZE(struct ct_key, 40);
  * conntrack map value. A new flow writes two entries: the original one
  * (nat = the backend: the destination to rewrite to) and the reply one
  * (nat = the frontend: the source to rewrite replies to). Times are
- * bpf_ktime_get_ns() (CLOCK_MONOTONIC). The forward path keeps the original
+ * bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC). The forward path keeps the original
  * entry's last_seen and state; the reverse path both entries'. An entry is
  * expired when now - last_seen exceeds the timeout of its state (struct config).
  */
@@ -194,7 +194,7 @@ SLUICE_ASSERT_SIZE(struct affinity_key, 20);
 struct affinity {
 	__u32 backend_id;
 	__u32 _reserved;
-	__u64 last_used;	/* bpf_ktime_get_ns() of the last new flow */
+	__u64 last_used;	/* bpf_ktime_get_coarse_ns() of the last new flow */
 };
 SLUICE_ASSERT_SIZE(struct affinity, 16);
 
@@ -206,7 +206,7 @@ enum event_type {
 
 /* One record in the events ring buffer. */
 struct event {
-	__u64 timestamp;	/* bpf_ktime_get_ns() */
+	__u64 timestamp;	/* bpf_ktime_get_coarse_ns() */
 	__u32 type;		/* enum event_type */
 	__u32 service_id;
 	__u32 ifindex;		/* where the packet came in */
