@@ -99,6 +99,8 @@ type Datapath struct {
 	maps     datapathMaps
 	pinPath  string
 	timeouts Timeouts
+	// maglevMem maps the maglev array into this process (nil: write with syscalls).
+	maglevMem *ebpf.Memory
 }
 
 // Load loads the embedded BPF objects into the kernel with the per-node
@@ -150,12 +152,16 @@ func Load(opts Options) (*Datapath, error) {
 	if err := spec.LoadAndAssign(&objs, &collOpts); err != nil {
 		return nil, fmt.Errorf("bpf: load objects: %w", err)
 	}
-	return &Datapath{
+	d := &Datapath{
 		programs: objs.datapathPrograms,
 		maps:     objs.datapathMaps,
 		pinPath:  opts.PinPath,
 		timeouts: opts.Timeouts.withDefaults(),
-	}, nil
+	}
+	if mem, err := d.maps.Maglev.Memory(); err == nil {
+		d.maglevMem = mem
+	}
+	return d, nil
 }
 
 // XDPProgram returns the XDP program, for attaching it elsewhere or running

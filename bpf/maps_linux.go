@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -182,7 +183,8 @@ func (d *Datapath) Backends() (map[uint32]Backend, error) {
 }
 
 // PutMaglev writes backend ids into the Maglev slots [base, base+len(ids))
-// with one batch update. A frontend pointing at the range sees each slot
+// through the map's memory mapping (one batch update where it cannot be mapped). A frontend
+// pointing at the range sees each slot
 // change atomically, not the range as a whole: write a new range and then
 // repoint the frontend to switch a table atomically.
 func (d *Datapath) PutMaglev(base uint32, ids []uint32) error {
@@ -191,6 +193,17 @@ func (d *Datapath) PutMaglev(base uint32, ids []uint32) error {
 	}
 	if uint64(base)+uint64(len(ids)) > uint64(d.maps.Maglev.MaxEntries()) {
 		return fmt.Errorf("bpf: maglev range [%d, %d) past the map's %d slots", base, uint64(base)+uint64(len(ids)), d.maps.Maglev.MaxEntries())
+	}
+	if d.maglevMem != nil {
+		// Array elements are 8-byte aligned: slot i is the low half of bytes [8i, 8i+8).
+		buf := make([]byte, 8*len(ids))
+		for i, id := range ids {
+			binary.NativeEndian.PutUint32(buf[8*i:], id)
+		}
+		if _, err := d.maglevMem.WriteAt(buf, int64(base)*8); err != nil {
+			return fmt.Errorf("bpf: write maglev [%d, %d): %w", base, base+uint32(len(ids)), err)
+		}
+		return nil
 	}
 	keys := make([]uint32, len(ids))
 	for i := range keys {
@@ -202,12 +215,22 @@ func (d *Datapath) PutMaglev(base uint32, ids []uint32) error {
 	return nil
 }
 
-// Maglev reads the Maglev slots [base, base+n).
+// Maglev reads n slots of the maglev array from base.
 func (d *Datapath) Maglev(base, n uint32) ([]uint32, error) {
 	if uint64(base)+uint64(n) > uint64(d.maps.Maglev.MaxEntries()) {
 		return nil, fmt.Errorf("bpf: maglev range [%d, %d) past the map's %d slots", base, uint64(base)+uint64(n), d.maps.Maglev.MaxEntries())
 	}
 	out := make([]uint32, n)
+	if d.maglevMem != nil {
+		buf := make([]byte, 8*int(n))
+		if _, err := d.maglevMem.ReadAt(buf, int64(base)*8); err != nil {
+			return nil, fmt.Errorf("bpf: read maglev [%d, %d): %w", base, base+n, err)
+		}
+		for i := range out {
+			out[i] = binary.NativeEndian.Uint32(buf[8*i:])
+		}
+		return out, nil
+	}
 	for i := range out {
 		if err := d.maps.Maglev.Lookup(base+uint32(i), &out[i]); err != nil {
 			return nil, fmt.Errorf("bpf: read maglev slot %d: %w", base+uint32(i), err)
@@ -216,7 +239,6 @@ func (d *Datapath) Maglev(base, n uint32) ([]uint32, error) {
 	return out, nil
 }
 
-// MaglevSlots is the size of the Maglev map: the slots all frontends share.
 func (d *Datapath) MaglevSlots() uint32 { return d.maps.Maglev.MaxEntries() }
 
 // ConntrackBatchSize is how many entries WalkConntrack reads per syscall.
