@@ -43,19 +43,23 @@ func TestAttachDevicePinnedLinks(t *testing.T) {
 	if out := ipCmd(t, "-n", ns, "link", "show", "dev0"); !strings.Contains(out, "xdp") {
 		t.Fatalf("no XDP program on dev0:\n%s", out)
 	}
+	// pinned describes the pinned link of one kind.
+	pinned := func(kind string) *link.Info {
+		l, err := link.LoadPinnedLink(filepath.Join(linkDir, "dev0_"+kind), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		info, err := l.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
 	linkIDs := func() map[string]link.ID {
 		ids := map[string]link.ID{}
 		for _, kind := range attachKinds {
-			l, err := link.LoadPinnedLink(filepath.Join(linkDir, "dev0_"+kind), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			info, err := l.Info()
-			l.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids[kind] = info.ID
+			ids[kind] = pinned(kind).ID
 		}
 		return ids
 	}
@@ -77,16 +81,7 @@ func TestAttachDevicePinnedLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantID, _ := want.ID()
-	l, err := link.LoadPinnedLink(filepath.Join(linkDir, "dev0_xdp"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := l.Info()
-	l.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if uint32(info.Program) != uint32(wantID) {
+	if info := pinned("xdp"); uint32(info.Program) != uint32(wantID) {
 		t.Fatalf("pinned XDP link runs program %d, want the second datapath's %d", info.Program, wantID)
 	}
 
