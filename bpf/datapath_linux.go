@@ -7,6 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultPinPath is where the agent pins its maps on a node's bpffs.
@@ -99,8 +100,11 @@ type Datapath struct {
 	maps     datapathMaps
 	pinPath  string
 	timeouts Timeouts
-	// maglevMem maps the maglev array into this process (nil: write with syscalls).
-	maglevMem *ebpf.Memory
+	// maglevMem is the maglev array mapped into this process (nil: write with syscalls).
+	// Elements are 8-byte aligned: slot i is the uint32 at byte 8i.
+	maglevMem []byte
+	// gcAfterWalk, in tests, runs between CollectConntrack's walk and its second look.
+	gcAfterWalk func()
 }
 
 // Load loads the embedded BPF objects into the kernel with the per-node
@@ -158,7 +162,8 @@ func Load(opts Options) (*Datapath, error) {
 		pinPath:  opts.PinPath,
 		timeouts: opts.Timeouts.withDefaults(),
 	}
-	if mem, err := d.maps.Maglev.Memory(); err == nil {
+	size := int(d.maps.Maglev.MaxEntries()) * 8
+	if mem, err := unix.Mmap(d.maps.Maglev.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err == nil {
 		d.maglevMem = mem
 	}
 	return d, nil
@@ -259,6 +264,10 @@ func (d *Datapath) pinnedMaps() []*ebpf.Map {
 // Close releases the programs and maps held by this Datapath. Attached links
 // keep their program alive until they are closed; pinned maps stay pinned.
 func (d *Datapath) Close() error {
+	if d.maglevMem != nil {
+		_ = unix.Munmap(d.maglevMem)
+		d.maglevMem = nil
+	}
 	var errs []error
 	if err := d.programs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("bpf: close programs: %w", err))

@@ -21,9 +21,8 @@ type GCStats struct {
 // Between runs the LRU map evicts the oldest flows itself when full.
 func (d *Datapath) CollectConntrack(now time.Duration) (GCStats, error) {
 	var st GCStats
-	var expired []ConntrackKey
+	var originals, replies []ConntrackKey // candidates
 	liveReplies := map[ConntrackKey]bool{}
-	var replies []ConntrackKey
 	err := d.WalkConntrack(func(keys []ConntrackKey, entries []ConntrackEntry) bool {
 		for i, k := range keys {
 			st.Entries++
@@ -31,39 +30,53 @@ func (d *Datapath) CollectConntrack(now time.Duration) (GCStats, error) {
 				replies = append(replies, k)
 				continue
 			}
-			rk := replyKey(k, entries[i])
 			if d.timeouts.Expired(k.Proto, entries[i], now) {
-				expired = append(expired, k, rk)
+				originals = append(originals, k)
 				continue
 			}
-			liveReplies[rk] = true
+			liveReplies[replyKey(k, entries[i])] = true
 		}
 		return true
 	})
 	if err != nil {
 		return st, fmt.Errorf("bpf: conntrack gc: %w", err)
 	}
-	for _, rk := range replies {
-		if !liveReplies[rk] {
-			expired = append(expired, rk)
-		}
+	if d.gcAfterWalk != nil {
+		d.gcAfterWalk()
 	}
-	// Look again: a packet may have refreshed the flow since the walk.
-	victims := expired[:0]
-	for i := 0; i < len(expired); i++ {
-		k := expired[i]
+	// Look again, entry by entry: the walk is not a snapshot, and packets refresh or create
+	// flows meanwhile. An original goes if it is still expired; a reply goes only if its
+	// original is now gone or expired — never because the walk missed the original.
+	var victims []ConntrackKey
+	for _, k := range originals {
 		e, err := d.LookupConntrack(k)
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			continue
-		}
-		if err != nil {
+		} else if err != nil {
 			return st, fmt.Errorf("bpf: conntrack gc: %w", err)
 		}
-		if !k.Reply && !d.timeouts.Expired(k.Proto, e, now) {
-			i++ // refreshed: keep it and the reply entry that follows it
+		if d.timeouts.Expired(k.Proto, e, now) {
+			victims = append(victims, k)
+		}
+	}
+	for _, r := range replies {
+		if liveReplies[r] {
 			continue
 		}
-		victims = append(victims, k)
+		e, err := d.LookupConntrack(r)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		} else if err != nil {
+			return st, fmt.Errorf("bpf: conntrack gc: %w", err)
+		}
+		// The reply entry's NAT is the frontend: its original is client → frontend.
+		o, err := d.LookupConntrack(ConntrackKey{Src: r.Dst, Dst: e.NAT, Proto: r.Proto})
+		if err == nil && o.NAT == r.Src && !d.timeouts.Expired(r.Proto, o, now) {
+			continue // the flow lives
+		} else if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return st, fmt.Errorf("bpf: conntrack gc: %w", err)
+		}
+		victims = append(victims, r)
 	}
 	n, err := d.DeleteConntrack(victims)
 	st.Deleted = n

@@ -67,3 +67,42 @@ func TestCollectConntrack(t *testing.T) {
 		t.Fatalf("second gc: %+v %v", st, err)
 	}
 }
+
+// TestCollectConntrackRace: flows refreshed or created while the collector walks the map
+// keep both their entries (the walk is not a snapshot).
+func TestCollectConntrackRace(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	d := mustLoad(t, Options{Timeouts: Timeouts{TCPEstablished: time.Hour}})
+	now := MonotonicNow()
+	vip := netip.MustParseAddrPort("203.0.113.10:80")
+	backend := netip.MustParseAddrPort("198.51.100.11:8080")
+	put := func(sport uint16, lastSeen time.Duration) (ConntrackKey, ConntrackKey) {
+		client := netip.AddrPortFrom(netip.MustParseAddr("198.18.0.2"), sport)
+		orig := ConntrackKey{Src: client, Dst: vip, Proto: ProtoTCP}
+		reply := ConntrackKey{Src: backend, Dst: client, Proto: ProtoTCP, Reply: true}
+		e := ConntrackEntry{LastSeen: lastSeen, Created: lastSeen, BackendID: 1, ServiceID: 1, State: StateEstablished, NAT: backend}
+		if err := d.PutConntrack(orig, e); err != nil {
+			t.Fatal(err)
+		}
+		e.NAT = vip
+		if err := d.PutConntrack(reply, e); err != nil {
+			t.Fatal(err)
+		}
+		return orig, reply
+	}
+	refreshed, refreshedR := put(2000, now-2*time.Hour) // expired when walked, refreshed after
+	var born, bornR ConntrackKey
+	d.gcAfterWalk = func() {
+		put(2000, now)               // a packet refreshes the flow
+		born, bornR = put(2001, now) // a new flow starts
+		d.gcAfterWalk = nil
+	}
+	if _, err := d.CollectConntrack(now); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []ConntrackKey{refreshed, refreshedR, born, bornR} {
+		if _, err := d.LookupConntrack(k); err != nil {
+			t.Errorf("entry %+v of a live flow deleted: %v", k, err)
+		}
+	}
+}

@@ -1,11 +1,12 @@
 package bpf
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
@@ -115,13 +116,13 @@ func (d *Datapath) PutFrontend(k FrontendKey, f Frontend) error {
 	return nil
 }
 
-// DeleteFrontend removes a frontend; ebpf.ErrKeyNotExist if it was not there.
+// DeleteFrontend removes a frontend; one that is not there is no error.
 func (d *Datapath) DeleteFrontend(k FrontendKey) error {
 	rk, err := k.raw()
 	if err != nil {
 		return err
 	}
-	if err := d.maps.Frontends.Delete(&rk); err != nil {
+	if err := d.maps.Frontends.Delete(&rk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("bpf: delete frontend %v: %w", k, err)
 	}
 	return nil
@@ -156,10 +157,10 @@ func (d *Datapath) PutBackend(id uint32, b Backend) error {
 	return nil
 }
 
-// DeleteBackend removes the backend id; ebpf.ErrKeyNotExist if it was not
-// there. Flows still pinned to it by conntrack are selected again.
+// DeleteBackend removes the backend id; one that is not there is no error. TCP flows
+// conntrack still holds keep going to its address; UDP flows are selected again.
 func (d *Datapath) DeleteBackend(id uint32) error {
-	if err := d.maps.Backends.Delete(&id); err != nil {
+	if err := d.maps.Backends.Delete(&id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("bpf: delete backend %d: %w", id, err)
 	}
 	return nil
@@ -195,13 +196,9 @@ func (d *Datapath) PutMaglev(base uint32, ids []uint32) error {
 		return fmt.Errorf("bpf: maglev range [%d, %d) past the map's %d slots", base, uint64(base)+uint64(len(ids)), d.maps.Maglev.MaxEntries())
 	}
 	if d.maglevMem != nil {
-		// Array elements are 8-byte aligned: slot i is the low half of bytes [8i, 8i+8).
-		buf := make([]byte, 8*len(ids))
+		// One atomic store per slot: the programs never read a torn backend ID.
 		for i, id := range ids {
-			binary.NativeEndian.PutUint32(buf[8*i:], id)
-		}
-		if _, err := d.maglevMem.WriteAt(buf, int64(base)*8); err != nil {
-			return fmt.Errorf("bpf: write maglev [%d, %d): %w", base, base+uint32(len(ids)), err)
+			atomic.StoreUint32(d.maglevSlot(base+uint32(i)), id)
 		}
 		return nil
 	}
@@ -215,6 +212,11 @@ func (d *Datapath) PutMaglev(base uint32, ids []uint32) error {
 	return nil
 }
 
+// maglevSlot points at slot i of the mapped maglev array (bounds checked by the callers).
+func (d *Datapath) maglevSlot(i uint32) *uint32 {
+	return (*uint32)(unsafe.Pointer(&d.maglevMem[8*int(i)]))
+}
+
 // Maglev reads n slots of the maglev array from base.
 func (d *Datapath) Maglev(base, n uint32) ([]uint32, error) {
 	if uint64(base)+uint64(n) > uint64(d.maps.Maglev.MaxEntries()) {
@@ -222,12 +224,8 @@ func (d *Datapath) Maglev(base, n uint32) ([]uint32, error) {
 	}
 	out := make([]uint32, n)
 	if d.maglevMem != nil {
-		buf := make([]byte, 8*int(n))
-		if _, err := d.maglevMem.ReadAt(buf, int64(base)*8); err != nil {
-			return nil, fmt.Errorf("bpf: read maglev [%d, %d): %w", base, base+n, err)
-		}
 		for i := range out {
-			out[i] = binary.NativeEndian.Uint32(buf[8*i:])
+			out[i] = atomic.LoadUint32(d.maglevSlot(base + uint32(i)))
 		}
 		return out, nil
 	}

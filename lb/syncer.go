@@ -62,6 +62,11 @@ type Syncer struct {
 	// released are replaced table ranges that frontends may still point at: free once the
 	// frontends are written.
 	released []slotRange
+	// unsure are entries a failed write may or may not have left in the maps: deleted when
+	// no longer wanted, and while any frontend is unsure no slot range is reused (it might
+	// still point there).
+	unsure         map[Frontend]bool
+	unsureBackends map[uint32]bool
 }
 
 // NewSyncer reads back the maps' contents and returns a Syncer that continues from them. No
@@ -72,25 +77,37 @@ func NewSyncer(t Table, opts SyncerOptions) (*Syncer, error) {
 		return nil, fmt.Errorf("lb: reading back the datapath maps: %w", err)
 	}
 	s := &Syncer{table: t, opts: opts, slots: newSlotAllocator(t.Slots()), frontends: frontends, backends: backends,
-		tables: map[uint32]*appliedTable{}, serviceIDs: map[ServiceKey]uint32{}, idOwners: map[uint32]ServiceKey{}, memo: map[ServiceKey]maglevMemo{}, nextID: 1}
+		tables: map[uint32]*appliedTable{}, serviceIDs: map[ServiceKey]uint32{}, idOwners: map[uint32]ServiceKey{}, memo: map[ServiceKey]maglevMemo{}, nextID: 1,
+		unsure: map[Frontend]bool{}, unsureBackends: map[uint32]bool{}}
 	var restored []IDEntry
 	for id, b := range backends {
 		restored = append(restored, IDEntry{ID: id, Key: b.Key()})
 	}
 	s.ids = NewIDs(opts.MaxBackends, restored)
+	// Every distinct range a frontend points at is reserved: after a crash in the middle of
+	// a Set, a service's frontends may point at two. The first becomes the service's table,
+	// the others are freed once its frontends are rewritten.
+	reserved := map[slotRange]bool{}
 	for f, e := range frontends {
 		if e.ServiceID >= s.nextID {
 			s.nextID = e.ServiceID + 1
 		}
-		if e.MaglevSize == 0 || s.tables[e.ServiceID] != nil {
+		r := slotRange{e.MaglevBase, e.MaglevSize}
+		if e.MaglevSize == 0 || reserved[r] {
 			continue
 		}
-		if err := s.slots.reserve(e.MaglevBase, e.MaglevSize); err != nil {
-			// Inconsistent leftovers: forget the frontend; Set rewrites it.
+		if err := s.slots.reserve(r.base, r.size); err != nil {
+			// Overlapping leftovers: Set rewrites or deletes the frontend.
 			delete(s.frontends, f)
+			s.unsure[f] = true
 			continue
 		}
-		s.tables[e.ServiceID] = &appliedTable{base: e.MaglevBase, size: e.MaglevSize}
+		reserved[r] = true
+		if s.tables[e.ServiceID] == nil {
+			s.tables[e.ServiceID] = &appliedTable{base: r.base, size: r.size}
+		} else {
+			s.released = append(s.released, r)
+		}
 	}
 	return s, nil
 }
@@ -135,11 +152,13 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 		if err := s.table.UpdateBackends(put); err != nil {
 			for _, b := range put {
 				delete(s.backends, b.ID)
+				s.unsureBackends[b.ID] = true
 			}
 			return st, fmt.Errorf("lb: writing %d backends: %w", len(put), err)
 		}
 		for _, b := range put {
 			s.backends[b.ID] = b
+			delete(s.unsureBackends, b.ID)
 		}
 		st.BackendsUpdated = len(put)
 	}
@@ -160,6 +179,11 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 			stale = append(stale, f)
 		}
 	}
+	for f := range s.unsure {
+		if !wantKeys[f] {
+			stale = append(stale, f)
+		}
+	}
 	if len(stale) > 0 {
 		slices.SortFunc(stale, compareFrontends)
 		if err := s.table.DeleteFrontends(stale); err != nil {
@@ -167,6 +191,7 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 		}
 		for _, f := range stale {
 			delete(s.frontends, f)
+			delete(s.unsure, f)
 		}
 		st.FrontendsDeleted = len(stale)
 	}
@@ -211,29 +236,39 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 		if err := s.table.UpdateFrontends(changed); err != nil {
 			for f := range changed {
 				delete(s.frontends, f)
+				s.unsure[f] = true
 			}
 			return st, fmt.Errorf("lb: writing %d frontends: %w", len(changed), err)
 		}
 		for f, e := range changed {
 			s.frontends[f] = e
+			delete(s.unsure, f)
 		}
 		st.FrontendsUpdated = len(changed)
 	}
 	// 5. Only now that no frontend points at them: replaced ranges and gone backends.
-	for _, r := range s.released {
-		s.slots.release(r.base, r.size)
+	if len(s.unsure) == 0 {
+		for _, r := range s.released {
+			s.slots.release(r.base, r.size)
+		}
+		s.released = nil
 	}
-	s.released = nil
 	s.releaseDead(live)
-	for id := range failed {
-		if t := s.tables[id]; t != nil {
-			for _, b := range t.slots {
-				wantBackends[b] = s.backends[b]
+	// A frontend kept on an old table (its new one failed) keeps that table's backends.
+	for _, e := range s.frontends {
+		t := s.tables[e.ServiceID]
+		if t == nil || e.MaglevSize == 0 {
+			continue
+		}
+		if t.slots == nil { // not known: keep every backend until the table is rewritten
+			for b, v := range s.backends {
+				wantBackends[b] = v
 			}
-			if t.slots == nil { // not known: keep every backend until the table is rewritten
-				for b, v := range s.backends {
-					wantBackends[b] = v
-				}
+			break
+		}
+		for _, b := range t.slots {
+			if v, ok := s.backends[b]; ok {
+				wantBackends[b] = v
 			}
 		}
 	}
@@ -243,13 +278,20 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 			gone = append(gone, id)
 		}
 	}
+	for id := range s.unsureBackends {
+		if _, ok := wantBackends[id]; !ok {
+			gone = append(gone, id)
+		}
+	}
 	if len(gone) > 0 {
 		slices.Sort(gone)
+		gone = slices.Compact(gone)
 		if err := s.table.DeleteBackends(gone); err != nil {
 			return st, fmt.Errorf("lb: deleting %d backends: %w", len(gone), err)
 		}
 		for _, id := range gone {
 			delete(s.backends, id)
+			delete(s.unsureBackends, id)
 		}
 		st.BackendsDeleted = len(gone)
 	}
@@ -280,6 +322,9 @@ func sameSlice(a, b []uint32) bool {
 // releaseDead frees the tables and IDs of services that are neither desired (live) nor still
 // pointed at by a frontend (a service whose new table failed keeps its old one).
 func (s *Syncer) releaseDead(live map[uint32]bool) {
+	if len(s.unsure) > 0 {
+		return // an unsure frontend may point at any range
+	}
 	used := make(map[uint32]bool, len(s.tables))
 	for _, e := range s.frontends {
 		used[e.ServiceID] = true

@@ -264,3 +264,57 @@ func TestSyncerSlotsExhausted(t *testing.T) {
 		t.Fatal(tab.Violations)
 	}
 }
+
+// TestSyncerFailedFrontendWriteThenRemoved: frontends a failed write may have left in the
+// maps are deleted once unwanted; their slots are not reused while they might point there.
+func TestSyncerFailedFrontendWriteThenRemoved(t *testing.T) {
+	tab := lbtest.NewTable(1 << 12)
+	failOnce := true
+	tab.Fail = func(op string) bool {
+		if op == "frontends" && failOnce {
+			failOnce = false
+			return true
+		}
+		return false
+	}
+	s := newSyncer(t, tab)
+	a, b := svc("a", "203.0.113.1", "198.51.100.1:80"), svc("b", "203.0.113.2", "198.51.100.2:80")
+	if _, err := s.Set([]lb.Service{a, b}); !errors.Is(err, lbtest.ErrInjected) {
+		t.Fatalf("first Set: %v, want the injected failure", err)
+	}
+	c := svc("c", "203.0.113.3", "198.51.100.3:80")
+	if _, err := s.Set([]lb.Service{c}); err != nil {
+		t.Fatal(err)
+	}
+	fr := tab.Frontends()
+	if len(fr) != 1 {
+		t.Fatalf("frontends left: %v; only c's should be", fr)
+	}
+	if _, ok := tab.Lookup(a.Frontends[0], 0); ok {
+		t.Fatal("a's address still balanced (to another service's table)")
+	}
+	if len(tab.Violations) > 0 {
+		t.Fatal(tab.Violations)
+	}
+}
+
+// TestSyncerFrontendKeptOnOldTable: a frontend moving to a service whose table cannot be
+// written keeps its old entry, and that entry's backends stay.
+func TestSyncerFrontendKeptOnOldTable(t *testing.T) {
+	tab := lbtest.NewTable(lb.MaglevSize(1, 0) + 10)
+	s := newSyncer(t, tab)
+	a := svc("a", "203.0.113.1", "198.51.100.1:80")
+	if _, err := s.Set([]lb.Service{a}); err != nil {
+		t.Fatal(err)
+	}
+	b := svc("b", "203.0.113.1", "198.51.100.2:80") // same frontend, another service
+	if _, err := s.Set([]lb.Service{b}); !errors.Is(err, lb.ErrNoSlots) {
+		t.Fatalf("Set: %v, want ErrNoSlots", err)
+	}
+	if be, ok := tab.Lookup(a.Frontends[0], 0); !ok || be.Addr != a.Backends[0].Addr {
+		t.Fatalf("the frontend must keep a's table and backend, got %v %v", be, ok)
+	}
+	if len(tab.Violations) > 0 {
+		t.Fatal(tab.Violations)
+	}
+}
