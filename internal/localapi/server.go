@@ -66,6 +66,7 @@ func Listen(stateDir string, h Handlers) (*Server, error) {
 		if err != nil || limit <= 0 {
 			limit = 1000
 		}
+		limit = min(limit, MaxConntrackEntries)
 		v, err := s.h.Conntrack(limit)
 		reply(w, v, err)
 	})

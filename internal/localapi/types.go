@@ -91,5 +91,8 @@ type ConntrackEntry struct {
 	Bytes     uint64 `json:"bytes"`
 }
 
+// MaxConntrackEntries bounds one conntrack answer.
+const MaxConntrackEntries = 100000
+
 // ErrNoDatapath is answered by an agent that runs no datapath (no --devices).
 const ErrNoDatapath = "this agent runs no datapath (no --devices)"
