@@ -106,3 +106,35 @@ func TestCollectConntrackRace(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteAffinity: entries the predicate calls stale go, the others stay.
+func TestDeleteAffinity(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	d := mustLoad(t, Options{})
+	now := MonotonicNow()
+	c1, c2 := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("2001:db8:18::2")
+	for _, e := range []struct {
+		svc    uint32
+		client netip.Addr
+		be     uint32
+	}{{1, c1, 10}, {1, c2, 11}, {2, c1, 10}} {
+		if err := d.PutAffinity(e.svc, e.client, e.be, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := d.DeleteAffinity(func(svc, be uint32) bool { return svc == 1 && be == 11 })
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteAffinity = %d, %v; want 1 deleted", n, err)
+	}
+	if _, _, err := d.Affinity(1, c2); err == nil {
+		t.Fatal("stale entry kept")
+	}
+	for _, k := range []struct {
+		svc    uint32
+		client netip.Addr
+	}{{1, c1}, {2, c1}} {
+		if be, _, err := d.Affinity(k.svc, k.client); err != nil || be != 10 {
+			t.Fatalf("entry %d/%v: %d %v", k.svc, k.client, be, err)
+		}
+	}
+}

@@ -382,3 +382,42 @@ func (e *EventReader) Read() (Event, error) {
 
 // Close stops the reader; a blocked Read returns.
 func (e *EventReader) Close() error { return e.r.Close() }
+
+// PutAffinity sets the ClientIP affinity of client for a service (tests, restores).
+func (d *Datapath) PutAffinity(serviceID uint32, client netip.Addr, backendID uint32, lastUsed time.Duration) error {
+	k := datapathAffinityKey{ServiceId: serviceID, Client: addr16(client)}
+	v := datapathAffinity{BackendId: backendID, LastUsed: uint64(lastUsed)}
+	if err := d.maps.Affinity.Put(&k, &v); err != nil {
+		return fmt.Errorf("bpf: put affinity %d/%v: %w", serviceID, client, err)
+	}
+	return nil
+}
+
+// DeleteAffinity deletes the affinity entries for which stale(serviceID, backendID) is true,
+// and returns how many. It iterates the map while the programs run; an entry written
+// meanwhile may be missed, and is judged on the next call.
+func (d *Datapath) DeleteAffinity(stale func(serviceID, backendID uint32) bool) (int, error) {
+	var (
+		k    datapathAffinityKey
+		v    datapathAffinity
+		dead []datapathAffinityKey
+	)
+	it := d.maps.Affinity.Iterate()
+	for it.Next(&k, &v) {
+		if stale(k.ServiceId, v.BackendId) {
+			dead = append(dead, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("bpf: iterate affinity: %w", err)
+	}
+	n := 0
+	for i := range dead {
+		if err := d.maps.Affinity.Delete(&dead[i]); err == nil {
+			n++
+		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return n, fmt.Errorf("bpf: delete affinity: %w", err)
+		}
+	}
+	return n, nil
+}

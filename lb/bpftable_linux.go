@@ -94,3 +94,9 @@ func (t BPFTable) DeleteFrontends(frontends []Frontend) error {
 	}
 	return nil
 }
+
+// DeleteAffinity implements Table.
+func (t BPFTable) DeleteAffinity(stale func(serviceID, backendID uint32) bool) error {
+	_, err := t.DP.DeleteAffinity(stale)
+	return err
+}

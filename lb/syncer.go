@@ -67,6 +67,9 @@ type Syncer struct {
 	// still point there).
 	unsure         map[Frontend]bool
 	unsureBackends map[uint32]bool
+	// prune are the ClientIP affinity entries to delete: by service ID, the backends it may
+	// still stick to (nil: the service is gone, all of its entries go). Kept until done.
+	prune map[uint32]map[uint32]bool
 }
 
 // NewSyncer reads back the maps' contents and returns a Syncer that continues from them. No
@@ -78,7 +81,7 @@ func NewSyncer(t Table, opts SyncerOptions) (*Syncer, error) {
 	}
 	s := &Syncer{table: t, opts: opts, slots: newSlotAllocator(t.Slots()), frontends: frontends, backends: backends,
 		tables: map[uint32]*appliedTable{}, serviceIDs: map[ServiceKey]uint32{}, idOwners: map[uint32]ServiceKey{}, memo: map[ServiceKey]maglevMemo{}, nextID: 1,
-		unsure: map[Frontend]bool{}, unsureBackends: map[uint32]bool{}}
+		unsure: map[Frontend]bool{}, unsureBackends: map[uint32]bool{}, prune: map[uint32]map[uint32]bool{}}
 	var restored []IDEntry
 	for id, b := range backends {
 		restored = append(restored, IDEntry{ID: id, Key: b.Key()})
@@ -295,6 +298,16 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 		}
 		st.BackendsDeleted = len(gone)
 	}
+	// 6. Affinity to backends a service no longer has, or of services that are gone.
+	if len(s.prune) > 0 {
+		if err := s.table.DeleteAffinity(func(svc, be uint32) bool {
+			allowed, ok := s.prune[svc]
+			return ok && !allowed[be]
+		}); err != nil {
+			return st, fmt.Errorf("lb: pruning session affinity: %w", err)
+		}
+		clear(s.prune)
+	}
 	return st, errors.Join(tableErrs...)
 }
 
@@ -333,6 +346,7 @@ func (s *Syncer) releaseDead(live map[uint32]bool) {
 		if !live[id] && !used[id] {
 			s.slots.release(t.base, t.size)
 			delete(s.tables, id)
+			s.prune[id] = nil // the ID may be reused: its affinity goes with it
 		}
 	}
 	for k, id := range s.serviceIDs {
@@ -340,6 +354,7 @@ func (s *Syncer) releaseDead(live map[uint32]bool) {
 			delete(s.serviceIDs, k)
 			delete(s.idOwners, id)
 			delete(s.memo, k)
+			s.prune[id] = nil
 		}
 	}
 }
@@ -447,12 +462,14 @@ func (s *Syncer) writeTable(d *desiredService) (int, error) {
 			return 0, fmt.Errorf("lb: writing the Maglev table of %s: %w", d.svc.Key, err)
 		}
 		cur.slots = d.slots
+		s.noteAffinity(d)
 		return len(d.slots), nil
 	}
 	if size == 0 {
 		if cur != nil {
 			s.released = append(s.released, slotRange{cur.base, cur.size})
 			delete(s.tables, d.id)
+			s.noteAffinity(d)
 		}
 		return 0, nil
 	}
@@ -469,5 +486,20 @@ func (s *Syncer) writeTable(d *desiredService) (int, error) {
 	}
 	s.tables[d.id] = &appliedTable{base: base, size: size, slots: d.slots}
 	d.entry.MaglevBase = base
+	s.noteAffinity(d)
 	return len(d.slots), nil
+}
+
+// noteAffinity marks d's ClientIP affinity for pruning after its table changed: a client may
+// stay only with a backend that is in the new table (active), as a terminating or removed
+// backend takes no new sessions.
+func (s *Syncer) noteAffinity(d *desiredService) {
+	if d.svc.Affinity != AffinityClientIP {
+		return
+	}
+	allowed := make(map[uint32]bool, 8)
+	for _, id := range d.slots {
+		allowed[id] = true
+	}
+	s.prune[d.id] = allowed
 }

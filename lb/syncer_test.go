@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-lb/sluice/lb"
 	"github.com/sluice-lb/sluice/lb/lbtest"
@@ -316,5 +317,49 @@ func TestSyncerFrontendKeptOnOldTable(t *testing.T) {
 	}
 	if len(tab.Violations) > 0 {
 		t.Fatal(tab.Violations)
+	}
+}
+
+// TestSyncerPrunesAffinity: a client sticks only to a backend its service still sends new
+// flows to; a removed service's affinity goes (its ID may be reused).
+func TestSyncerPrunesAffinity(t *testing.T) {
+	tab := lbtest.NewTable(1 << 14)
+	s := newSyncer(t, tab)
+	a := svc("a", "203.0.113.1", "198.51.100.1:80", "198.51.100.2:80", "198.51.100.3:80")
+	a.Affinity, a.AffinityTimeout = lb.AffinityClientIP, time.Hour
+	other := svc("other", "203.0.113.2", "198.51.100.9:80")
+	other.Affinity, other.AffinityTimeout = lb.AffinityClientIP, time.Hour
+	if _, err := s.Set([]lb.Service{a, other}); err != nil {
+		t.Fatal(err)
+	}
+	id := map[string]uint32{}
+	for bid, b := range tab.Backends() {
+		id[b.Key().String()] = bid
+	}
+	fr := tab.Frontends()
+	aID, otherID := fr[a.Frontends[0]].ServiceID, fr[other.Frontends[0]].ServiceID
+	c1 := lbtest.AffinityKey{ServiceID: aID, Client: netip.MustParseAddr("198.18.0.1")}
+	c3 := lbtest.AffinityKey{ServiceID: aID, Client: netip.MustParseAddr("198.18.0.3")}
+	co := lbtest.AffinityKey{ServiceID: otherID, Client: netip.MustParseAddr("198.18.0.1")}
+	tab.PutAffinity(c1, id["198.51.100.1:80"])
+	tab.PutAffinity(c3, id["198.51.100.3:80"])
+	tab.PutAffinity(co, id["198.51.100.9:80"])
+
+	// Backend 3 terminates: no new sessions stick to it.
+	a.Backends[2].State = lb.BackendTerminating
+	if _, err := s.Set([]lb.Service{a, other}); err != nil {
+		t.Fatal(err)
+	}
+	got := tab.Affinity()
+	if _, ok := got[c3]; ok || got[c1] != id["198.51.100.1:80"] || got[co] == 0 {
+		t.Fatalf("after backend 3 terminated: %v", got)
+	}
+	// Service a goes: its affinity goes; the other service's stays.
+	if _, err := s.Set([]lb.Service{other}); err != nil {
+		t.Fatal(err)
+	}
+	got = tab.Affinity()
+	if _, ok := got[c1]; ok || len(got) != 1 || got[co] == 0 {
+		t.Fatalf("after service a was removed: %v", got)
 	}
 }

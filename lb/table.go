@@ -29,4 +29,6 @@ type Table interface {
 	DeleteBackends(ids []uint32) error
 	UpdateFrontends(entries map[Frontend]FrontendEntry) error
 	DeleteFrontends(frontends []Frontend) error
+	// DeleteAffinity deletes the ClientIP affinity entries for which stale is true.
+	DeleteAffinity(stale func(serviceID, backendID uint32) bool) error
 }

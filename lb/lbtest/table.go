@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ type Table struct {
 	frontends map[lb.Frontend]lb.FrontendEntry
 	backends  map[uint32]lb.Backend
 	slots     []uint32
+	affinity  map[AffinityKey]uint32 // ClientIP affinity: backend ID
 
 	// Fail, when set, is asked before every write ("backends", "slots", "frontends",
 	// "delete-frontends", "delete-backends"); true fails it. A failed batch write may have
@@ -39,7 +41,7 @@ type Table struct {
 // NewTable returns an empty table with slots Maglev slots.
 func NewTable(slots uint32) *Table {
 	return &Table{frontends: map[lb.Frontend]lb.FrontendEntry{}, backends: map[uint32]lb.Backend{},
-		slots: make([]uint32, slots), Writes: map[string]int{}}
+		slots: make([]uint32, slots), Writes: map[string]int{}, affinity: map[AffinityKey]uint32{}}
 }
 
 func (t *Table) fail(op string) bool {
@@ -202,6 +204,41 @@ func (t *Table) Backends() map[uint32]lb.Backend {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return maps.Clone(t.backends)
+}
+
+// AffinityKey is a client of a service.
+type AffinityKey struct {
+	ServiceID uint32
+	Client    netip.Addr
+}
+
+// PutAffinity makes a client stick to a backend, as the datapath does on a new flow.
+func (t *Table) PutAffinity(k AffinityKey, backendID uint32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.affinity[k] = backendID
+}
+
+// Affinity returns the affinity entries.
+func (t *Table) Affinity() map[AffinityKey]uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.affinity)
+}
+
+// DeleteAffinity implements lb.Table.
+func (t *Table) DeleteAffinity(stale func(serviceID, backendID uint32) bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fail("delete-affinity") {
+		return ErrInjected
+	}
+	for k, be := range t.affinity {
+		if stale(k.ServiceID, be) {
+			delete(t.affinity, k)
+		}
+	}
+	return nil
 }
 
 var _ lb.Table = (*Table)(nil)
