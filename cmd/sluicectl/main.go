@@ -102,9 +102,7 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	m, problems := model.Build(in, model.Options{Namespace: *namespace})
 	st := summary(m, in, problems, inputProblems)
 	if *output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
+		writeJSON(stdout, st)
 	} else {
 		printStatus(stdout, st)
 	}
@@ -125,10 +123,7 @@ func summary(m *model.Model, in model.Objects, problems []model.Problem, inputPr
 }
 
 func status(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sluicectl status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", "/var/run/sluice", "the agent's --state-dir")
-	output := fs.String("o", "text", "output: text or json")
+	fs, stateDir, output := agentFlags("status", stderr)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -140,9 +135,7 @@ func status(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
+		writeJSON(stdout, st)
 		return 0
 	}
 	fmt.Fprintf(stdout, "Agent %s on node %s, %s mode", st.Version, st.Node, st.Mode)

@@ -105,78 +105,47 @@ func (t *Table) WriteSlots(base uint32, ids []uint32) error {
 	return nil
 }
 
-// UpdateBackends implements lb.Table.
-func (t *Table) UpdateBackends(bs []lb.Backend) error {
+// batch applies a batch write under the lock, checking the invariant afterwards. An
+// injected failure applies the first half of the batch, as a real batch can.
+func batch[T any](t *Table, op string, items []T, apply func(T)) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	defer t.check("backends")
-	n := len(bs)
-	if t.fail("backends") {
+	defer t.check(op)
+	n := len(items)
+	if t.fail(op) {
 		n /= 2
 	}
-	for _, b := range bs[:n] {
-		// Only what the BPF map holds: no weight.
-		t.backends[b.ID] = lb.Backend{ID: b.ID, Addr: b.Addr, Port: b.Port, State: b.State}
+	for _, it := range items[:n] {
+		apply(it)
 	}
-	if n < len(bs) {
+	if n < len(items) {
 		return ErrInjected
 	}
 	return nil
+}
+
+// UpdateBackends implements lb.Table.
+func (t *Table) UpdateBackends(bs []lb.Backend) error {
+	return batch(t, "backends", bs, func(b lb.Backend) {
+		// Only what the BPF map holds: no weight.
+		t.backends[b.ID] = lb.Backend{ID: b.ID, Addr: b.Addr, Port: b.Port, State: b.State}
+	})
 }
 
 // DeleteBackends implements lb.Table.
 func (t *Table) DeleteBackends(ids []uint32) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	defer t.check("delete-backends")
-	n := len(ids)
-	if t.fail("delete-backends") {
-		n /= 2
-	}
-	for _, id := range ids[:n] {
-		delete(t.backends, id)
-	}
-	if n < len(ids) {
-		return ErrInjected
-	}
-	return nil
+	return batch(t, "delete-backends", ids, func(id uint32) { delete(t.backends, id) })
 }
 
 // UpdateFrontends implements lb.Table.
 func (t *Table) UpdateFrontends(entries map[lb.Frontend]lb.FrontendEntry) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	defer t.check("frontends")
 	keys := slices.SortedFunc(maps.Keys(entries), func(a, b lb.Frontend) int { return strings.Compare(a.String(), b.String()) })
-	n := len(keys)
-	if t.fail("frontends") {
-		n /= 2
-	}
-	for _, f := range keys[:n] {
-		t.frontends[f] = entries[f]
-	}
-	if n < len(keys) {
-		return ErrInjected
-	}
-	return nil
+	return batch(t, "frontends", keys, func(f lb.Frontend) { t.frontends[f] = entries[f] })
 }
 
 // DeleteFrontends implements lb.Table.
 func (t *Table) DeleteFrontends(fs []lb.Frontend) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	defer t.check("delete-frontends")
-	n := len(fs)
-	if t.fail("delete-frontends") {
-		n /= 2
-	}
-	for _, f := range fs[:n] {
-		delete(t.frontends, f)
-	}
-	if n < len(fs) {
-		return ErrInjected
-	}
-	return nil
+	return batch(t, "delete-frontends", fs, func(f lb.Frontend) { delete(t.frontends, f) })
 }
 
 // Lookup returns the backend the datapath would pick for a frontend and a flow hash, as the
