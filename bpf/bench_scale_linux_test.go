@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -53,9 +54,9 @@ var benchFamilies = []benchFamily{
 // each repeat still hits the frontend. Its table is a real 251-slot Maglev table alternating
 // the two. The other Services point at one shared 251-slot range: their tables are never
 // read by the measured packets, and 64k x 251 slots would not fit the default Maglev map.
-func loadScale(b *testing.B, fam benchFamily, n int) *Datapath {
+func loadScale(b *testing.B, fam benchFamily, n int, clock *Clock) *Datapath {
 	b.Helper()
-	d, err := Load(Options{Sizes: benchSizes})
+	d, err := Load(Options{Sizes: benchSizes, Clock: clock})
 	if err != nil {
 		b.Fatalf("Load: %v", err)
 	}
@@ -107,6 +108,64 @@ func loadEmptyXDP(b *testing.B) *ebpf.Program {
 	return p
 }
 
+// stackWords stores the bytes of v (a map key or value type, native layout) on the
+// stack at fp+off with word-sized immediate stores.
+func stackWords(b *testing.B, v any, off int16) asm.Instructions {
+	b.Helper()
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.NativeEndian, v); err != nil || buf.Len()%4 != 0 {
+		b.Fatalf("stackWords(%T): %v", v, err)
+	}
+	var ins asm.Instructions
+	for i := 0; i < buf.Len(); i += 4 {
+		w := binary.NativeEndian.Uint32(buf.Bytes()[i:])
+		ins = append(ins, asm.StoreImm(asm.RFP, off+int16(i), int64(int32(w)), asm.Word))
+	}
+	return ins
+}
+
+// loadFloorXDP loads the kernel work that the established path (lookups) or the
+// new-flow path (writes too) cannot do without, on d's own maps and with the keys of the
+// measured flow from client:sport: a frontends lookup and a conntrack lookup, and for
+// writes the two conntrack writes (original and reply entry) of a new flow. Nothing
+// else: no parsing, no rewrite, no clock, no counters. Against it the table reads how
+// much of a packet's time is the program's own.
+func loadFloorXDP(b *testing.B, d *Datapath, fam benchFamily, sport uint16, writes bool) *ebpf.Program {
+	b.Helper()
+	fk, err := FrontendKey{Addr: fam.vip, Port: 80, Proto: ProtoTCP}.raw()
+	if err != nil {
+		b.Fatal(err)
+	}
+	orig := ConntrackKey{Src: ap(fam.client, sport), Dst: ap(fam.vip, 80), Proto: ProtoTCP}
+	reply := ConntrackKey{Src: ap(fam.vip, 80), Dst: orig.Src, Proto: ProtoTCP, Reply: true}
+	entry := ConntrackEntry{LastSeen: MonotonicNow(), BackendID: 1, ServiceID: 1, NAT: ap(fam.vip, 80), State: StateEstablished}.raw()
+	const fkOff, ctOff, rkOff, valOff = -24, -64, -104, -168
+	ins := stackWords(b, fk, fkOff)
+	ins = append(ins, stackWords(b, orig.raw(), ctOff)...)
+	ins = append(ins, stackWords(b, reply.raw(), rkOff)...)
+	ins = append(ins, stackWords(b, entry, valOff)...)
+	call := func(m *ebpf.Map, fn asm.BuiltinFunc, keyOff int16) {
+		ins = append(ins, asm.LoadMapPtr(asm.R1, m.FD()), asm.Mov.Reg(asm.R2, asm.RFP), asm.Add.Imm(asm.R2, int32(keyOff)))
+		if fn == asm.FnMapUpdateElem {
+			ins = append(ins, asm.Mov.Reg(asm.R3, asm.RFP), asm.Add.Imm(asm.R3, valOff), asm.Mov.Imm(asm.R4, 0))
+		}
+		ins = append(ins, fn.Call())
+	}
+	call(d.maps.Frontends, asm.FnMapLookupElem, fkOff)
+	call(d.maps.Conntrack, asm.FnMapLookupElem, ctOff)
+	if writes {
+		call(d.maps.Conntrack, asm.FnMapUpdateElem, ctOff)
+		call(d.maps.Conntrack, asm.FnMapUpdateElem, rkOff)
+	}
+	ins = append(ins, asm.Mov.Imm(asm.R0, xdpPass), asm.Return())
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, Instructions: ins, License: "MIT"})
+	if err != nil {
+		b.Fatalf("load floor program: %v", err)
+	}
+	b.Cleanup(func() { p.Close() })
+	return p
+}
+
 // benchFrame is a TCP segment with flags from client:sport to dst:80, 64 bytes of payload.
 func benchFrame(client, dst netip.Addr, sport uint16, flags uint8) []byte {
 	return packet.MustBuild(eth, ipLayer(client, dst),
@@ -124,7 +183,11 @@ func benchFrame(client, dst netip.Addr, sport uint16, flags uint8) []byte {
 //     counts ct_expired: three counter updates where a true miss makes two;
 //     BenchmarkXDPFlows measures true misses;
 //   - not_ours: TCP to an address without a frontend (parse, count, frontend miss);
-//   - empty: a two-instruction XDP_PASS program on the same frame, the harness's floor.
+//   - empty: a two-instruction XDP_PASS program on the same frame, the harness's floor;
+//   - floor lookups / lookups_writes (1 Service): only the map operations the
+//     established / new path cannot do without (loadFloorXDP);
+//   - established_helper_clock (1 Service): established with the clock read through
+//     bpf_ktime_get_coarse_ns instead of jiffies, what the jiffies clock saves.
 func BenchmarkXDPScale(b *testing.B) {
 	testenv.RequirePrivileged(b)
 	empty := loadEmptyXDP(b)
@@ -136,7 +199,10 @@ func BenchmarkXDPScale(b *testing.B) {
 	}
 	for _, n := range benchServiceCounts {
 		for _, fam := range benchFamilies {
-			d := loadScale(b, fam, n)
+			d := loadScale(b, fam, n, nil)
+			if n == 1 {
+				benchFloors(b, d, fam)
+			}
 			cases := []struct {
 				kind  string
 				frame []byte
@@ -175,6 +241,32 @@ func BenchmarkXDPScale(b *testing.B) {
 	}
 }
 
+// benchFloors runs the floor programs and the helper-clock variant next to the 1-Service
+// datapath d (see BenchmarkXDPScale).
+func benchFloors(b *testing.B, d *Datapath, fam benchFamily) {
+	est := benchFrame(fam.client, fam.vip, 40000, packet.ACK)
+	runXDP(b, d.XDPProgram(), est) // the flow the lookups hit
+	for _, f := range []struct {
+		name   string
+		writes bool
+	}{{"lookups", false}, {"lookups_writes", true}} {
+		prog := loadFloorXDP(b, d, fam, 40000, f.writes)
+		b.Run(fmt.Sprintf("floor/%s/%s", fam.name, f.name), func(b *testing.B) {
+			benchRun(b, prog, est)
+		})
+	}
+	helper := loadScale(b, fam, 1, &Clock{})
+	defer helper.Close()
+	runXDP(b, helper.XDPProgram(), est)
+	b.Run(fmt.Sprintf("services=1/%s/established_helper_clock", fam.name), func(b *testing.B) {
+		before := readCounters(b, helper)
+		benchRun(b, helper.XDPProgram(), est)
+		if got := readCounters(b, helper).Sub(before)[CounterFwdEstablished].Packets; got != uint64(b.N) {
+			b.Fatalf("established %d of %d repeats", got, b.N)
+		}
+	})
+}
+
 // benchRun runs prog b.N times on frame in one BPF_PROG_RUN and reports ns/packet.
 func benchRun(b *testing.B, prog *ebpf.Program, frame []byte) {
 	b.Helper()
@@ -203,7 +295,7 @@ func BenchmarkXDPFlows(b *testing.B) {
 	empty := loadEmptyXDP(b)
 	for _, n := range []int{1, 65536} {
 		for _, fam := range benchFamilies {
-			d := loadScale(b, fam, n)
+			d := loadScale(b, fam, n, nil)
 			// fresh returns count frames with flags, each from a client address never used
 			// before on this datapath (b.N grows between calls of one sub-benchmark).
 			next := fam.client

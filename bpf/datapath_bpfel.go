@@ -47,6 +47,8 @@ type datapathConfig struct {
 	CtTcpClose       uint32
 	CtUdpUnreplied   uint32
 	CtUdpReplied     uint32
+	ClockTickNs      uint64
+	ClockOffset      uint64
 }
 
 type datapathCounter struct {

@@ -39,6 +39,12 @@ type Options struct {
 	// Timeouts are the conntrack timeouts; zero fields keep the kernel's
 	// defaults ([DefaultTimeouts]).
 	Timeouts Timeouts
+
+	// Clock is how the programs read the time. Nil: from jiffies, measured
+	// once per process by [MeasureClock] (falling back to the kernel's
+	// clock helper if that fails: see [Datapath.Clock]). A zero Clock makes
+	// them call the helper.
+	Clock *Clock
 }
 
 // MapSizes are the max_entries of the sized maps (0: the default).
@@ -51,9 +57,11 @@ type MapSizes struct {
 }
 
 // nodeConfig returns the per-node constants (struct config) for opts.
-func (o Options) nodeConfig() datapathConfig {
+func (o Options) nodeConfig(clock Clock) datapathConfig {
 	t := o.Timeouts.withDefaults()
 	return datapathConfig{
+		ClockTickNs:      uint64(clock.Tick),
+		ClockOffset:      clock.Offset,
 		Counters:         boolByte(!o.DisableCounters),
 		Vlan:             boolByte(!o.DisableVLAN),
 		Events:           boolByte(!o.DisableEvents),
@@ -103,6 +111,8 @@ type Datapath struct {
 	// maglevMem is the maglev array mapped into this process (nil: write with syscalls).
 	// Elements are 8-byte aligned: slot i is the uint32 at byte 8i.
 	maglevMem []byte
+	clock     Clock
+	clockErr  error // why clock is the helper's, if MeasureClock failed
 	// gcAfterWalk, in tests, runs between CollectConntrack's walk and its second look.
 	gcAfterWalk func()
 }
@@ -119,7 +129,8 @@ func Load(opts Options) (*Datapath, error) {
 	if !ok {
 		return nil, fmt.Errorf("bpf: object has no %q variable", datapathVarNodeConfig)
 	}
-	if err := cfg.Set(opts.nodeConfig()); err != nil {
+	clock, clockErr := opts.clock()
+	if err := cfg.Set(opts.nodeConfig(clock)); err != nil {
 		return nil, fmt.Errorf("bpf: set %s: %w", datapathVarNodeConfig, err)
 	}
 	if err := opts.Sizes.apply(spec); err != nil {
@@ -161,6 +172,8 @@ func Load(opts Options) (*Datapath, error) {
 		maps:     objs.datapathMaps,
 		pinPath:  opts.PinPath,
 		timeouts: opts.Timeouts.withDefaults(),
+		clock:    clock,
+		clockErr: clockErr,
 	}
 	size := int(d.maps.Maglev.MaxEntries()) * 8
 	if mem, err := unix.Mmap(d.maps.Maglev.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err == nil {

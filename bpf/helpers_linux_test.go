@@ -14,8 +14,6 @@ import (
 	"github.com/sluice-lb/sluice/internal/testenv"
 )
 
-const xdpPass = 2 // XDP_PASS in linux/bpf.h
-
 // loadDatapath loads the objects with opts (no attaching) and closes them at
 // the end of the test.
 func mustLoad(t testing.TB, opts Options) *Datapath {

@@ -14,6 +14,7 @@
 #include "structs.h"
 #include "maps.h"
 #include "config.h"
+#include "clock.h"
 #include "parse.h"
 
 #define NSEC_PER_SEC 1000000000ULL
@@ -46,7 +47,7 @@ static __always_inline __u64 ct_timeout(__u8 proto, __u8 state)
 
 static __always_inline int ct_expired(const struct ct_entry *e, __u8 proto, __u64 now)
 {
-	return now - e->last_seen > ct_timeout(proto, e->state);
+	return clock_older_than(now, e->last_seen, ct_timeout(proto, e->state));
 }
 
 /* The state of a new flow whose first packet has flags (TCP) . */

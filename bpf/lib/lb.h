@@ -65,7 +65,7 @@ static __always_inline struct backend *lb_select(const struct frontend *fe, cons
 
 		addr_copy(ak.client, k->saddr);
 		a = bpf_map_lookup_elem(&affinity, &ak);
-		if (a && now - a->last_used <= (__u64)fe->affinity_timeout * NSEC_PER_SEC) {
+		if (a && !clock_older_than(now, a->last_used, (__u64)fe->affinity_timeout * NSEC_PER_SEC)) {
 			be = lb_backend(a->backend_id, k);
 			if (be && be->state == BACKEND_ACTIVE) {
 				*id_out = a->backend_id;
@@ -106,7 +106,7 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 		return LB_NOT_OURS;
 	res->service_id = fe->service_id;
 
-	now = bpf_ktime_get_coarse_ns();
+	now = clock_now();
 	k->dir = CT_DIR_ORIGINAL;
 	ct = bpf_map_lookup_elem(&conntrack, k);
 	if (ct) {
@@ -183,7 +183,7 @@ static __always_inline struct ct_entry *lb_reverse(struct ct_key *r, __u8 flags,
 	re = bpf_map_lookup_elem(&conntrack, r);
 	if (!re)
 		return 0;
-	now = bpf_ktime_get_coarse_ns();
+	now = clock_now();
 	ct_touch(re, r->proto, flags, 1, now, len);
 	ct_original_key(&ok, r, re->nat_addr, re->nat_port);
 	oe = bpf_map_lookup_elem(&conntrack, &ok);

@@ -66,6 +66,13 @@ SLUICE_ASSERT_SIZE(struct counter, 16);
  * prunes the branches they switch off. Anything that changes at run time
  * belongs in a map instead. Feature switches are one byte each, 0 or 1.
  * Conntrack timeouts are in seconds, like the kernel's nf_conntrack_*_timeout.
+ *
+ * The clock (clock.h): conntrack and affinity timestamps are CLOCK_MONOTONIC
+ * nanoseconds. Reading it costs a helper call per packet, so when the loader
+ * has measured the kernel's tick (clock_tick_ns != 0) the programs compute it
+ * from jiffies instead, which the verifier inlines as one load:
+ * jiffies * clock_tick_ns - clock_offset (wrapping), within a tick of
+ * CLOCK_MONOTONIC.
  */
 struct config {
 	__u8 counters;		/* update the counters map */
@@ -78,8 +85,10 @@ struct config {
 	__u32 ct_tcp_close;	/* TCP, RST seen */
 	__u32 ct_udp_unreplied;	/* UDP, no reply yet */
 	__u32 ct_udp_replied;	/* UDP, reply seen */
+	__u64 clock_tick_ns;	/* nanoseconds per jiffy; 0: read the clock with a helper */
+	__u64 clock_offset;	/* jiffies * clock_tick_ns - CLOCK_MONOTONIC */
 };
-SLUICE_ASSERT_SIZE(struct config, 32);
+SLUICE_ASSERT_SIZE(struct config, 48);
 
 /* Where a frontend is reachable from (struct frontend_key.scope). */
 enum frontend_scope {
@@ -164,7 +173,7 @@ SLUICE_ASSERT_SIZE(struct ct_key, 40);
  * conntrack map value. A new flow writes two entries: the original one
  * (nat = the backend: the destination to rewrite to) and the reply one
  * (nat = the frontend: the source to rewrite replies to). Times are
- * bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC). The forward path keeps the original
+ * clock_now() (CLOCK_MONOTONIC, clock.h). The forward path keeps the original
  * entry's last_seen and state; the reverse path both entries'. An entry is
  * expired when now - last_seen exceeds the timeout of its state (struct config).
  */
@@ -194,7 +203,7 @@ SLUICE_ASSERT_SIZE(struct affinity_key, 20);
 struct affinity {
 	__u32 backend_id;
 	__u32 _reserved;
-	__u64 last_used;	/* bpf_ktime_get_coarse_ns() of the last new flow */
+	__u64 last_used;	/* clock_now() of the last new flow */
 };
 SLUICE_ASSERT_SIZE(struct affinity, 16);
 

@@ -57,6 +57,11 @@ func openDatapath(cfg Config, log *slog.Logger) (*datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the datapath (maps pinned in %s): %w", pin, err)
 	}
+	if clock, err := dp.Clock(); err != nil {
+		log.Warn("the datapath reads the clock through a kernel helper on every packet (slower): measuring the jiffies clock failed", "error", err)
+	} else {
+		log.Debug("datapath clock from jiffies", "tick", clock.Tick)
+	}
 	d := &datapath{cfg: cfg, log: log, dp: dp, linkDir: filepath.Join(pin, "links"), attached: map[string]bool{}}
 	if err := bpf.DetachDevices(d.linkDir, cfg.Devices); err != nil {
 		log.Warn("detaching devices no longer configured", "error", err)

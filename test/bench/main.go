@@ -233,10 +233,18 @@ func render(r results, rounds, repeat, flows, changes int) string {
 		}
 	}
 	for _, fam := range []string{"ipv4_tcp", "ipv6_tcp"} {
-		s := r.get("BenchmarkXDPScale/floor/"+fam+"/empty", "ns/packet")
-		rows = append(rows, []string{strings.ReplaceAll(fam, "_", " ") + " empty XDP program (harness floor)", s.cell(0), "", "", "", "—", "—", "—"})
+		for _, f := range []struct{ name, label string }{
+			{"services=1/" + fam + "/established_helper_clock", "established, clock read with the kernel helper (not jiffies)"},
+			{"floor/" + fam + "/empty", "empty XDP program (harness floor)"},
+			{"floor/" + fam + "/lookups", "map work alone: frontend + conntrack lookups (floor of established)"},
+			{"floor/" + fam + "/lookups_writes", "map work alone: the lookups + 2 conntrack writes (floor of new)"},
+		} {
+			s := r.get("BenchmarkXDPScale/"+f.name, "ns/packet")
+			rows = append(rows, []string{strings.ReplaceAll(fam, "_", " ") + " " + f.label, s.cell(0), "", "", "", "—", "—", "—"})
+		}
 	}
 	table(&b, head, rows)
+	b.WriteString(overFloor(r))
 
 	// 2. Repeat 1, distinct flows.
 	fmt.Fprintf(&b, "**XDP ns/packet, one BPF_PROG_RUN per packet (Repeat 1) over %d distinct flows** (BenchmarkXDPFlows): median of the packets; includes the harness's clock reads, see the empty row:\n\n", flows)
@@ -318,6 +326,25 @@ func render(r results, rounds, repeat, flows, changes int) string {
 	}
 	table(&b, []string{"unit", "kernel memory"}, rows)
 	return b.String()
+}
+
+// overFloor says how much of an established and a new packet is the program's own work:
+// its time minus the map work it cannot do without, at 1 Service.
+func overFloor(r results) string {
+	var parts []string
+	for _, fam := range []string{"ipv4_tcp", "ipv6_tcp"} {
+		for _, k := range []struct{ kind, floor string }{{"established", "lookups"}, {"new", "lookups_writes"}} {
+			p := r.get("BenchmarkXDPScale/services=1/"+fam+"/"+k.kind, "ns/packet")
+			f := r.get("BenchmarkXDPScale/floor/"+fam+"/"+k.floor, "ns/packet")
+			if p.ok && f.ok {
+				parts = append(parts, fmt.Sprintf("%s %s %+.0f ns", strings.ReplaceAll(fam, "_", " "), k.kind, p.med-f.med))
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "The program's own work over the map operations it cannot do without (median minus floor, 1 Service): " + strings.Join(parts, ", ") + ".\n\n"
 }
 
 // flatness is the largest deviation of the medians from the first (1 Service), in percent.
