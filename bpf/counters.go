@@ -37,6 +37,7 @@ const (
 	CounterICMPErrorIn    = Counter(datapathCounterIdCOUNTER_ICMP_ERR_IN)     // ICMP error about a reply translated to the backend
 	CounterICMPErrorOut   = Counter(datapathCounterIdCOUNTER_ICMP_ERR_OUT)    // ICMP error about a forwarded packet translated to the frontend
 	CounterCTExpired      = Counter(datapathCounterIdCOUNTER_CT_EXPIRED)      // conntrack entry expired or stale: selected again
+	CounterCTClash        = Counter(datapathCounterIdCOUNTER_CT_CLASH)        // new flow dropped: a live flow to another frontend holds its reply tuple
 
 	// NumCounters is the number of counters (and of counters map entries).
 	NumCounters = int(datapathCounterIdCOUNTER_MAX)
@@ -63,6 +64,7 @@ var counterNames = [NumCounters]string{
 	CounterICMPErrorIn:    "icmp_error_in",
 	CounterICMPErrorOut:   "icmp_error_out",
 	CounterCTExpired:      "ct_expired",
+	CounterCTClash:        "ct_clash",
 }
 
 // String returns the counter's name in snake_case, suitable as a metric label.

@@ -79,7 +79,8 @@ const (
 	datapathCounterIdCOUNTER_ICMP_ERR_IN     datapathCounterId = 16
 	datapathCounterIdCOUNTER_ICMP_ERR_OUT    datapathCounterId = 17
 	datapathCounterIdCOUNTER_CT_EXPIRED      datapathCounterId = 18
-	datapathCounterIdCOUNTER_MAX             datapathCounterId = 19
+	datapathCounterIdCOUNTER_CT_CLASH        datapathCounterId = 19
+	datapathCounterIdCOUNTER_MAX             datapathCounterId = 20
 )
 
 type datapathCtEntry struct {
@@ -140,6 +141,7 @@ type datapathEventType uint32
 const (
 	datapathEventTypeEVENT_NO_BACKEND datapathEventType = 1
 	datapathEventTypeEVENT_MALFORMED  datapathEventType = 2
+	datapathEventTypeEVENT_CT_CLASH   datapathEventType = 3
 )
 
 type datapathFrontend struct {

@@ -183,6 +183,7 @@ type EventType uint32
 const (
 	EventNoBackend = EventType(datapathEventTypeEVENT_NO_BACKEND) // rejected: no usable backend
 	EventMalformed = EventType(datapathEventTypeEVENT_MALFORMED)  // malformed packet aimed at a frontend
+	EventCTClash   = EventType(datapathEventTypeEVENT_CT_CLASH)   // new flow dropped: its reply tuple is a live flow's to another frontend
 )
 
 // Event is one record from the events ring buffer.

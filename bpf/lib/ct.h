@@ -94,6 +94,16 @@ static __always_inline int ct_reopened(const struct ct_entry *e, __u8 proto, __u
 	       (e->state == CT_STATE_FIN_WAIT || e->state == CT_STATE_CLOSE);
 }
 
+/*
+ * Whether entry e still stands for a connection: not expired, and for TCP not
+ * finished (FIN or RST seen).
+ */
+static __always_inline int ct_live(const struct ct_entry *e, __u8 proto, __u64 now)
+{
+	return !ct_expired(e, proto, now) &&
+	       (proto != IPPROTO_TCP || (e->state != CT_STATE_FIN_WAIT && e->state != CT_STATE_CLOSE));
+}
+
 /* Marks entry e as having seen a packet of len bytes with flags now. */
 static __always_inline void ct_touch(struct ct_entry *e, __u8 proto, __u8 flags, int reply, __u64 now, __u32 len)
 {

@@ -24,6 +24,7 @@ enum fwd_action {
 	FWD_PASS = 0,		/* untouched (or already translated in place) */
 	FWD_NAT,		/* rewrite the destination to res */
 	FWD_REJECT,		/* no usable backend */
+	FWD_DROP,		/* counted and reported already: drop */
 };
 
 /*
@@ -74,6 +75,10 @@ static __always_inline enum fwd_action forward_decide(struct packet *pkt, enum c
 		return FWD_NAT;
 	case LB_NO_BACKEND:
 		return FWD_REJECT;
+	case LB_CLASH:
+		counter_add(COUNTER_CT_CLASH, pkt->len);
+		event_emit(EVENT_CT_CLASH, COUNTER_CT_CLASH, k, res->service_id, ifindex, pkt->len);
+		return FWD_DROP;
 	default:
 		return FWD_PASS;
 	}
@@ -98,6 +103,8 @@ static __always_inline int xdp_forward(struct xdp_md *ctx)
 		return XDP_PASS;
 	case FWD_REJECT:
 		break;
+	case FWD_DROP:
+		return XDP_DROP;
 	default:
 		return XDP_PASS;
 	}
@@ -132,17 +139,25 @@ static __always_inline int tc_forward(struct __sk_buff *skb)
 	struct packet pkt = {};
 	struct ct_key k;
 	enum counter_id class;
+	/*
+	 * Read once, up front: clang would otherwise merge the reads on the
+	 * paths below into one through a ctx pointer plus offset, which the
+	 * verifier rejects.
+	 */
+	__u32 ifindex = *(volatile __u32 *)&skb->ifindex;
 
 	if (tc_pull_headers(skb) < 0)
 		return TCX_NEXT;
 	class = parse_packet(&pkt, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
-	switch (forward_decide(&pkt, class, &k, &res, skb->ifindex)) {
+	switch (forward_decide(&pkt, class, &k, &res, ifindex)) {
 	case FWD_NAT:
 		tc_nat(skb, &pkt, NAT_DST, res.addr, res.port);
 		return TCX_NEXT;
 	case FWD_REJECT:
 		counter_add(COUNTER_NO_BACKEND_DROP, pkt.len);
-		event_emit(EVENT_NO_BACKEND, COUNTER_NO_BACKEND_DROP, &k, res.service_id, skb->ifindex, pkt.len);
+		event_emit(EVENT_NO_BACKEND, COUNTER_NO_BACKEND_DROP, &k, res.service_id, ifindex, pkt.len);
+		return TCX_DROP;
+	case FWD_DROP:
 		return TCX_DROP;
 	default:
 		return TCX_NEXT;

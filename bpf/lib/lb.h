@@ -19,6 +19,7 @@ enum lb_verdict {
 	LB_NEW,			/* new flow: rewrite the destination to res.addr/port */
 	LB_ESTABLISHED,		/* conntrack hit: rewrite the destination to res.addr/port */
 	LB_NO_BACKEND,		/* frontend without a usable backend: reject */
+	LB_CLASH,		/* new flow whose reply tuple a live flow to another frontend holds: drop */
 };
 
 struct lb_result {
@@ -87,6 +88,23 @@ static __always_inline struct backend *lb_select(const struct frontend *fe, cons
 }
 
 /*
+ * Whether the flow of reply entry re (key rk) is still a connection: the
+ * entry and its original entry (which the client's FIN or RST finishes) both
+ * live.
+ */
+static __attribute__((noinline)) int lb_reply_live(const struct ct_entry *re, const struct ct_key *rk, __u64 now)
+{
+	struct ct_entry *oe;
+	struct ct_key ok;
+
+	if (!ct_live(re, rk->proto, now))
+		return 0;
+	ct_original_key(&ok, rk, re->nat_addr, re->nat_port);
+	oe = bpf_map_lookup_elem(&conntrack, &ok);
+	return oe && oe->backend_id == re->backend_id && ct_live(oe, rk->proto, now);
+}
+
+/*
  * Decides where the packet with flow key k (original direction, as on the
  * wire), TCP flags and length len goes. On LB_NEW and LB_ESTABLISHED, res
  * holds the backend to rewrite the destination to; on LB_NO_BACKEND, the
@@ -94,10 +112,11 @@ static __always_inline struct backend *lb_select(const struct frontend *fe, cons
  */
 static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, __u32 len, struct lb_result *res)
 {
-	struct ct_entry *ct, entry = {};
+	struct ct_entry *ct, *re, entry = {};
 	struct frontend *fe;
 	struct backend *be;
 	struct ct_key rk;
+	int same_frontend;
 	__u32 id = 0;
 	__u64 now;
 
@@ -140,6 +159,22 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 	res->port = be->port;
 	res->backend_id = id;
 
+	/*
+	 * The reply entry is keyed by what the backend sends back: backend ->
+	 * client address and port. Two frontends sharing a backend, reached
+	 * from one client address and port (a client may reuse a source port
+	 * towards another destination), would share it, and the replies of one
+	 * would be translated to the other's address. The kernel's NAT would
+	 * move the second flow to another source port; DNAT alone cannot, so
+	 * the flow that is already live keeps the tuple and the new one is
+	 * dropped until that one ends (the client retries its SYN).
+	 */
+	ct_reply_key(&rk, k, be->addr, be->port);
+	re = bpf_map_lookup_elem(&conntrack, &rk);
+	same_frontend = re && addr_equal(re->nat_addr, k->daddr) && re->nat_port == k->dport;
+	if (re && !same_frontend && lb_reply_live(re, &rk, now))
+		return LB_CLASH;
+
 	entry.last_seen = now;
 	entry.created = now;
 	entry.backend_id = id;
@@ -151,12 +186,27 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 	entry.nat_port = be->port;
 	bpf_map_update_elem(&conntrack, k, &entry, BPF_ANY);
 
-	ct_reply_key(&rk, k, be->addr, be->port);
-	addr_copy(entry.nat_addr, k->daddr);
-	entry.nat_port = k->dport;
-	entry.packets = 0;
-	entry.bytes = 0;
-	bpf_map_update_elem(&conntrack, &rk, &entry, BPF_ANY);
+	if (same_frontend) {
+		/*
+		 * The same flow again (a reopened connection): refresh the
+		 * entry in place, cheaper than replacing it. The addresses it
+		 * holds do not change, so a reader on another CPU sees no torn
+		 * translation.
+		 */
+		re->last_seen = now;
+		re->created = now;
+		re->backend_id = id;
+		re->service_id = fe->service_id;
+		re->state = entry.state;
+		re->packets = 0;
+		re->bytes = 0;
+	} else {
+		addr_copy(entry.nat_addr, k->daddr);
+		entry.nat_port = k->dport;
+		entry.packets = 0;
+		entry.bytes = 0;
+		bpf_map_update_elem(&conntrack, &rk, &entry, BPF_ANY);
+	}
 
 	if (fe->affinity_timeout) {
 		struct affinity_key ak = { .service_id = fe->service_id };

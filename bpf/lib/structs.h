@@ -43,6 +43,7 @@ enum counter_id {
 	COUNTER_ICMP_ERR_IN,	/* ICMP error about a reply translated (inbound) */
 	COUNTER_ICMP_ERR_OUT,	/* ICMP error about a forwarded packet translated (outbound) */
 	COUNTER_CT_EXPIRED,	/* conntrack entry found but expired or stale: reselected */
+	COUNTER_CT_CLASH,	/* new flow whose reply tuple a live flow to another frontend holds: dropped */
 	COUNTER_MAX,		/* number of counters; keep last */
 };
 
@@ -211,6 +212,7 @@ SLUICE_ASSERT_SIZE(struct affinity, 16);
 enum event_type {
 	EVENT_NO_BACKEND = 1,	/* rejected: the frontend has no usable backend */
 	EVENT_MALFORMED = 2,	/* malformed packet aimed at a frontend, passed */
+	EVENT_CT_CLASH = 3,	/* new flow dropped: its reply tuple is a live flow's to another frontend */
 };
 
 /* One record in the events ring buffer. */
