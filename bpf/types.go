@@ -186,6 +186,19 @@ const (
 	EventCTClash   = EventType(datapathEventTypeEVENT_CT_CLASH)   // new flow dropped: its reply tuple is a live flow's to another frontend
 )
 
+// String returns the event type's name in snake_case, suitable as a metric label.
+func (t EventType) String() string {
+	switch t {
+	case EventNoBackend:
+		return "no_backend"
+	case EventMalformed:
+		return "malformed"
+	case EventCTClash:
+		return "ct_clash"
+	}
+	return fmt.Sprintf("event_%d", uint32(t))
+}
+
 // Event is one record from the events ring buffer.
 type Event struct {
 	Time      time.Duration // CLOCK_MONOTONIC

@@ -70,6 +70,7 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 			a.closeHTTP()
 			return nil, err
 		}
+		a.metrics.registry.MustRegister(a.dp.collector())
 	}
 	h := localapi.Handlers{Status: a.Status}
 	if a.dp != nil {
@@ -119,7 +120,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.checkDevices()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 3+len(a.http))
+	errc := make(chan error, 5+len(a.http))
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -138,6 +139,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if a.dp != nil {
 		run("conntrack gc", a.collectConntrack)
+		run("datapath events", func(ctx context.Context) error { return a.dp.watchEvents(ctx, a.metrics.datapathEvents) })
 	}
 	run("model", func(ctx context.Context) error {
 		for {

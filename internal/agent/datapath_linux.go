@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-lb/sluice/bpf"
 	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/model"
@@ -184,6 +186,9 @@ func (d *datapath) collectConntrack() (seen, deleted int, err error) {
 	st, err := d.dp.CollectConntrack(bpf.MonotonicNow())
 	return st.Entries, st.Deleted, err
 }
+
+// collector exports the datapath's counters.
+func (d *datapath) collector() prometheus.Collector { return newCountersCollector(d.dp) }
 
 // close releases the agent's handles; maps and links stay pinned, so traffic keeps flowing
 // while no agent runs.

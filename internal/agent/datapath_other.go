@@ -3,8 +3,12 @@
 package agent
 
 import (
+	"context"
+
 	"errors"
 	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/model"
@@ -21,3 +25,13 @@ func (*datapath) apply(*model.Model) (lb.SyncStats, []lb.Conflict, error) {
 	return lb.SyncStats{}, nil, nil
 }
 func (*datapath) close() error { return nil }
+
+func (*datapath) collector() prometheus.Collector { return prometheus.NewRegistry() }
+
+func (*datapath) watchEvents(context.Context, *prometheus.CounterVec) error { return nil }
+
+func (*datapath) services() ([]localapi.ServiceStatus, error) { return nil, nil }
+
+func (*datapath) conntrack(int) ([]localapi.ConntrackEntry, error) { return nil, nil }
+
+func (*datapath) collectConntrack() (seen, deleted int, err error) { return 0, 0, nil }

@@ -23,6 +23,7 @@ type metrics struct {
 
 	conntrackEntries   prometheus.Gauge
 	conntrackCollected prometheus.Counter
+	datapathEvents     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -64,10 +65,13 @@ func newMetrics() *metrics {
 	m.conntrackCollected = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sluice_conntrack_collected_total", Help: "Expired conntrack entries deleted by garbage collection.",
 	})
+	m.datapathEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_datapath_events_total", Help: "Drop and trace events the datapath reported, by type (each is also logged, rate-limited).",
+	}, []string{"type"})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_build_info", Help: "Build of the agent."}, []string{"version"})
 	info.WithLabelValues(version.Version).Set(1)
 	m.registry.MustRegister(m.objects, m.problems, m.inputProblems, m.builds, m.buildSeconds, m.synced, info,
-		m.datapathSeconds, m.datapathWrites, m.datapathErrors, m.conntrackEntries, m.conntrackCollected,
+		m.datapathSeconds, m.datapathWrites, m.datapathErrors, m.conntrackEntries, m.conntrackCollected, m.datapathEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

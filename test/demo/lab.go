@@ -142,6 +142,11 @@ func (d *demo) buildNode(n *node) error {
 	); err != nil {
 		return err
 	}
+	// The node's XDP answers some packets itself (a RST for a Service without backends):
+	// the router's end of the veth must take them, as a wire would.
+	if err := d.router.ReceiveXDPFrames("to-" + n.name); err != nil {
+		return err
+	}
 	if err := defaultRoutes(n.ns, routerLAN4, routerLAN6); err != nil {
 		return err
 	}

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,13 +42,19 @@ func TestSpread(t *testing.T) {
 	// What is programmed, read back from the maps by the agent.
 	var svcs []localapi.ServiceStatus
 	must(t, json.Unmarshal([]byte(s.ctl(t, "services", "-o", "json")), &svcs))
-	if len(svcs) != 4 {
-		t.Fatalf("sluicectl services: %d frontends, want 4 (TCP and UDP, IPv4 and IPv6)", len(svcs))
+	if len(svcs) != 5 {
+		t.Fatalf("sluicectl services: %d frontends, want 5 (web: TCP and UDP, IPv4 and IPv6; empty)", len(svcs))
 	}
 	for _, svc := range svcs {
 		total := 0
 		for _, b := range svc.Backends {
 			total += b.Slots
+		}
+		if strings.HasPrefix(svc.Service, "demo/empty:") {
+			if len(svc.Backends) != 0 || svc.Slots != 0 {
+				t.Fatalf("sluicectl services: %+v, want no backends", svc)
+			}
+			continue
 		}
 		if !strings.HasPrefix(svc.Service, "demo/web:") || len(svc.Backends) != 3 || uint32(total) != svc.Slots || svc.Slots == 0 {
 			t.Fatalf("sluicectl services: %+v", svc)
@@ -68,6 +76,33 @@ func TestSpread(t *testing.T) {
 	if len(flows) != 50 || dirs["original"] == 0 || dirs["reply"] == 0 {
 		t.Fatalf("sluicectl bpf conntrack -n 50: %d entries %v", len(flows), dirs)
 	}
+
+	// A Service without backends refuses at once (the datapath's RST), and says so.
+	start := time.Now()
+	_, err := c.Dial("tcp", net.JoinHostPort(emptyVIP4, "80"))
+	if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > time.Second {
+		t.Fatalf("connecting to a Service without backends: %v after %v, want connection refused at once", err, time.Since(start))
+	}
+
+	// The datapath's counters and events, as Prometheus metrics, and the event in the log.
+	// Every TCP connection is a new flow (a UDP request may reuse a live flow's port).
+	if v := s.metric(t, `sluice_datapath_packets_total{counter="fwd_new"}`); atoi(t, v) < 3000+300 {
+		t.Fatalf("fwd_new = %s, want at least the %d TCP connections made", v, 3000+300)
+	}
+	waitFor(t, "the no_backend metrics and log line", func() bool {
+		return atoi(t, s.metric(t, `sluice_datapath_packets_total{counter="no_backend_rst"}`)) >= 1 &&
+			atoi(t, s.metric(t, `sluice_datapath_events_total{type="no_backend"}`)) >= 1 &&
+			strings.Contains(s.agent.Output(), "packet to a Service without a usable backend rejected")
+	})
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatalf("metric value %q: %v", s, err)
+	}
+	return int(f)
 }
 
 // TestBackendRemoval: taking a backend out of the Service breaks no established connection —

@@ -45,6 +45,8 @@ func TestMain(m *testing.M) {
 const (
 	vip4 = "203.0.113.10"
 	vip6 = "2001:db8:100::10"
+	// emptyVIP4 is Service empty's address: no backends.
+	emptyVIP4 = "203.0.113.11"
 )
 
 // singleNode is a client, a node running the agent with XDP on its client-facing device, and
@@ -80,6 +82,7 @@ func newSingleNode(t *testing.T, backends int) *singleNode {
 	must(t, s.node.EnableForwarding())
 	must(t, l.Connect(lab.Endpoint{NS: s.client, Name: "eth0", Addrs: []string{"198.18.0.2/24", "2001:db8:18::2/64"}},
 		lab.Endpoint{NS: s.node, Name: "eth0", Addrs: []string{"198.18.0.1/24", "2001:db8:18::1/64"}}))
+	must(t, s.client.ReceiveXDPFrames("eth0")) // the node's XDP answers (RST, ICMP) come back on it
 	must(t, s.client.AddRoute("203.0.113.0/24", "198.18.0.1"))
 	must(t, s.client.AddRoute("2001:db8:100::/64", "2001:db8:18::1"))
 	must(t, s.node.AddBridge("pods", "198.51.100.1/24", "2001:db8:51::1/64"))
@@ -100,7 +103,8 @@ func newSingleNode(t *testing.T, backends int) *singleNode {
 }
 
 // config writes the standalone config: Service web (TCP and UDP port 80, on vip4 and vip6)
-// with the given backends (1-based indexes), each "~N" terminating.
+// with the given backends (1-based indexes), each "~N" terminating, and Service empty (TCP
+// port 80 on emptyVIP4) without any.
 func (s *singleNode) config(t *testing.T, backends ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `apiVersion: v1
@@ -113,7 +117,17 @@ spec:
 status:
   loadBalancer:
     ingress: [{ip: %s}, {ip: %s}]
-`, vip4, vip6)
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: demo}
+spec:
+  type: LoadBalancer
+  ports: [{name: tcp, port: 80, protocol: TCP}]
+status:
+  loadBalancer:
+    ingress: [{ip: %s}]
+`, vip4, vip6, emptyVIP4)
 	for _, fam := range []string{"IPv4", "IPv6"} {
 		fmt.Fprintf(&b, `---
 apiVersion: discovery.k8s.io/v1

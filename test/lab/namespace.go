@@ -10,7 +10,10 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 )
 
@@ -219,4 +222,34 @@ func (ns *Namespace) deleteLinks() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ReceiveXDPFrames makes veth dev accept the frames its peer's XDP program sends back
+// with XDP_TX or redirects to it: a veth takes those only when it runs an XDP program of
+// its own, so this attaches one that passes everything (in driver mode, through netlink:
+// it stays until the device goes). A physical NIC needs nothing of the kind; a lab device
+// facing a node's XDP device calls this to behave like the wire.
+func (ns *Namespace) ReceiveXDPFrames(dev string) error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "lab_xdp_pass",
+		Type:         ebpf.XDP,
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */), asm.Return()},
+		License:      "MIT",
+	})
+	if err != nil {
+		return fmt.Errorf("lab: load an XDP_PASS program: %w", err)
+	}
+	defer prog.Close() // the attachment holds its own reference
+	// vishvananda/netlink attaches XDP only through its package-level calls, which act
+	// in the calling thread's namespace: Do runs them in this one.
+	return ns.Do(func() error {
+		link, err := netlink.LinkByName(dev)
+		if err != nil {
+			return fmt.Errorf("lab: %s: %s: %w", ns.Name, dev, err)
+		}
+		if err := netlink.LinkSetXdpFdWithFlags(link, prog.FD(), nl.XDP_FLAGS_DRV_MODE); err != nil {
+			return fmt.Errorf("lab: %s: attach XDP_PASS to %s: %w", ns.Name, dev, err)
+		}
+		return nil
+	})
 }
