@@ -32,8 +32,9 @@ type Options struct {
 	DisableEvents bool
 
 	// Sizes are the maps' capacities; zero fields keep the defaults of
-	// lib/maps.h. A pinned map created with another size fails Load with
-	// ebpf.ErrMapIncompatible.
+	// lib/maps.h. A pinned map created with another size (or another
+	// layout) is replaced, its entries carried over where they fit (see
+	// [Datapath.Migrations]).
 	Sizes MapSizes
 
 	// Timeouts are the conntrack timeouts; zero fields keep the kernel's
@@ -113,6 +114,8 @@ type Datapath struct {
 	maglevMem []byte
 	clock     Clock
 	clockErr  error // why clock is the helper's, if MeasureClock failed
+	// migrations are the pinned maps Load replaced because their definition changed.
+	migrations []MapMigration
 	// gcAfterWalk, in tests, runs between CollectConntrack's walk and its second look.
 	gcAfterWalk func()
 }
@@ -138,6 +141,7 @@ func Load(opts Options) (*Datapath, error) {
 	}
 
 	var collOpts ebpf.CollectionOptions
+	var migrations []MapMigration
 	if opts.PinPath != "" {
 		if err := os.MkdirAll(opts.PinPath, 0o700); err != nil {
 			return nil, fmt.Errorf("bpf: create pin directory: %w", err)
@@ -150,6 +154,9 @@ func Load(opts Options) (*Datapath, error) {
 			return nil, fmt.Errorf("bpf: pin directory %s: %w", opts.PinPath, ErrNotBPFFS)
 		}
 		collOpts.Maps.PinPath = opts.PinPath
+		if migrations, err = migratePinned(spec, opts.PinPath); err != nil {
+			return nil, err
+		}
 	} else {
 		// The C side pins by name; without a directory, pin nothing.
 		for _, m := range spec.Maps {
@@ -168,12 +175,13 @@ func Load(opts Options) (*Datapath, error) {
 		return nil, fmt.Errorf("bpf: load objects: %w", err)
 	}
 	d := &Datapath{
-		programs: objs.datapathPrograms,
-		maps:     objs.datapathMaps,
-		pinPath:  opts.PinPath,
-		timeouts: opts.Timeouts.withDefaults(),
-		clock:    clock,
-		clockErr: clockErr,
+		programs:   objs.datapathPrograms,
+		maps:       objs.datapathMaps,
+		pinPath:    opts.PinPath,
+		timeouts:   opts.Timeouts.withDefaults(),
+		clock:      clock,
+		clockErr:   clockErr,
+		migrations: migrations,
 	}
 	size := int(d.maps.Maglev.MaxEntries()) * 8
 	if mem, err := unix.Mmap(d.maps.Maglev.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err == nil {

@@ -38,16 +38,16 @@
 // switches, conntrack timeouts) and map sizes are fixed at that moment, so
 // changing them means loading again. [Datapath.AttachXDP] and
 // [Datapath.AttachTCX] attach the programs to an interface; the returned link belongs to the
-// caller and detaches when closed (or when the process exits). [Datapath.Close]
-// releases the programs and maps held by this process; pinned maps stay in the
-// bpffs with their contents, so the next Load (typically the restarted
-// agent) picks them up. [Datapath.Unpin] removes the pins, for uninstalling.
-// Links are not pinned yet, so during a restart the interface runs without
-// the program: harmless while it only counts, to change (pin the link,
-// Update it with the new program) before it owns traffic.
+// caller and detaches when closed (or when the process exits). [Datapath.AttachDevice]
+// (what the agent uses) pins the links instead, and a later AttachDevice updates
+// them in place with the new programs: the device never runs without one.
+// [Datapath.Close] releases the programs and maps held by this process; pinned
+// maps and links stay in the bpffs, so the next Load (typically the restarted
+// agent) picks them up. [Datapath.Unpin] removes the map pins, for uninstalling.
 //
-// A pinned map whose definition changed (type, key, value, size) is not
-// replaced: Load fails with an error matching [ebpf.ErrMapIncompatible].
+// A pinned map whose definition changed (a size flag, or a new version's
+// layout) is replaced by Load, with its entries carried over where the layout
+// allows and they fit; [Datapath.Migrations] says what happened.
 //
 // # Privileges
 //

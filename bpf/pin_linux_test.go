@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -77,32 +78,88 @@ func TestPinnedMapsSurviveReload(t *testing.T) {
 	}
 }
 
-// A map pinned with another definition is not silently replaced.
-func TestPinnedMapIncompatible(t *testing.T) {
+// A map pinned with another definition (a changed size flag, another layout) is
+// replaced on Load, with its entries carried over where they fit: flows stay
+// established, Services keep their backends, and what could not be carried is
+// reported.
+func TestPinnedMapMigration(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	pinPath := filepath.Join(tempBPFFS(t), "sluice")
-	if err := os.Mkdir(pinPath, 0o700); err != nil {
-		t.Fatal(err)
+	first := mustLoad(t, Options{PinPath: pinPath, Sizes: testSizes})
+	if got := first.Migrations(); len(got) != 0 {
+		t.Fatalf("first Load migrated %+v", got)
 	}
-	old, err := ebpf.NewMap(&ebpf.MapSpec{
-		Name: datapathMapCounters, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 16, MaxEntries: 3,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Close()
-	if err := old.Pin(filepath.Join(pinPath, datapathMapCounters)); err != nil {
+	svcs := standardServices()
+	program(t, first, svcs...)
+	src, vip := ap(client4, 44000), ap(vip4, 80)
+	be := svcs[0].addrs[svcs[0].pick(client4, 44000)]
+	runXDP(t, first.XDPProgram(), flowFrame(ProtoTCP, src, vip, false))
+	ctBefore := countConntrack(t, first)
+	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	d, err := Load(Options{PinPath: pinPath})
-	if err == nil {
-		d.Close()
-		t.Fatal("Load over an incompatible pinned map succeeded")
+	// A layout no version of ours had, pinned as the counters map.
+	if err := os.Remove(filepath.Join(pinPath, datapathMapCounters)); err != nil {
+		t.Fatal(err)
 	}
-	if !errors.Is(err, ebpf.ErrMapIncompatible) {
-		t.Errorf("Load = %v, want ErrMapIncompatible", err)
+	odd, err := ebpf.NewMap(&ebpf.MapSpec{Name: datapathMapCounters, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 3})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer odd.Close()
+	if err := odd.Pin(filepath.Join(pinPath, datapathMapCounters)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Conntrack and Maglev grow, frontends shrink below what is programmed.
+	sizes := testSizes
+	sizes.Conntrack, sizes.Maglev, sizes.Frontends = 8192, 8192, 2
+	second := mustLoad(t, Options{PinPath: pinPath, Sizes: sizes})
+	got := map[string]MapMigration{}
+	for _, m := range second.Migrations() {
+		got[m.Map] = m
+	}
+	if len(got) != 4 {
+		t.Fatalf("migrations %+v, want conntrack, maglev, frontends and counters", second.Migrations())
+	}
+	if m := got[datapathMapConntrack]; m.Copied != ctBefore || m.Dropped != 0 || !strings.Contains(m.Reason, "MaxEntries") {
+		t.Errorf("conntrack migration %+v, want %d entries copied", m, ctBefore)
+	}
+	if m := got[datapathMapMaglev]; m.Copied != int(testSizes.Maglev) || m.Dropped != 0 {
+		t.Errorf("maglev migration %+v, want all %d slots copied", m, testSizes.Maglev)
+	}
+	if m := got[datapathMapFrontends]; m.Copied != 2 || m.Dropped != len(svcs)-2 {
+		t.Errorf("frontends migration %+v, want 2 copied and %d dropped", m, len(svcs)-2)
+	}
+	if m := got[datapathMapCounters]; m.Copied != 0 || m.Note == "" {
+		t.Errorf("counters migration %+v, want nothing carried and a note", m)
+	}
+	if n := countConntrack(t, second); n != ctBefore {
+		t.Errorf("%d conntrack entries after the migration, want %d", n, ctBefore)
+	}
+	// The maps in use are the migrated ones, and pinned: the flow is still established.
+	before := readCounters(t, second)
+	ack := packet.MustBuild(eth, ipLayer(src.Addr(), vip.Addr()), packet.TCP{SrcPort: src.Port(), DstPort: 80, Seq: 1001, Ack: 1, Flags: packet.ACK, Window: 100})
+	if ret, out := runXDP(t, second.XDPProgram(), ack); ret != xdpPass || !bytes.Contains(out, be.Addr().AsSlice()) {
+		t.Fatalf("established flow after the migration: verdict %d, not rewritten to %v", ret, be)
+	}
+	if d := readCounters(t, second).Sub(before); d[CounterFwdEstablished].Packets != 1 {
+		t.Errorf("counters %+v, want one established packet", d)
+	}
+	third := mustLoad(t, Options{PinPath: pinPath, Sizes: sizes})
+	if m := third.Migrations(); len(m) != 0 {
+		t.Errorf("a third Load with the same sizes migrated %+v", m)
+	}
+}
+
+func countConntrack(t *testing.T, d *Datapath) int {
+	t.Helper()
+	n := 0
+	if err := d.WalkConntrack(func(keys []ConntrackKey, _ []ConntrackEntry) bool { n += len(keys); return true }); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestPinPathNotOnBPFFS(t *testing.T) {

@@ -59,6 +59,10 @@ func openDatapath(cfg Config, log *slog.Logger) (*datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the datapath (maps pinned in %s): %w", pin, err)
 	}
+	for _, m := range dp.Migrations() {
+		log.Warn("pinned map replaced: its definition changed (a size flag or a new version); entries carried over where they fit",
+			"map", m.Map, "change", m.Reason, "copied", m.Copied, "dropped", m.Dropped, "note", m.Note)
+	}
 	if clock, err := dp.Clock(); err != nil {
 		log.Warn("the datapath reads the clock through a kernel helper on every packet (slower): measuring the jiffies clock failed", "error", err)
 	} else {

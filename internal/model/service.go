@@ -30,6 +30,11 @@ var (
 		"sluice.dev/sharing-key", "metallb.io/allow-shared-ip", "metallb.universe.tf/allow-shared-ip",
 		"lbipam.cilium.io/sharing-key", "io.cilium/lb-ipam-sharing-key",
 	}
+	// AnnotationSharingNamespaces lists the other namespaces (comma-separated, or "*") whose
+	// Services may share this Service's address; both sides must allow it.
+	AnnotationSharingNamespaces = []string{
+		"sluice.dev/sharing-cross-namespace", "lbipam.cilium.io/sharing-cross-namespace",
+	}
 )
 
 // Service is a Service with its backends.
@@ -38,7 +43,9 @@ type Service struct {
 	Labels labels.Set
 	Type   corev1.ServiceType
 	// Ours is true for a LoadBalancer Service whose class is unset or LoadBalancerClass.
-	Ours       bool
+	Ours bool
+	// ClassSet is true when spec.loadBalancerClass is set (to LoadBalancerClass, if Ours).
+	ClassSet   bool
 	CreatedAt  time.Time
 	ClusterIPs []netip.Addr
 	// ExternalIPs are spec.externalIPs.
@@ -47,6 +54,15 @@ type Service struct {
 	RequestedIPs []netip.Addr
 	Pool         string
 	SharingKey   string
+	// SharingNamespaces are the other namespaces allowed to share the address ("*": all).
+	SharingNamespaces []string
+	// IPFamilyPolicy is spec.ipFamilyPolicy (SingleStack when unset); IPFamilies is
+	// spec.ipFamilies, in order.
+	IPFamilyPolicy corev1.IPFamilyPolicy
+	IPFamilies     []corev1.IPFamily
+	// Selector is spec.selector: Services sharing an address with externalTrafficPolicy
+	// Local must select the same pods.
+	Selector map[string]string
 	// IngressIPs are status.loadBalancer.ingress[].ip.
 	IngressIPs            []netip.Addr
 	Ports                 []Port
@@ -93,6 +109,19 @@ func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Serv
 	}
 	class := o.Spec.LoadBalancerClass
 	s.Ours = s.Type == corev1.ServiceTypeLoadBalancer && (class == nil || *class == LoadBalancerClass)
+	s.ClassSet = class != nil
+	s.IPFamilyPolicy = corev1.IPFamilyPolicySingleStack
+	if o.Spec.IPFamilyPolicy != nil {
+		s.IPFamilyPolicy = *o.Spec.IPFamilyPolicy
+	}
+	for i, f := range o.Spec.IPFamilies {
+		if f != corev1.IPv4Protocol && f != corev1.IPv6Protocol {
+			ps.warn(fmt.Sprintf("spec.ipFamilies[%d]", i), "%q is not IPv4 or IPv6: ignored", f)
+			continue
+		}
+		s.IPFamilies = append(s.IPFamilies, f)
+	}
+	s.Selector = o.Spec.Selector
 	if o.Spec.InternalTrafficPolicy != nil {
 		s.InternalTrafficPolicy = *o.Spec.InternalTrafficPolicy
 	}
@@ -132,6 +161,13 @@ func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Serv
 	s.RequestedIPs = requestedIPs(ps, o)
 	s.Pool = annotation(ps, o.Annotations, AnnotationPool)
 	s.SharingKey = annotation(ps, o.Annotations, AnnotationSharingKey)
+	if v := annotation(ps, o.Annotations, AnnotationSharingNamespaces); v != "" {
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				s.SharingNamespaces = append(s.SharingNamespaces, ns)
+			}
+		}
+	}
 	for i, p := range o.Spec.Ports {
 		if p.Port < 1 || p.Port > 65535 {
 			ps.warn(fmt.Sprintf("spec.ports[%d].port", i), "must be between 1 and 65535, got %d", p.Port)
