@@ -5,16 +5,17 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-lb/sluice/internal/model"
 )
 
 // Options are the settings FromModel needs from the agent.
 type Options struct {
-	// RequestedIPs makes the addresses one of our LoadBalancer Services asks for
-	// (spec.loadBalancerIP or the IPs annotation) frontends before they appear in its status:
-	// standalone mode, where no IPAM confirms them.
-	RequestedIPs bool
+	// LoadBalancerIPs, when not nil, are the addresses of our LoadBalancer Services (the
+	// allocator's result in standalone mode, where no status is written back): they are used
+	// instead of the Services' status. A Service of ours missing from it has none.
+	LoadBalancerIPs map[types.NamespacedName][]netip.Addr
 	// Algorithm is the backend selection of every Service.
 	Algorithm Algorithm
 }
@@ -32,8 +33,8 @@ type Conflict struct {
 // the result is sorted by key and does not depend on the order of svcs.
 //
 // Frontends are, with scope External, the status.loadBalancer.ingress addresses of a
-// LoadBalancer Service (whoever assigned them, as kube-proxy does), its requested addresses
-// when opts.RequestedIPs is set and it is ours, and spec.externalIPs; with scope Internal,
+// LoadBalancer Service (whoever assigned them, as kube-proxy does) or, for ours, its
+// addresses in opts.LoadBalancerIPs when that is set, and spec.externalIPs; with scope Internal,
 // the cluster IPs. An address listed twice is kept once, External winning. A frontend
 // claimed by two Services goes to the first in key order and the other one is reported as a
 // Conflict; a Service left without frontends is dropped.
@@ -83,9 +84,10 @@ func fromModelService(s *model.Service, opts Options) []Service {
 	}
 	var external []netip.Addr
 	if s.Type == corev1.ServiceTypeLoadBalancer {
-		external = append(external, s.IngressIPs...)
-		if opts.RequestedIPs && s.Ours {
-			external = append(external, s.RequestedIPs...)
+		if opts.LoadBalancerIPs != nil && s.Ours {
+			external = append(external, opts.LoadBalancerIPs[s.Key]...)
+		} else {
+			external = append(external, s.IngressIPs...)
 		}
 	}
 	external = append(external, s.ExternalIPs...)

@@ -178,10 +178,16 @@ func TestFromModel(t *testing.T) {
 			Algorithm: AlgorithmRandom,
 		}},
 	}, {
-		name: "requested IPs in standalone mode, ours only",
-		opts: Options{RequestedIPs: true},
+		name: "allocated addresses in standalone mode replace the status, ours only",
+		opts: Options{LoadBalancerIPs: map[types.NamespacedName][]netip.Addr{
+			{Namespace: "ns", Name: "mine"}:   addrs("192.0.2.30"),
+			{Namespace: "ns", Name: "theirs"}: addrs("192.0.2.99"), // not ours: its status counts
+		}},
 		in: []*model.Service{svc("mine", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
 			s.RequestedIPs = addrs("192.0.2.30")
+			s.IngressIPs = addrs("192.0.2.29") // stale: the allocation says otherwise
+		}), svc("unallocated", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+			s.IngressIPs = addrs("192.0.2.28")
 		}), svc("theirs", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
 			s.Ours = false
 			s.RequestedIPs = addrs("192.0.2.31")

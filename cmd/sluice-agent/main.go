@@ -55,6 +55,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.Func("maglev-table-size", "datapath: smallest Maglev table of a Service, rounded up to a prime (default 251)", uintFlag(&cfg.BPF.MaglevMinimum))
 	fs.StringVar(&algorithm, "lb-algorithm", "maglev", "datapath: backend selection for new flows: maglev or random")
 	fs.DurationVar(&cfg.BPF.GCInterval, "conntrack-gc-interval", 30*time.Second, "datapath: how often expired conntrack entries are deleted")
+	fs.BoolVar(&cfg.RequireLBClass, "require-lb-class", false, "serve only LoadBalancer Services whose spec.loadBalancerClass is sluice.dev/lb; by default Services without a class are served too")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")

@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-lb/sluice/internal/model"
 	"github.com/sluice-lb/sluice/internal/source"
 	"github.com/sluice-lb/sluice/internal/version"
+	"github.com/sluice-lb/sluice/ipam"
 )
 
 const usage = `sluicectl: inspect and check Sluice.
@@ -24,7 +25,8 @@ const usage = `sluicectl: inspect and check Sluice.
 Usage:
   sluicectl validate -f FILE_OR_DIR [-f ...] [-o text|json]   check configuration as the agent reads it
   sluicectl status [--state-dir DIR] [-o text|json]           what the running agent understood
-  sluicectl services [--state-dir DIR] [-o text|json]         what the agent's datapath has programmed
+  sluicectl services [--state-dir DIR] [-o text|json]         load balancer addresses and what the datapath has programmed
+  sluicectl ipam [--state-dir DIR] [-o text|json]             the addresses the agent gave LoadBalancer Services (standalone)
   sluicectl bpf conntrack [--state-dir DIR] [-n N] [-o text|json]  the datapath's tracked flows
   sluicectl version                                           print the version
 
@@ -47,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return status(args[1:], stdout, stderr)
 	case "services":
 		return services(args[1:], stdout, stderr)
+	case "ipam":
+		return allocations(args[1:], stdout, stderr)
 	case "bpf":
 		if len(args) > 1 && args[1] == "conntrack" {
 			return conntrack(args[2:], stdout, stderr)
@@ -105,6 +109,10 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		writeJSON(stdout, st)
 	} else {
 		printStatus(stdout, st)
+		if allocs := localapi.AllocationsOf(ipam.Allocate(m, ipam.Options{})); len(allocs) > 0 {
+			fmt.Fprintln(stdout, "Addresses a standalone agent starting afresh gives out:")
+			printAllocations(stdout, allocs)
+		}
 	}
 	if len(problems) > 0 || len(inputProblems) > 0 {
 		fmt.Fprintf(stderr, "sluicectl: %d problem(s) in %d object(s) read\n", len(problems)+len(inputProblems), len(objs))
@@ -197,6 +205,8 @@ func writeJSON(w io.Writer, v any) {
 	_ = enc.Encode(v)
 }
 
+// services prints what the datapath has programmed; in text, after the load balancer
+// addresses the agent's allocator gave out (standalone mode).
 func services(args []string, stdout, stderr io.Writer) int {
 	fs, stateDir, output := agentFlags("services", stderr)
 	if err := fs.Parse(args); err != nil {
@@ -204,13 +214,23 @@ func services(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	svcs, err := localapi.NewClient(*stateDir).Services(ctx)
-	if err != nil {
+	client := localapi.NewClient(*stateDir)
+	svcs, err := client.Services(ctx)
+	noDatapath := err != nil && strings.Contains(err.Error(), localapi.ErrNoDatapath)
+	if err != nil && (*output == "json" || !noDatapath) {
 		fmt.Fprintln(stderr, "sluicectl:", err)
 		return 1
 	}
 	if *output == "json" {
 		writeJSON(stdout, svcs)
+		return 0
+	}
+	if allocs, err := client.Allocations(ctx); err == nil {
+		printAllocations(stdout, allocs)
+		fmt.Fprintln(stdout)
+	}
+	if noDatapath {
+		fmt.Fprintln(stdout, "no datapath: the agent runs without --devices")
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -232,6 +252,44 @@ func services(args []string, stdout, stderr io.Writer) int {
 	}
 	tw.Flush()
 	return 0
+}
+
+// allocations prints the addresses the agent's allocator gave LoadBalancer Services.
+func allocations(args []string, stdout, stderr io.Writer) int {
+	fs, stateDir, output := agentFlags("ipam", stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	allocs, err := localapi.NewClient(*stateDir).Allocations(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluicectl:", err)
+		return 1
+	}
+	if *output == "json" {
+		writeJSON(stdout, allocs)
+		return 0
+	}
+	printAllocations(stdout, allocs)
+	return 0
+}
+
+func printAllocations(w io.Writer, allocs []localapi.Allocation) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LOADBALANCER\tADDRESSES\tPOOLS\tSTATE")
+	for _, a := range allocs {
+		ips, pools := strings.Join(a.IPs, ", "), strings.Join(a.Pools, ", ")
+		if ips == "" {
+			ips, pools = "none", "-"
+		}
+		state := a.Reason
+		if a.Reason != "Allocated" {
+			state += ": " + a.Message
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Service, ips, pools, state)
+	}
+	tw.Flush()
 }
 
 func conntrack(args []string, stdout, stderr io.Writer) int {

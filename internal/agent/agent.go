@@ -6,14 +6,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/model"
 	"github.com/sluice-lb/sluice/internal/source"
 	"github.com/sluice-lb/sluice/internal/version"
+	"github.com/sluice-lb/sluice/ipam"
 )
 
 // features says which subsystems of the design this agent runs and which are not there
@@ -21,13 +26,16 @@ import (
 func features(cfg Config) map[string]string {
 	f := map[string]string{
 		"model":      "running",
-		"ipam":       "not implemented yet: Services keep only addresses they already have",
+		"ipam":       "not implemented yet in Kubernetes mode: Services keep only addresses they already have",
 		"datapath":   "off: no --devices given",
 		"bgp":        "not implemented yet: nothing is announced over BGP",
 		"l2announce": "not implemented yet: no ARP/NDP answers",
 	}
 	if len(cfg.Devices) > 0 {
 		f["datapath"] = "running: XDP and TCX on " + strings.Join(cfg.Devices, ", ")
+	}
+	if cfg.Mode() == "standalone" {
+		f["ipam"] = "running: addresses from the file's IPPools, kept in " + filepath.Join(cfg.StateDir, ipam.StateFile)
 	}
 	return f
 }
@@ -51,6 +59,10 @@ type Agent struct {
 	status     localapi.Status
 	understood map[string]bool // log lines of the last build, to log only changes
 	dpApplied  bool            // the datapath holds a complete model
+	// ipamState is standalone mode's memory of the addresses given out; allocations the
+	// last allocation (nil before the first, and in Kubernetes mode).
+	ipamState   ipam.State
+	allocations *ipam.Result
 }
 
 // New checks cfg and opens the agent's listeners. src yields the input objects.
@@ -75,6 +87,13 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 	h := localapi.Handlers{Status: a.Status}
 	if a.dp != nil {
 		h.Services, h.Conntrack = a.dp.services, a.dp.conntrack
+	}
+	if cfg.Mode() == "standalone" {
+		h.Allocations = a.Allocations
+		path := filepath.Join(cfg.StateDir, ipam.StateFile)
+		if a.ipamState, err = ipam.ReadState(path); err != nil {
+			log.Warn("the addresses given out before could not be read: allocating afresh (Services whose status has an address keep it)", "error", err)
+		}
 	}
 	if a.api, err = localapi.Listen(cfg.StateDir, h); err != nil {
 		a.closeHTTP()
@@ -237,19 +256,23 @@ func (a *Agent) rebuild() {
 	a.recordMetrics(in, problems, inputProblems)
 	a.logChanges(st, elapsed)
 
+	var lbIPs map[types.NamespacedName][]netip.Addr
+	if a.cfg.Mode() == "standalone" {
+		lbIPs = a.allocate(m)
+	}
 	a.mu.Lock()
 	a.status = st
 	a.mu.Unlock()
 	if a.dp != nil {
-		a.applyDatapath(m)
+		a.applyDatapath(m, lbIPs)
 	}
 }
 
 // applyDatapath programs the model into the datapath; on failure it retries with backoff
 // (up to 30s) until a rebuild succeeds.
-func (a *Agent) applyDatapath(m *model.Model) {
+func (a *Agent) applyDatapath(m *model.Model, lbIPs map[types.NamespacedName][]netip.Addr) {
 	start := time.Now()
-	st, conflicts, err := a.dp.apply(m)
+	st, conflicts, err := a.dp.apply(m, lbIPs)
 	a.metrics.datapathSeconds.Observe(time.Since(start).Seconds())
 	a.metrics.datapathWrites.Add(float64(st.Writes()))
 	for _, c := range conflicts {

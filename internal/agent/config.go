@@ -28,10 +28,13 @@ type Config struct {
 	HealthAddr  string // empty: no health endpoint
 	// BPF configures the datapath, which runs when Devices is not empty.
 	BPF BPFConfig
+	// RequireLBClass makes only Services with spec.loadBalancerClass sluice.dev/lb ours; a
+	// LoadBalancer Service without a class is then left to another implementation.
+	RequireLBClass bool
 }
 
 // BPFConfig sizes the datapath's maps and picks the selection algorithm. Zero sizes keep
-// the defaults; a pinned map of another size fails the load (resize needs a fresh pin dir).
+// the defaults; a pinned map of another size is migrated on load (see bpf.MapMigration).
 type BPFConfig struct {
 	Sizes         MapSizes
 	MaglevMinimum uint32        // smallest Maglev table of a service (rounded up to a prime)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-lb/sluice/bpf"
 	"github.com/sluice-lb/sluice/internal/localapi"
@@ -100,11 +101,11 @@ func (d *datapath) attach() error {
 }
 
 // apply programs the model's Services.
-func (d *datapath) apply(m *model.Model) (lb.SyncStats, []lb.Conflict, error) {
+func (d *datapath) apply(m *model.Model, lbIPs map[types.NamespacedName][]netip.Addr) (lb.SyncStats, []lb.Conflict, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	attachErr := d.attach()
-	svcs, conflicts := lb.FromModel(m.Services, lb.Options{RequestedIPs: d.cfg.Mode() == "standalone", Algorithm: d.cfg.BPF.Algorithm})
+	svcs, conflicts := lb.FromModel(m.Services, lb.Options{LoadBalancerIPs: lbIPs, Algorithm: d.cfg.BPF.Algorithm})
 	st, err := d.syncer.Set(svcs)
 	return st, conflicts, errors.Join(attachErr, err)
 }

@@ -4,11 +4,13 @@ package agent
 
 import (
 	"context"
+	"net/netip"
 
 	"errors"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/model"
@@ -21,7 +23,7 @@ func openDatapath(Config, *slog.Logger) (*datapath, error) {
 	return nil, errors.New("--devices: the eBPF datapath runs on Linux only")
 }
 
-func (*datapath) apply(*model.Model) (lb.SyncStats, []lb.Conflict, error) {
+func (*datapath) apply(*model.Model, map[types.NamespacedName][]netip.Addr) (lb.SyncStats, []lb.Conflict, error) {
 	return lb.SyncStats{}, nil, nil
 }
 func (*datapath) close() error { return nil }

@@ -24,6 +24,9 @@ type metrics struct {
 	conntrackEntries   prometheus.Gauge
 	conntrackCollected prometheus.Counter
 	datapathEvents     *prometheus.CounterVec
+
+	allocations   *prometheus.GaugeVec
+	poolAddresses *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -68,10 +71,16 @@ func newMetrics() *metrics {
 	m.datapathEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_datapath_events_total", Help: "Drop and trace events the datapath reported, by type (each is also logged, rate-limited).",
 	}, []string{"type"})
+	m.allocations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_ipam_services", Help: "LoadBalancer Services of ours by the allocator's reason (Allocated, PoolExhausted, ...).",
+	}, []string{"reason"})
+	m.poolAddresses = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_ipam_pool_addresses", Help: "Addresses of each pool by family, used or free.",
+	}, []string{"pool", "family", "state"})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_build_info", Help: "Build of the agent."}, []string{"version"})
 	info.WithLabelValues(version.Version).Set(1)
 	m.registry.MustRegister(m.objects, m.problems, m.inputProblems, m.builds, m.buildSeconds, m.synced, info,
-		m.datapathSeconds, m.datapathWrites, m.datapathErrors, m.conntrackEntries, m.conntrackCollected, m.datapathEvents,
+		m.datapathSeconds, m.datapathWrites, m.datapathErrors, m.conntrackEntries, m.conntrackCollected, m.datapathEvents, m.allocations, m.poolAddresses,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -34,6 +34,12 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	return &st, c.get(ctx, "/v1/status", &st)
 }
 
+// Allocations fetches the addresses the agent's allocator gave LoadBalancer Services.
+func (c *Client) Allocations(ctx context.Context) ([]Allocation, error) {
+	var v []Allocation
+	return v, c.get(ctx, "/v1/allocations", &v)
+}
+
 // Services fetches what the agent's datapath has programmed.
 func (c *Client) Services(ctx context.Context) ([]ServiceStatus, error) {
 	var v []ServiceStatus

@@ -13,11 +13,13 @@ import (
 	"time"
 )
 
-// Handlers answer the local API's requests. Services and Conntrack may be nil (no datapath).
+// Handlers answer the local API's requests. Services and Conntrack may be nil (no datapath),
+// Allocations too (no allocator in this agent).
 type Handlers struct {
-	Status    func() Status
-	Services  func() ([]ServiceStatus, error)
-	Conntrack func(limit int) ([]ConntrackEntry, error)
+	Status      func() Status
+	Services    func() ([]ServiceStatus, error)
+	Conntrack   func(limit int) ([]ConntrackEntry, error)
+	Allocations func() []Allocation
 }
 
 // Server serves the local API on a unix socket.
@@ -56,6 +58,13 @@ func Listen(stateDir string, h Handlers) (*Server, error) {
 		}
 		v, err := s.h.Services()
 		reply(w, v, err)
+	})
+	mux.HandleFunc("GET /v1/allocations", func(w http.ResponseWriter, _ *http.Request) {
+		if s.h.Allocations == nil {
+			http.Error(w, ErrNoAllocator, http.StatusNotFound)
+			return
+		}
+		reply(w, s.h.Allocations(), nil)
 	})
 	mux.HandleFunc("GET /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
 		if s.h.Conntrack == nil {

@@ -4,6 +4,7 @@ import (
 	"math/big"
 
 	"github.com/sluice-lb/sluice/internal/model"
+	"github.com/sluice-lb/sluice/ipam"
 )
 
 // StatusOf summarises a model for the local API.
@@ -40,4 +41,20 @@ func StatusOf(m *model.Model, in model.Objects, problems []model.Problem, inputP
 		st.InputProblems = append(st.InputProblems, e.Error())
 	}
 	return st
+}
+
+// AllocationsOf returns the allocator's result as the local API serves it.
+func AllocationsOf(r *ipam.Result) []Allocation {
+	out := []Allocation{}
+	if r == nil {
+		return out
+	}
+	for _, al := range r.Allocations {
+		v := Allocation{Service: al.Service.String(), Pools: al.Pools, Ready: al.Ready, Reason: string(al.Reason), Message: al.Message, IPs: []string{}}
+		for _, ip := range al.IPs {
+			v.IPs = append(v.IPs, ip.String())
+		}
+		out = append(out, v)
+	}
+	return out
 }

@@ -65,6 +65,17 @@ type ServiceStatus struct {
 	Backends  []BackendStatus `json:"backends"`
 }
 
+// Allocation is the LB-IPAM outcome for one LoadBalancer Service of ours:
+// GET /v1/allocations.
+type Allocation struct {
+	Service string   `json:"service"` // namespace/name
+	IPs     []string `json:"ips"`
+	Pools   []string `json:"pools"` // the pool of each address ("" for one kept outside every pool)
+	Ready   bool     `json:"ready"` // every family the Service needs has an address
+	Reason  string   `json:"reason"`
+	Message string   `json:"message"`
+}
+
 // BackendStatus is a backend of a programmed service.
 type BackendStatus struct {
 	ID      uint32 `json:"id"`
@@ -96,3 +107,7 @@ const MaxConntrackEntries = 100000
 
 // ErrNoDatapath is answered by an agent that runs no datapath (no --devices).
 const ErrNoDatapath = "this agent runs no datapath (no --devices)"
+
+// ErrNoAllocator is the answer to /v1/allocations of an agent that allocates nothing: in
+// Kubernetes mode the IPAM controller writes the addresses into the Services' status.
+const ErrNoAllocator = "this agent allocates no addresses (Kubernetes mode: see the Services' status)"

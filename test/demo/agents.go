@@ -292,13 +292,16 @@ var shownMetrics = []string{"sluice_datapath_writes_total", "sluice_datapath_syn
 func (d *demo) showStatus(ctx context.Context) error {
 	n := d.entry()
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	out, err := exec.CommandContext(sctx, d.opts.Sluicectl, "status", "--state-dir", n.stateDir).CombinedOutput()
-	cancel()
-	fmt.Fprintf(d.out, "  $ %s status --state-dir %s\n", filepath.Base(d.opts.Sluicectl), n.stateDir)
-	fmt.Fprint(d.out, indent(string(out), "    "))
-	if err != nil {
-		return fmt.Errorf("%s: sluicectl status: %w", n.name, err)
+	for _, cmd := range []string{"status", "ipam"} {
+		out, err := exec.CommandContext(sctx, d.opts.Sluicectl, cmd, "--state-dir", n.stateDir).CombinedOutput()
+		fmt.Fprintf(d.out, "  $ %s %s --state-dir %s\n", filepath.Base(d.opts.Sluicectl), cmd, n.stateDir)
+		fmt.Fprint(d.out, indent(string(out), "    "))
+		if err != nil {
+			cancel()
+			return fmt.Errorf("%s: sluicectl %s: %w", n.name, cmd, err)
+		}
 	}
+	cancel()
 
 	body, err := n.get(ctx, "/metrics")
 	if err != nil {
@@ -366,8 +369,16 @@ func (d *demo) summary(ctx context.Context) error {
 	lb = append(lb, fmt.Sprintf("(the router reaches the Services through a static route to %s, not BGP)", d.entry().name))
 	row(running && d.trafficOK(), "eBPF load balancing", lb...)
 	running, says = feature("ipam")
-	row(running, "address allocation", says,
-		"(Service demo/web's addresses are written in its status in "+filepath.Base(d.config)+" for now)")
+	alloc := []string{says}
+	allocs, err := localapi.NewClient(d.entry().stateDir).Allocations(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", d.entry().name, err)
+	}
+	for _, a := range allocs {
+		alloc = append(alloc, fmt.Sprintf("%s: %s (%s, pool %s)", a.Service, strings.Join(a.IPs, ", "), a.Reason, strings.Join(slices.Compact(slices.Clone(a.Pools)), ", ")))
+		running = running && a.Ready
+	}
+	row(running, "address allocation", alloc...)
 	running, says = feature("bgp")
 	var states []string
 	established := 0

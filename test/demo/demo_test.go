@@ -51,7 +51,7 @@ func TestDemo(t *testing.T) {
 	want := []string{`demo: cleaned up`}
 	for _, n := range []string{"node-1", "node-2"} {
 		want = append(want,
-			n+` \| understood +IPPool quickstart: \[203\.0\.113\.0/28 2001:db8:100::/120\]`,
+			n+` \| understood +IPPool quickstart: \[203\.0\.113\.0/28 2001:db8:100::1-2001:db8:100::ff\]`,
 			n+` \| understood +BGPPeer router: 198\.51\.100\.1 AS64512 \(local AS64513\)`,
 			n+` \| datapath +attached to eth0: xdp, tcx ingress, tcx egress`,
 			n+`: sluice-agent stopped by SIGTERM, exit status 0`,
@@ -71,7 +71,10 @@ func TestDemo(t *testing.T) {
 		`^ +datapath +running: XDP and TCX on eth0$`,
 		`^ +sluice_datapath_writes_total [1-9][0-9]*$`,
 		`^ +running +eBPF load balancing +the agents say: running: XDP and TCX on eth0$`,
-		`^ +not yet +address allocation `,
+		`^ +running +address allocation +the agents say: running: addresses from the file's IPPools`,
+		`^ +demo/web: 203\.0\.113\.1, 2001:db8:100::1 \(Allocated, pool quickstart\)$`,
+		`^ +demo/legacy: 203\.0\.113\.10 \(Allocated, pool quickstart\)$`,
+		`^ +demo/web +203\.0\.113\.1, 2001:db8:100::1 +quickstart, quickstart +Allocated$`,
 		`^ +not yet +BGP announcements `,
 		`^ +FRR on the router: 198\.51\.100\.11 \(AS 64513\) (Active|Idle|Connect)`,
 		`^ +not yet +ARP/NDP answers `,

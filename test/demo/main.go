@@ -137,7 +137,7 @@ const topology = `
      .1.2    .1.3        .2.2    .2.3
 
   Services (examples/quickstart.yaml), each with the four pods as backends:
-    demo/web     203.0.113.1:80, [2001:db8:100::1]:80   status.loadBalancer.ingress (until IPAM exists)
+    demo/web     203.0.113.1:80, [2001:db8:100::1]:80   from pool quickstart (the agents' LB-IPAM)
     demo/legacy  203.0.113.10:8080                      MetalLB annotation, as MetalLB users write it
 `
 

@@ -22,8 +22,8 @@ type target struct {
 
 // targets are the quickstart's Service addresses; every one has the four pods as backends.
 var targets = []target{
-	{"demo/web", "203.0.113.1:80", "status.loadBalancer.ingress, until IPAM assigns it", 300},
-	{"demo/web", "[2001:db8:100::1]:80", "status.loadBalancer.ingress, until IPAM assigns it", 100},
+	{"demo/web", "203.0.113.1:80", "given by LB-IPAM from pool quickstart", 300},
+	{"demo/web", "[2001:db8:100::1]:80", "given by LB-IPAM from pool quickstart", 100},
 	{"demo/legacy", "203.0.113.10:8080", "its MetalLB annotation, unchanged", 200},
 }
 

@@ -1,0 +1,88 @@
+package agent
+
+import (
+	"net/netip"
+	"path/filepath"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sluice-lb/sluice/internal/localapi"
+	"github.com/sluice-lb/sluice/internal/model"
+	"github.com/sluice-lb/sluice/ipam"
+)
+
+// allocate runs the allocator over the model (standalone mode, where no controller writes
+// the Services' status): the addresses remembered in the state directory count as each
+// Service's status, the result is remembered in turn, and what changed is logged. It returns
+// every Service's addresses for the datapath.
+func (a *Agent) allocate(m *model.Model) map[types.NamespacedName][]netip.Addr {
+	r := ipam.Allocate(ipam.WithState(m, a.ipamState), ipam.Options{RequireClass: a.cfg.RequireLBClass})
+	a.mu.Lock()
+	prev := a.allocations
+	a.allocations = r
+	a.mu.Unlock()
+	a.logAllocations(prev, r)
+	a.recordAllocations(r)
+
+	st := ipam.StateOf(r)
+	if !st.Equal(a.ipamState) {
+		path := filepath.Join(a.cfg.StateDir, ipam.StateFile)
+		if err := st.Write(path); err != nil {
+			// Kept in memory all the same: only a restart would lose it.
+			a.log.Error("remembering the addresses given out", "file", path, "error", err)
+		}
+		a.ipamState = st
+	}
+	return r.Addresses()
+}
+
+// logAllocations logs each Service whose addresses or reason changed since prev.
+func (a *Agent) logAllocations(prev, r *ipam.Result) {
+	for _, al := range r.Allocations {
+		var was *ipam.Allocation
+		if prev != nil {
+			was = prev.Of(al.Service)
+		}
+		if was != nil && slices.Equal(was.IPs, al.IPs) && was.Reason == al.Reason && was.Message == al.Message {
+			continue
+		}
+		attrs := []any{"service", al.Service.String(), "ips", al.IPs, "pools", al.Pools, "reason", al.Reason, "detail", al.Message}
+		if al.Ready {
+			a.log.Info("load balancer addresses", attrs...)
+		} else {
+			a.log.Warn("load balancer addresses incomplete", attrs...)
+		}
+	}
+	if prev == nil {
+		return
+	}
+	for _, was := range prev.Allocations {
+		if r.Of(was.Service) == nil && len(was.IPs) > 0 {
+			a.log.Info("load balancer addresses released", "service", was.Service.String(), "ips", was.IPs)
+		}
+	}
+}
+
+// recordAllocations sets the IPAM metrics.
+func (a *Agent) recordAllocations(r *ipam.Result) {
+	a.metrics.allocations.Reset()
+	for _, al := range r.Allocations {
+		a.metrics.allocations.WithLabelValues(string(al.Reason)).Inc()
+	}
+	a.metrics.poolAddresses.Reset()
+	for name, u := range r.Pools {
+		for fam, used := range u.Used {
+			a.metrics.poolAddresses.WithLabelValues(name, fam, "used").Set(float64(used))
+			free, _ := u.Free[fam].Float64()
+			a.metrics.poolAddresses.WithLabelValues(name, fam, "free").Set(free)
+		}
+	}
+}
+
+// Allocations returns the last allocation, for the local API.
+func (a *Agent) Allocations() []localapi.Allocation {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return localapi.AllocationsOf(a.allocations)
+}

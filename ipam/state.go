@@ -1,0 +1,117 @@
+package ipam
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sluice-lb/sluice/internal/model"
+)
+
+// StateFile is the name of the file in the agent's state directory where standalone mode
+// keeps the addresses it gave out, so that a restart gives every Service the same ones.
+const StateFile = "ipam.json"
+
+// State is every Service's addresses, as standalone mode remembers them between runs.
+type State struct {
+	Version  int                     `json:"version"`
+	Services map[string][]netip.Addr `json:"services"` // "namespace/name" -> addresses
+}
+
+const stateVersion = 1
+
+// ReadState reads a state file; a missing file is an empty state.
+func ReadState(path string) (State, error) {
+	st := State{Version: stateVersion, Services: map[string][]netip.Addr{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return State{Version: stateVersion, Services: map[string][]netip.Addr{}}, fmt.Errorf("%s: %w", path, err)
+	}
+	if st.Version != stateVersion {
+		return State{Version: stateVersion, Services: map[string][]netip.Addr{}}, fmt.Errorf("%s: version %d, want %d", path, st.Version, stateVersion)
+	}
+	if st.Services == nil {
+		st.Services = map[string][]netip.Addr{}
+	}
+	return st, nil
+}
+
+// Write replaces the state file atomically (a new file renamed over the old one).
+func (st State) Write(path string) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// Equal reports whether two states hold the same addresses.
+func (st State) Equal(o State) bool {
+	return maps.EqualFunc(st.Services, o.Services, slices.Equal)
+}
+
+// StateOf is the state to remember after an allocation.
+func StateOf(r *Result) State {
+	st := State{Version: stateVersion, Services: map[string][]netip.Addr{}}
+	for _, a := range r.Allocations {
+		if len(a.IPs) > 0 {
+			st.Services[a.Service.String()] = slices.Clone(a.IPs)
+		}
+	}
+	return st
+}
+
+// WithState returns a model whose Services without a status address hold the ones st
+// remembers for them, as if their status said so: what a restart of standalone mode
+// allocates from. A Service's own status, when it has one, wins. m is not modified.
+func WithState(m *model.Model, st State) *model.Model {
+	out := *m
+	out.Services = make([]*model.Service, len(m.Services))
+	for i, s := range m.Services {
+		out.Services[i] = s
+		if ips := st.Services[s.Key.String()]; len(s.IngressIPs) == 0 && len(ips) > 0 && s.Ours {
+			c := *s
+			c.IngressIPs = slices.Clone(ips)
+			out.Services[i] = &c
+		}
+	}
+	return &out
+}
+
+// Addresses returns the allocations as a map, for the datapath and the announcers.
+func (r *Result) Addresses() map[types.NamespacedName][]netip.Addr {
+	out := make(map[types.NamespacedName][]netip.Addr, len(r.Allocations))
+	for _, a := range r.Allocations {
+		out[a.Service] = a.IPs
+	}
+	return out
+}
