@@ -36,7 +36,7 @@ func run(args []string, stderr io.Writer) int {
 	hostname, _ := os.Hostname()
 	var cfg agent.Config
 	var devices, logLevel, logFormat, algorithm string
-	var showVersion bool
+	var showVersion, ipamOnly bool
 	fs.StringVar(&cfg.ConfigPath, "config", "", "standalone mode: read objects from this YAML file or directory instead of the Kubernetes API")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	fs.StringVar(&cfg.NodeName, "node-name", envOr("NODE_NAME", hostname), "this node's name, as in its Node object (env NODE_NAME)")
@@ -55,6 +55,8 @@ func run(args []string, stderr io.Writer) int {
 	fs.Func("maglev-table-size", "datapath: smallest Maglev table of a Service, rounded up to a prime (default 251)", uintFlag(&cfg.BPF.MaglevMinimum))
 	fs.StringVar(&algorithm, "lb-algorithm", "maglev", "datapath: backend selection for new flows: maglev or random")
 	fs.DurationVar(&cfg.BPF.GCInterval, "conntrack-gc-interval", 30*time.Second, "datapath: how often expired conntrack entries are deleted")
+	fs.BoolVar(&cfg.IPAMController, "ipam-controller", true, "Kubernetes mode: run the leader-elected LB-IPAM controller that gives LoadBalancer Services their addresses (one agent leads)")
+	fs.BoolVar(&ipamOnly, "ipam-only", false, "Kubernetes mode: run only the LB-IPAM controller (a Deployment of its own), no datapath, no announcements")
 	fs.BoolVar(&cfg.RequireLBClass, "require-lb-class", false, "serve only LoadBalancer Services whose spec.loadBalancerClass is sluice.dev/lb; by default Services without a class are served too")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
@@ -92,6 +94,9 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return 1
+	}
+	if ipamOnly {
+		return runIPAMOnly(cfg, log)
 	}
 	a, err := agent.New(cfg, log, src)
 	if err != nil {
@@ -131,7 +136,30 @@ func newSource(cfg *agent.Config) (source.Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Rest = rc
 	return &source.Kube{Config: rc, Namespace: cfg.Namespace}, nil
+}
+
+// runIPAMOnly runs the LB-IPAM controller alone until SIGTERM or SIGINT.
+func runIPAMOnly(cfg agent.Config, log *slog.Logger) int {
+	if cfg.Mode() != "kubernetes" {
+		log.Error("cannot start", "error", "--ipam-only needs Kubernetes mode: standalone agents allocate for themselves")
+		return 1
+	}
+	ctl, err := agent.NewIPAMController(cfg, log)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	log.Info("starting the LB-IPAM controller alone", "version", version.Version, "lease", cfg.Namespace+"/sluice-ipam")
+	if err := ctl.Start(ctx); err != nil {
+		log.Error("stopped", "error", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -36,6 +36,10 @@ func features(cfg Config) map[string]string {
 	}
 	if cfg.Mode() == "standalone" {
 		f["ipam"] = "running: addresses from the file's IPPools, kept in " + filepath.Join(cfg.StateDir, ipam.StateFile)
+	} else if cfg.IPAMController {
+		f["ipam"] = "running: the leader-elected controller (Lease " + cfg.Namespace + "/" + ipamLease + ") writes Services' status"
+	} else {
+		f["ipam"] = "off here (--ipam-controller=false): another instance writes Services' status"
 	}
 	return f
 }
@@ -63,7 +67,12 @@ type Agent struct {
 	// last allocation (nil before the first, and in Kubernetes mode).
 	ipamState   ipam.State
 	allocations *ipam.Result
+	// ipamCtl is the LB-IPAM controller (Kubernetes mode with IPAMController).
+	ipamCtl *ipam.Controller
 }
+
+// ipamLease names the Lease the agents' IPAM controllers elect their leader with.
+const ipamLease = "sluice-ipam"
 
 // New checks cfg and opens the agent's listeners. src yields the input objects.
 func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
@@ -87,6 +96,15 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 	h := localapi.Handlers{Status: a.Status}
 	if a.dp != nil {
 		h.Services, h.Conntrack = a.dp.services, a.dp.conntrack
+	}
+	if cfg.Mode() == "kubernetes" && cfg.IPAMController {
+		if a.ipamCtl, err = NewIPAMController(cfg, log); err != nil {
+			a.closeHTTP()
+			if a.dp != nil {
+				a.dp.close()
+			}
+			return nil, err
+		}
 	}
 	if cfg.Mode() == "standalone" {
 		h.Allocations = a.Allocations
@@ -132,14 +150,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for name, state := range a.features {
-		if state != "running" {
+		if state != "running" && !strings.HasPrefix(state, "running:") {
 			a.log.Info("not in this build yet", "subsystem", name, "state", state)
 		}
 	}
 	a.checkDevices()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 5+len(a.http))
+	errc := make(chan error, 6+len(a.http))
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -155,6 +173,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("local api", a.api.Serve)
 	for _, h := range a.http {
 		run("http "+h.ln.Addr().String(), h.serve)
+	}
+	if a.ipamCtl != nil {
+		run("ipam controller", a.ipamCtl.Start)
 	}
 	if a.dp != nil {
 		run("conntrack gc", a.collectConntrack)

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"k8s.io/client-go/rest"
+
 	"errors"
 	"fmt"
 	"net"
@@ -31,6 +33,10 @@ type Config struct {
 	// RequireLBClass makes only Services with spec.loadBalancerClass sluice.dev/lb ours; a
 	// LoadBalancer Service without a class is then left to another implementation.
 	RequireLBClass bool
+	// IPAMController runs the leader-elected LB-IPAM controller (Kubernetes mode), with
+	// Rest to reach the API server.
+	IPAMController bool
+	Rest           *rest.Config
 }
 
 // BPFConfig sizes the datapath's maps and picks the selection algorithm. Zero sizes keep

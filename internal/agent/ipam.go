@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"errors"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -85,4 +87,17 @@ func (a *Agent) Allocations() []localapi.Allocation {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return localapi.AllocationsOf(a.allocations)
+}
+
+// NewIPAMController returns the leader-elected LB-IPAM controller of cfg: Lease
+// sluice-ipam in the agent's namespace, so that of all the agents (and any instance run
+// with --ipam-only) one allocates at a time.
+func NewIPAMController(cfg Config, log *slog.Logger) (*ipam.Controller, error) {
+	if cfg.Rest == nil {
+		return nil, errors.New("the IPAM controller needs the Kubernetes API (no configuration given)")
+	}
+	return ipam.NewController(ipam.ControllerOptions{
+		Config: cfg.Rest, LeaderElection: true, LeaseNamespace: cfg.Namespace, LeaseName: ipamLease,
+		Allocate: ipam.Options{RequireClass: cfg.RequireLBClass}, Log: log.With("component", "ipam"),
+	})
 }

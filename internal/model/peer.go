@@ -173,7 +173,7 @@ func resolvePeerConflicts(peers []*Peer) ([]*Peer, []Problem) {
 			list = append(list, Problem{
 				Object: ObjectRef{Kind: "BGPPeer", Name: p.Name}, Field: "spec.peerAddress",
 				Message:  fmt.Sprintf("%s port %d is already the address of older BGPPeer %s", p.Address, p.Port, older),
-				Rejected: true,
+				Rejected: true, Conflict: true,
 			})
 			continue
 		}

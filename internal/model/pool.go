@@ -149,7 +149,7 @@ func resolvePoolConflicts(pools []*Pool) ([]*Pool, []Problem) {
 		if conflict != "" {
 			list = append(list, Problem{
 				Object: ObjectRef{Kind: "IPPool", Name: p.Name}, Field: "spec.blocks",
-				Message: conflict, Rejected: true,
+				Message: conflict, Rejected: true, Conflict: true,
 			})
 			continue
 		}

@@ -27,6 +27,9 @@ type Problem struct {
 	Field    string    `json:"field,omitempty"`
 	Message  string    `json:"message"`
 	Rejected bool      `json:"rejected"`
+	// Conflict: the object was rejected for clashing with an older one (overlapping pool
+	// blocks, a peer defined twice), not for being wrong in itself.
+	Conflict bool `json:"conflict,omitempty"`
 }
 
 func (p Problem) Error() string {
