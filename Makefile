@@ -61,8 +61,8 @@ demo: deps build ## a lab of namespaces running the agent on examples/quickstart
 # Numbers, not pass/fail (docs/benchmarks.md): XDP ns/packet with BPF_PROG_RUN, programming 10k
 # Services through the Syncer, the maps' kernel memory. As root. BENCH_WRITE=1 also rewrites
 # the numbers in docs/benchmarks.md; BENCH_FLAGS passes e.g. -rounds 3.
-bench: ## benchmarks: one table of our numbers and their ratios to the targets
-	@go run ./test/bench $(BENCH_FLAGS) $(if $(BENCH_WRITE),-write docs/benchmarks.md)
+bench: deps kube-binaries ## benchmarks: one table of our numbers and their ratios to the targets
+	@KUBEBUILDER_ASSETS=$$(hack/kube-binaries.sh) go run ./test/bench $(BENCH_FLAGS) $(if $(BENCH_WRITE),-write docs/benchmarks.md)
 
 clean:
 	rm -rf bin/

@@ -63,6 +63,16 @@ type ControllerOptions struct {
 	Log     *slog.Logger
 }
 
+// The permissions the controller needs (for controller-gen's RBAC output):
+//
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=services/status,verbs=patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=sluice.dev,resources=ippools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=sluice.dev,resources=ippools/status,verbs=patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update
+
 // Controller runs Allocate over the cluster's IPPools and Services and writes the result:
 // each Service's status.loadBalancer.ingress, its ConditionAllocated condition, the
 // AnnotationAllocatedPool annotation and an Event when its addresses change; each pool's
