@@ -20,13 +20,7 @@ import (
 // every Service's addresses for the datapath.
 func (a *Agent) allocate(m *model.Model) map[types.NamespacedName][]netip.Addr {
 	r := ipam.Allocate(ipam.WithState(m, a.ipamState), ipam.Options{RequireClass: a.cfg.RequireLBClass})
-	a.mu.Lock()
-	prev := a.allocations
-	a.allocations = r
-	a.mu.Unlock()
-	a.logAllocations(prev, r)
-	a.recordAllocations(r)
-
+	// Remembered before anyone is shown the result: a crash right after must not lose it.
 	st := ipam.StateOf(r)
 	if !st.Equal(a.ipamState) {
 		path := filepath.Join(a.cfg.StateDir, ipam.StateFile)
@@ -36,6 +30,12 @@ func (a *Agent) allocate(m *model.Model) map[types.NamespacedName][]netip.Addr {
 		}
 		a.ipamState = st
 	}
+	a.mu.Lock()
+	prev := a.allocations
+	a.allocations = r
+	a.mu.Unlock()
+	a.logAllocations(prev, r)
+	a.recordAllocations(r)
 	return r.Addresses()
 }
 

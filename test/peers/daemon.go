@@ -111,11 +111,12 @@ func (d *daemon) WaitEstablished(ctx context.Context, neighbor netip.Addr) (Sess
 	return last, err
 }
 
-// WaitRoute polls until the BGP table has a path for prefix and returns the best one (or
-// the first, if none is marked best).
+// WaitRoute polls until the BGP table has a path for prefix selected as best, and returns
+// it. A daemon lists a path a moment before it has run best-path selection over it (FRR
+// does), so waiting for the path alone would race with that.
 func (d *daemon) WaitRoute(ctx context.Context, prefix netip.Prefix) (Route, error) {
 	var found Route
-	err := d.poll(ctx, fmt.Sprintf("route %v", prefix), func(ctx context.Context) (bool, string, error) {
+	err := d.poll(ctx, fmt.Sprintf("best route %v", prefix), func(ctx context.Context) (bool, string, error) {
 		routes, err := d.state.Routes(ctx)
 		if err != nil {
 			return false, "", err
@@ -124,13 +125,14 @@ func (d *daemon) WaitRoute(ctx context.Context, prefix netip.Prefix) (Route, err
 		if len(paths) == 0 {
 			return false, fmt.Sprintf("%d routes, none for %v", len(routes), prefix), nil
 		}
-		found = paths[0]
 		for _, r := range paths {
 			if r.Best {
 				found = r
+				return true, "", nil
 			}
 		}
-		return true, "", nil
+		found = paths[0]
+		return false, fmt.Sprintf("%d paths for %v, none selected best yet: %+v", len(paths), prefix, paths), nil
 	})
 	return found, err
 }
