@@ -1,7 +1,6 @@
-// Package bgp announces Service addresses over BGP with an embedded GoBGP server (advertise
-// only; routes from peers are not installed). It turns the model's peers and advertisements
-// into desired sessions and paths, applies them to GoBGP by difference, and reports the state
-// of each session per node.
-//
-// Not implemented yet: this package states the contract the next change builds to.
+// Package bgp announces Service addresses over BGP with embedded GoBGP servers (advertise
+// only; routes from peers are not installed). [DesiredFor] turns the model's peers and
+// advertisements into the sessions and paths of one node, purely; a [Speaker] applies them to
+// GoBGP by difference, one GoBGP server per peer so that each peer gets exactly its own paths
+// with their own attributes, and reports the state of each session.
 package bgp

@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/sluice-lb/sluice/bgp"
 	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/model"
 	"github.com/sluice-lb/sluice/internal/source"
@@ -28,7 +29,7 @@ func features(cfg Config) map[string]string {
 		"model":      "running",
 		"ipam":       "not implemented yet in Kubernetes mode: Services keep only addresses they already have",
 		"datapath":   "off: no --devices given",
-		"bgp":        "not implemented yet: nothing is announced over BGP",
+		"bgp":        "running: embedded GoBGP, advertise only",
 		"l2announce": "not implemented yet: no ARP/NDP answers",
 	}
 	if len(cfg.Devices) > 0 {
@@ -69,6 +70,9 @@ type Agent struct {
 	allocations *ipam.Result
 	// ipamCtl is the LB-IPAM controller (Kubernetes mode with IPAMController).
 	ipamCtl *ipam.Controller
+	// speaker announces the node's paths over BGP; bgpWarnings are the last ones logged.
+	speaker     *bgp.Speaker
+	bgpWarnings string
 }
 
 // ipamLease names the Lease the agents' IPAM controllers elect their leader with.
@@ -80,7 +84,7 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log, src: src, store: source.NewStore(), metrics: newMetrics(), understood: map[string]bool{},
-		trigger: make(chan struct{}, 1), features: features(cfg)}
+		trigger: make(chan struct{}, 1), features: features(cfg), speaker: bgp.NewSpeaker(log.With("component", "bgp"))}
 	a.status = localapi.Status{Version: version.Version, Node: cfg.NodeName, Mode: cfg.Mode(), Source: cfg.ConfigPath, Features: a.features}
 	var err error
 	if a.http, err = a.listenHTTP(); err != nil {
@@ -212,6 +216,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
+	closeCtx, closeCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	a.speaker.Close(closeCtx, false)
+	closeCancel()
 	if a.dp != nil {
 		if err := a.dp.close(); err != nil {
 			a.log.Warn("closing the datapath", "error", err)
@@ -287,6 +294,7 @@ func (a *Agent) rebuild() {
 	if a.dp != nil {
 		a.applyDatapath(m, lbIPs)
 	}
+	a.announce(m, lbIPs)
 }
 
 // applyDatapath programs the model into the datapath; on failure it retries with backoff

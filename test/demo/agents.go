@@ -380,24 +380,43 @@ func (d *demo) summary(ctx context.Context) error {
 	}
 	row(running, "address allocation", alloc...)
 	running, says = feature("bgp")
-	var states []string
+	// The agents open their sessions at start; give them a few seconds to be up.
+	var learned []string
 	established := 0
+	_ = wait(ctx, 15*time.Second, 200*time.Millisecond, func() error {
+		if sessions, err = d.frr.Sessions(ctx); err != nil {
+			return err
+		}
+		established = 0
+		for _, s := range sessions {
+			if s.State == peers.Established {
+				established++
+			}
+		}
+		routes, err := d.frr.Routes(ctx)
+		if err != nil {
+			return err
+		}
+		learned = learnedRoutes(routes)
+		if established < len(sessions) || len(learned) < 2 {
+			return fmt.Errorf("%d of %d sessions established, %d prefixes learned", established, len(sessions), len(learned))
+		}
+		return nil
+	})
+	var states []string
 	for _, s := range sessions {
 		states = append(states, fmt.Sprintf("%s (AS %d) %s", s.Neighbor, s.ASN, s.State))
-		if s.State == peers.Established {
-			established++
-		}
 	}
 	bgp := []string{says, "FRR on the router: " + strings.Join(states, ", ")}
-	if established < len(sessions) {
-		bgp = append(bgp, "(Active/Idle: FRR waits for sessions the agents do not open yet)")
+	for _, l := range learned {
+		bgp = append(bgp, "FRR learned "+l)
 	}
-	row(running, "BGP announcements", bgp...)
+	bgp = append(bgp, "(FRR runs without zebra here: it learns the routes, the static route still carries the traffic)")
+	row(running && established == len(sessions) && len(learned) > 0, "BGP announcements", bgp...)
 	running, says = feature("l2announce")
 	row(running, "ARP/NDP answers", says)
-	fmt.Fprintln(d.out, "\n  Later issues fill in the \"not yet\" rows; then the router learns the Service addresses")
-	fmt.Fprintln(d.out, "  over BGP (or the LAN finds them by ARP/NDP) instead of from a static route, and IPAM")
-	fmt.Fprintln(d.out, "  assigns Service demo/web its addresses from the pool.")
+	fmt.Fprintln(d.out, "\n  Later issues fill in the \"not yet\" rows; then the router forwards to the Service addresses")
+	fmt.Fprintln(d.out, "  over the routes BGP taught it (or the LAN finds them by ARP/NDP) instead of a static route.")
 	return nil
 }
 
@@ -448,4 +467,32 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// learnedRoutes renders the routes FRR learned from the nodes, one line per prefix with
+// every next hop: "203.0.113.1/32 via 198.51.100.11, 198.51.100.12 (AS 64513)".
+func learnedRoutes(routes []peers.Route) []string {
+	hops := map[netip.Prefix][]string{}
+	var prefixes []netip.Prefix
+	for _, r := range routes {
+		if !r.Peer.IsValid() {
+			continue // originated by FRR itself
+		}
+		if _, ok := hops[r.Prefix]; !ok {
+			prefixes = append(prefixes, r.Prefix)
+		}
+		for _, nh := range r.NextHops {
+			if !slices.Contains(hops[r.Prefix], nh.String()) {
+				hops[r.Prefix] = append(hops[r.Prefix], nh.String())
+			}
+		}
+	}
+	slices.SortFunc(prefixes, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	var out []string
+	for _, p := range prefixes {
+		h := hops[p]
+		slices.Sort(h)
+		out = append(out, fmt.Sprintf("%s via %s (AS 64513)", p, strings.Join(h, ", ")))
+	}
+	return out
 }

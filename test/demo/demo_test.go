@@ -75,8 +75,10 @@ func TestDemo(t *testing.T) {
 		`^ +demo/web: 203\.0\.113\.1, 2001:db8:100::1 \(Allocated, pool quickstart\)$`,
 		`^ +demo/legacy: 203\.0\.113\.10 \(Allocated, pool quickstart\)$`,
 		`^ +demo/web +203\.0\.113\.1, 2001:db8:100::1 +quickstart, quickstart +Allocated$`,
-		`^ +not yet +BGP announcements `,
-		`^ +FRR on the router: 198\.51\.100\.11 \(AS 64513\) (Active|Idle|Connect)`,
+		`^ +running +BGP announcements +the agents say: running: embedded GoBGP, advertise only$`,
+		`^ +FRR on the router: 198\.51\.100\.11 \(AS 64513\) Established, 198\.51\.100\.12 \(AS 64513\) Established$`,
+		`^ +FRR learned 203\.0\.113\.1/32 via 198\.51\.100\.11, 198\.51\.100\.12 \(AS 64513\)$`,
+		`^ +FRR learned 203\.0\.113\.10/32 via 198\.51\.100\.11, 198\.51\.100\.12 \(AS 64513\)$`,
 		`^ +not yet +ARP/NDP answers `,
 	)
 	for _, re := range want {

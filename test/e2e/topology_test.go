@@ -59,6 +59,10 @@ type singleNode struct {
 	servers  []*traffic.Server
 	dir      string
 	agent    *lab.Process
+	// extra is appended to the config file: more objects (pools, peers, ...).
+	extra string
+	// withoutEmpty leaves Service empty out of the config file.
+	withoutEmpty bool
 }
 
 func newSingleNode(t *testing.T, backends int) *singleNode {
@@ -117,7 +121,9 @@ spec:
 status:
   loadBalancer:
     ingress: [{ip: %s}, {ip: %s}]
----
+`, vip4, vip6)
+	if !s.withoutEmpty {
+		fmt.Fprintf(&b, `---
 apiVersion: v1
 kind: Service
 metadata: {name: empty, namespace: demo}
@@ -127,7 +133,8 @@ spec:
 status:
   loadBalancer:
     ingress: [{ip: %s}]
-`, vip4, vip6, emptyVIP4)
+`, emptyVIP4)
+	}
 	for _, fam := range []string{"IPv4", "IPv6"} {
 		fmt.Fprintf(&b, `---
 apiVersion: discovery.k8s.io/v1
@@ -147,6 +154,7 @@ endpoints:
 			fmt.Fprintf(&b, "  - addresses: [%q]\n    conditions: {ready: %v, serving: true, terminating: %v}\n", addr, !terminating, terminating)
 		}
 	}
+	b.WriteString(s.extra)
 	path := filepath.Join(s.dir, "config.yaml")
 	tmp := path + ".tmp"
 	must(t, os.WriteFile(tmp, []byte(b.String()), 0o644))

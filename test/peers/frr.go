@@ -139,3 +139,26 @@ func frrConfig(cfg Config) (string, error) {
 	w("exit")
 	return b.String(), nil
 }
+
+// Attributes are the attributes of the best path of a prefix, as FRR shows them.
+type Attributes struct {
+	Prefix           netip.Prefix
+	NextHops         []netip.Addr
+	ASPath           []uint32
+	Communities      []string // as FRR prints them: "64512:100", "no-export"
+	LargeCommunities []string // "64512:1:2"
+	LocalPref        int      // 0 when absent
+}
+
+// Attributes reads the best path of prefix (`show bgp <family> unicast <prefix> json`).
+func (f *FRR) Attributes(ctx context.Context, prefix netip.Prefix) (Attributes, error) {
+	family := "ipv4"
+	if prefix.Addr().Is6() {
+		family = "ipv6"
+	}
+	out, err := f.VTY(ctx, fmt.Sprintf("show bgp %s unicast %s json", family, prefix))
+	if err != nil {
+		return Attributes{}, err
+	}
+	return parseFRRAttributes(prefix, out)
+}

@@ -120,3 +120,53 @@ func sortRoutes(r []Route) {
 		return a.Peer.Compare(b.Peer)
 	})
 }
+
+// parseFRRAttributes parses `show bgp {ipv4|ipv6} unicast PREFIX json` into its best path.
+func parseFRRAttributes(prefix netip.Prefix, data []byte) (Attributes, error) {
+	var doc struct {
+		Paths []struct {
+			ASPath struct {
+				String string `json:"string"`
+			} `json:"aspath"`
+			Community *struct {
+				String string `json:"string"`
+			} `json:"community"`
+			LargeCommunity *struct {
+				String string `json:"string"`
+			} `json:"largeCommunity"`
+			LocPrf   int `json:"locPrf"`
+			BestPath *struct {
+				Overall bool `json:"overall"`
+			} `json:"bestpath"`
+			NextHops []struct {
+				IP string `json:"ip"`
+			} `json:"nexthops"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return Attributes{}, fmt.Errorf("parsing FRR paths of %v: %w", prefix, err)
+	}
+	for _, p := range doc.Paths {
+		if p.BestPath == nil || !p.BestPath.Overall {
+			continue
+		}
+		a := Attributes{Prefix: prefix, LocalPref: p.LocPrf}
+		for _, nh := range p.NextHops {
+			if ip, err := netip.ParseAddr(nh.IP); err == nil && !ip.IsUnspecified() {
+				a.NextHops = append(a.NextHops, ip)
+			}
+		}
+		var err error
+		if a.ASPath, err = parseASPath(p.ASPath.String); err != nil {
+			return Attributes{}, fmt.Errorf("parsing FRR paths of %v: %w", prefix, err)
+		}
+		if p.Community != nil {
+			a.Communities = strings.Fields(p.Community.String)
+		}
+		if p.LargeCommunity != nil {
+			a.LargeCommunities = strings.Fields(p.LargeCommunity.String)
+		}
+		return a, nil
+	}
+	return Attributes{}, fmt.Errorf("FRR has no best path for %v", prefix)
+}

@@ -1,0 +1,366 @@
+package bgp
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/server"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/sluice-lb/sluice/api/v1alpha1"
+	"github.com/sluice-lb/sluice/internal/model"
+)
+
+// Speaker announces the desired paths to the desired peers with embedded GoBGP servers,
+// one per peer: each has its own RIB, so every peer gets exactly its own paths with their
+// own attributes, and a change to one peer touches no other. It is advertise-only: the
+// servers do not listen, accept no routes into any table that is used, and install nothing.
+type Speaker struct {
+	log *slog.Logger
+
+	mu    sync.Mutex
+	peers map[string]*peerSpeaker // by BGPPeer name
+}
+
+// peerSpeaker is the GoBGP server of one peer and what it announces.
+type peerSpeaker struct {
+	peer     model.Peer // the settings the session was made with
+	routerID netip.Addr
+	server   *server.BgpServer
+	paths    map[netip.Prefix]announced
+}
+
+type announced struct {
+	path Path
+	uuid []byte
+}
+
+// NewSpeaker returns a Speaker with no peers.
+func NewSpeaker(log *slog.Logger) *Speaker {
+	return &Speaker{log: log, peers: map[string]*peerSpeaker{}}
+}
+
+// Apply brings the speaker to d. A peer no longer wanted is removed (its session closed with
+// a Cease). A peer whose session settings changed is made again: the session resets, and the
+// log says why. Otherwise only the difference of its paths is sent. routerID is the default
+// router ID (the node's IPv4 address) for peers that set none.
+func (s *Speaker) Apply(ctx context.Context, d Desired, routerID netip.Addr) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wanted := map[string]*model.Peer{}
+	for _, p := range d.Peers {
+		wanted[p.Name] = p
+	}
+	var errs []error
+	for name, ps := range s.peers {
+		p, ok := wanted[name]
+		rid := routerIDOf(p, routerID)
+		switch {
+		case !ok:
+			s.log.Info("bgp peer removed", "peer", name)
+		case !sameSession(ps.peer, *p) || ps.routerID != rid:
+			s.log.Warn("bgp session settings changed: resetting the session", "peer", name)
+		default:
+			continue
+		}
+		ps.stop(ctx, true)
+		delete(s.peers, name)
+	}
+	for _, p := range d.Peers {
+		ps := s.peers[p.Name]
+		if ps == nil {
+			var err error
+			if ps, err = s.startPeer(ctx, p, routerIDOf(p, routerID)); err != nil {
+				errs = append(errs, fmt.Errorf("bgp peer %s: %w", p.Name, err))
+				continue
+			}
+			s.peers[p.Name] = ps
+		}
+		if err := ps.sync(ctx, d.Paths[p.Name]); err != nil {
+			errs = append(errs, fmt.Errorf("bgp peer %s: %w", p.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func routerIDOf(p *model.Peer, def netip.Addr) netip.Addr {
+	if p != nil && p.RouterID.IsValid() {
+		return p.RouterID
+	}
+	return def
+}
+
+// sameSession reports whether two peer settings make the same session (paths aside).
+func sameSession(a, b model.Peer) bool {
+	a.NodeSelector, b.NodeSelector = nil, nil
+	return reflect.DeepEqual(a, b)
+}
+
+func (s *Speaker) startPeer(ctx context.Context, p *model.Peer, routerID netip.Addr) (*peerSpeaker, error) {
+	if !routerID.Is4() {
+		return nil, errors.New("no router ID: the peer sets none and the node has no IPv4 address")
+	}
+	srv := server.NewBgpServer(server.LoggerOption(&logger{log: s.log.With("peer", p.Name)}))
+	go srv.Serve()
+	global := &api.Global{Asn: p.LocalASN, RouterId: routerID.String(), ListenPort: -1}
+	if p.GracefulRestart {
+		global.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
+	}
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: global}); err != nil {
+		srv.Stop()
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerConfig(p)}); err != nil {
+		srv.Stop()
+		return nil, fmt.Errorf("add the session: %w", err)
+	}
+	s.log.Info("bgp peer added", "peer", p.Name, "address", p.Address, "asn", p.ASN, "localASN", p.LocalASN, "routerID", routerID)
+	return &peerSpeaker{peer: *p, routerID: routerID, server: srv, paths: map[netip.Prefix]announced{}}, nil
+}
+
+func peerConfig(p *model.Peer) *api.Peer {
+	c := &api.Peer{
+		Conf:      &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN, LocalAsn: p.LocalASN, AuthPassword: p.Password},
+		Transport: &api.Transport{RemotePort: uint32(p.Port)},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			HoldTime: uint64(p.HoldTime / time.Second), KeepaliveInterval: uint64(p.KeepaliveTime / time.Second),
+			ConnectRetry: uint64(p.ConnectRetryTime / time.Second),
+		}},
+	}
+	if p.SourceAddress.IsValid() {
+		c.Transport.LocalAddress = p.SourceAddress.String()
+	}
+	if p.EBGPMultihop > 0 {
+		c.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihop)}
+	}
+	if p.GracefulRestart {
+		c.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
+	}
+	for _, f := range p.Families {
+		fam := familyOf(f)
+		if fam == nil {
+			continue
+		}
+		as := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: fam, Enabled: true}}
+		if p.GracefulRestart {
+			as.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+		}
+		c.AfiSafis = append(c.AfiSafis, as)
+	}
+	return c
+}
+
+var (
+	familyIPv4 = &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+	familyIPv6 = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+)
+
+func familyOf(f v1alpha1.Family) *api.Family {
+	switch f {
+	case v1alpha1.FamilyIPv4Unicast:
+		return familyIPv4
+	case v1alpha1.FamilyIPv6Unicast:
+		return familyIPv6
+	}
+	return nil
+}
+
+// sync announces want (sorted by prefix) and withdraws what it no longer has.
+func (ps *peerSpeaker) sync(ctx context.Context, want []Path) error {
+	var errs []error
+	keep := map[netip.Prefix]bool{}
+	for _, p := range want {
+		if !ps.carries(p.Prefix) {
+			continue // the session does not negotiate the family
+		}
+		keep[p.Prefix] = true
+		if have, ok := ps.paths[p.Prefix]; ok && have.path.Equal(p) {
+			continue
+		}
+		path, err := apiPath(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		resp, err := ps.server.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("announce %s: %w", p.Prefix, err))
+			continue
+		}
+		ps.paths[p.Prefix] = announced{path: p, uuid: resp.Uuid}
+	}
+	for prefix, a := range ps.paths {
+		if keep[prefix] {
+			continue
+		}
+		if err := ps.server.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Uuid: a.uuid}); err != nil {
+			errs = append(errs, fmt.Errorf("withdraw %s: %w", prefix, err))
+			continue
+		}
+		delete(ps.paths, prefix)
+	}
+	return errors.Join(errs...)
+}
+
+// carries reports whether the session is configured for the family of prefix.
+func (ps *peerSpeaker) carries(prefix netip.Prefix) bool {
+	want := v1alpha1.FamilyIPv4Unicast
+	if prefix.Addr().Is6() {
+		want = v1alpha1.FamilyIPv6Unicast
+	}
+	return slices.Contains(ps.peer.Families, want)
+}
+
+// apiPath is the GoBGP path of p, with the next hop left for GoBGP to fill in (the session's
+// local address).
+func apiPath(p Path) (*api.Path, error) {
+	nlri, err := anypb.New(&api.IPAddressPrefix{Prefix: p.Prefix.Addr().String(), PrefixLen: uint32(p.Prefix.Bits())})
+	if err != nil {
+		return nil, err
+	}
+	var attrs []*anypb.Any
+	origin, _ := anypb.New(&api.OriginAttribute{Origin: 0}) // IGP
+	attrs = append(attrs, origin)
+	family := familyIPv4
+	if p.Prefix.Addr().Is4() {
+		nh, _ := anypb.New(&api.NextHopAttribute{NextHop: "0.0.0.0"})
+		attrs = append(attrs, nh)
+	} else {
+		family = familyIPv6
+		mp, _ := anypb.New(&api.MpReachNLRIAttribute{Family: familyIPv6, NextHops: []string{"::"}, Nlris: []*anypb.Any{nlri}})
+		attrs = append(attrs, mp)
+	}
+	var std []uint32
+	var large []*api.LargeCommunity
+	for _, c := range p.Communities {
+		if c.Large {
+			large = append(large, &api.LargeCommunity{GlobalAdmin: c.Global, LocalData1: c.Local1, LocalData2: c.Local2})
+		} else {
+			std = append(std, c.Value)
+		}
+	}
+	if len(std) > 0 {
+		a, _ := anypb.New(&api.CommunitiesAttribute{Communities: std})
+		attrs = append(attrs, a)
+	}
+	if len(large) > 0 {
+		a, _ := anypb.New(&api.LargeCommunitiesAttribute{Communities: large})
+		attrs = append(attrs, a)
+	}
+	if p.HasLocalPref {
+		a, _ := anypb.New(&api.LocalPrefAttribute{LocalPref: p.LocalPref})
+		attrs = append(attrs, a)
+	}
+	return &api.Path{Family: family, Nlri: nlri, Pattrs: attrs}, nil
+}
+
+// stop ends the peer's session: with a Cease notification (the routes are withdrawn at
+// once) when notify is set, otherwise by dropping the connection, which a router doing
+// graceful restart answers by keeping the routes, stale, until the agent is back.
+func (ps *peerSpeaker) stop(ctx context.Context, notify bool) {
+	if notify {
+		_ = ps.server.StopBgp(ctx, &api.StopBgpRequest{})
+	}
+	ps.server.Stop()
+}
+
+// Close ends every session. A planned stop (restart, upgrade) leaves the sessions of peers
+// with graceful restart alone: the process exits without a NOTIFICATION, and the routers keep
+// the routes (stale) until the agent is back and refreshes them. The others, and every
+// session when leaving is set (the node goes away), get a Cease and withdraw at once.
+func (s *Speaker) Close(ctx context.Context, leaving bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, ps := range s.peers {
+		if ps.peer.GracefulRestart && !leaving {
+			s.log.Info("bgp session left to graceful restart: the router keeps the routes until the agent is back", "peer", name)
+			continue
+		}
+		ps.stop(ctx, true)
+		delete(s.peers, name)
+	}
+}
+
+// PeerStatus is one session's state, for the local API, metrics and logs.
+type PeerStatus struct {
+	Name     string
+	Address  netip.Addr
+	ASN      uint32
+	State    string // idle, connect, active, opensent, openconfirm, established
+	Uptime   time.Duration
+	Sent     int // paths announced
+	RouterID netip.Addr
+}
+
+// Status returns every peer's session state, by name.
+func (s *Speaker) Status(ctx context.Context) []PeerStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []PeerStatus
+	for name, ps := range s.peers {
+		st := PeerStatus{Name: name, Address: ps.peer.Address, ASN: ps.peer.ASN, State: "unknown", Sent: len(ps.paths), RouterID: ps.routerID}
+		_ = ps.server.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+			if p.State != nil {
+				st.State = sessionState(p.State.SessionState)
+			}
+			if p.Timers != nil && p.Timers.State != nil && p.Timers.State.Uptime != nil && st.State == "established" {
+				st.Uptime = time.Since(p.Timers.State.Uptime.AsTime()).Truncate(time.Second)
+			}
+		})
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+func sessionState(s api.PeerState_SessionState) string {
+	switch s {
+	case api.PeerState_IDLE:
+		return "idle"
+	case api.PeerState_CONNECT:
+		return "connect"
+	case api.PeerState_ACTIVE:
+		return "active"
+	case api.PeerState_OPENSENT:
+		return "opensent"
+	case api.PeerState_OPENCONFIRM:
+		return "openconfirm"
+	case api.PeerState_ESTABLISHED:
+		return "established"
+	}
+	return "unknown"
+}
+
+// logger sends GoBGP's log to slog: its errors as warnings (a peer refusing a session is
+// routine for a speaker), the rest at debug.
+type logger struct {
+	log   *slog.Logger
+	level gobgplog.LogLevel
+}
+
+func (l *logger) attrs(fields gobgplog.Fields) []any {
+	out := make([]any, 0, 2*len(fields))
+	for k, v := range fields {
+		out = append(out, k, v)
+	}
+	return out
+}
+
+func (l *logger) Panic(msg string, f gobgplog.Fields) { l.log.Error(msg, l.attrs(f)...); panic(msg) }
+func (l *logger) Fatal(msg string, f gobgplog.Fields) { l.log.Error(msg, l.attrs(f)...) }
+func (l *logger) Error(msg string, f gobgplog.Fields) { l.log.Warn(msg, l.attrs(f)...) }
+func (l *logger) Warn(msg string, f gobgplog.Fields)  { l.log.Debug(msg, l.attrs(f)...) }
+func (l *logger) Info(msg string, f gobgplog.Fields)  { l.log.Debug(msg, l.attrs(f)...) }
+func (l *logger) Debug(msg string, f gobgplog.Fields) {}
+func (l *logger) SetLevel(level gobgplog.LogLevel)    { l.level = level }
+func (l *logger) GetLevel() gobgplog.LogLevel         { return gobgplog.InfoLevel }

@@ -1,0 +1,44 @@
+package agent
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sluice-lb/sluice/bgp"
+	"github.com/sluice-lb/sluice/internal/model"
+)
+
+// announce brings the BGP speaker to what this node announces in model m.
+func (a *Agent) announce(m *model.Model, lbIPs map[types.NamespacedName][]netip.Addr) {
+	d := bgp.DesiredFor(m, a.cfg.NodeName, lbIPs)
+	if w := strings.Join(d.Warnings, "; "); w != a.bgpWarnings {
+		a.bgpWarnings = w
+		if w != "" {
+			a.log.Warn("bgp", "problem", w)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.speaker.Apply(ctx, d, nodeIPv4(m, a.cfg.NodeName)); err != nil {
+		a.log.Warn("bgp: not every peer is configured as asked", "error", err)
+	}
+}
+
+// nodeIPv4 is the first IPv4 address of the node (InternalIP first): the default router ID.
+func nodeIPv4(m *model.Model, node string) netip.Addr {
+	for _, n := range m.Nodes {
+		if n.Name != node {
+			continue
+		}
+		for _, a := range n.Addresses {
+			if a.Is4() {
+				return a
+			}
+		}
+	}
+	return netip.Addr{}
+}

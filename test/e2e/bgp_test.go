@@ -1,0 +1,84 @@
+package e2e
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/test/peers"
+)
+
+// bgpObjects make the node peer with FRR in the client namespace (AS 64512, over IPv4 and
+// IPv6) and announce the Services' addresses with a community.
+const bgpObjects = `---
+apiVersion: v1
+kind: Node
+metadata: {name: node, labels: {role: lb}}
+status: {addresses: [{type: InternalIP, address: 198.18.0.1}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: IPPool
+metadata: {name: lab}
+spec: {blocks: [{cidr: 203.0.113.0/24}, {cidr: "2001:db8:100::/64"}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: router-v4}
+spec: {peerAddress: 198.18.0.2, peerASN: 64512, localASN: 64513, holdTime: 9s, keepaliveTime: 3s, connectRetryTime: 1s}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: router-v6}
+spec: {peerAddress: "2001:db8:18::2", peerASN: 64512, localASN: 64513, holdTime: 9s, keepaliveTime: 3s, connectRetryTime: 1s}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: lab}
+spec: {pools: [lab], communities: ["64512:100", "64512:1:2"]}
+`
+
+// TestBGPAnnounce: the agent peers with a real FRR and announces every Service address
+// with the node as next hop, its AS, and the advertisement's communities; IPv6 addresses go
+// over the IPv6 session with an IPv6 next hop; a Service that goes is withdrawn.
+func TestBGPAnnounce(t *testing.T) {
+	s := newSingleNode(t, 1)
+	frr := peers.StartForTest(t, peers.StartFRR, s.client.Name, peers.Config{
+		RouterID: netip.MustParseAddr("198.18.0.2"), ASN: 64512, HoldTime: 9 * time.Second,
+		Neighbors: []peers.Neighbor{{Address: netip.MustParseAddr("198.18.0.1"), ASN: 64513}, {Address: netip.MustParseAddr("2001:db8:18::1"), ASN: 64513}},
+	})
+	s.extra = bgpObjects
+	s.startAgent(t, s.config(t, "1"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	for _, w := range []struct{ prefix, nextHop string }{
+		{vip4 + "/32", "198.18.0.1"},
+		{emptyVIP4 + "/32", "198.18.0.1"},
+		{vip6 + "/128", "2001:db8:18::1"},
+	} {
+		prefix := netip.MustParsePrefix(w.prefix)
+		if _, err := frr.WaitRoute(ctx, prefix); err != nil {
+			t.Fatalf("%v\nagent:\n%s", err, s.agent.Output())
+		}
+		a, err := frr.Attributes(ctx, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(a.NextHops, netip.MustParseAddr(w.nextHop)) || !slices.Equal(a.ASPath, []uint32{64513}) ||
+			!slices.Equal(a.Communities, []string{"64512:100"}) || !slices.Equal(a.LargeCommunities, []string{"64512:1:2"}) {
+			t.Errorf("%s at FRR: %+v; want next hop %s, AS path [64513], communities 64512:100 and 64512:1:2", w.prefix, a, w.nextHop)
+		}
+	}
+
+	// Service empty goes: its address is withdrawn, the others stay.
+	s.withoutEmpty = true
+	s.config(t, "1")
+	if err := frr.WaitWithdrawn(ctx, netip.MustParsePrefix(emptyVIP4+"/32")); err != nil {
+		t.Fatalf("%v\nagent:\n%s", err, s.agent.Output())
+	}
+	if _, err := frr.WaitRoute(ctx, netip.MustParsePrefix(vip4+"/32")); err != nil {
+		t.Fatal(err)
+	}
+}
