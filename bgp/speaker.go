@@ -291,6 +291,22 @@ func (s *Speaker) Close(ctx context.Context, leaving bool) {
 	}
 }
 
+// Routes returns the paths each peer is announced, by peer name, sorted by prefix.
+func (s *Speaker) Routes() map[string][]Path {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]Path{}
+	for name, ps := range s.peers {
+		paths := make([]Path, 0, len(ps.paths))
+		for _, a := range ps.paths {
+			paths = append(paths, a.path)
+		}
+		slices.SortFunc(paths, func(x, y Path) int { return comparePrefixes(x.Prefix, y.Prefix) })
+		out[name] = paths
+	}
+	return out
+}
+
 // PeerStatus is one session's state, for the local API, metrics and logs.
 type PeerStatus struct {
 	Name     string

@@ -27,6 +27,8 @@ Usage:
   sluicectl status [--state-dir DIR] [-o text|json]           what the running agent understood
   sluicectl services [--state-dir DIR] [-o text|json]         load balancer addresses and what the datapath has programmed
   sluicectl ipam [--state-dir DIR] [-o text|json]             the addresses the agent gave LoadBalancer Services (standalone)
+  sluicectl bgp peers [--state-dir DIR] [-o text|json]        the agent's BGP sessions
+  sluicectl bgp routes [--state-dir DIR] [-o text|json]       what the agent announces to each peer
   sluicectl bpf conntrack [--state-dir DIR] [-n N] [-o text|json]  the datapath's tracked flows
   sluicectl version                                           print the version
 
@@ -51,6 +53,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return services(args[1:], stdout, stderr)
 	case "ipam":
 		return allocations(args[1:], stdout, stderr)
+	case "bgp":
+		if len(args) > 1 && (args[1] == "peers" || args[1] == "routes") {
+			return bgpPeers(args[1], args[2:], stdout, stderr)
+		}
+		fmt.Fprintf(stderr, "usage: sluicectl bgp peers|routes [--state-dir DIR] [-o text|json]\n")
+		return 2
 	case "bpf":
 		if len(args) > 1 && args[1] == "conntrack" {
 			return conntrack(args[2:], stdout, stderr)
@@ -249,6 +257,42 @@ func services(args []string, stdout, stderr io.Writer) int {
 			extra += ", affinity " + s.Affinity
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d %s\t%s\n", s.Service, s.Frontend, s.Slots, extra, backends)
+	}
+	tw.Flush()
+	return 0
+}
+
+// bgpPeers prints the agent's BGP sessions (what "peers") or the paths announced on each
+// (what "routes").
+func bgpPeers(what string, args []string, stdout, stderr io.Writer) int {
+	fs, stateDir, output := agentFlags("bgp "+what, stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := localapi.NewClient(*stateDir).BGPPeers(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluicectl:", err)
+		return 1
+	}
+	if *output == "json" {
+		writeJSON(stdout, list)
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if what == "peers" {
+		fmt.Fprintln(tw, "PEER\tADDRESS\tASN\tROUTER ID\tSTATE\tUPTIME\tSENT")
+		for _, p := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\n", p.Name, p.Address, p.ASN, p.RouterID, p.State, p.Uptime, p.Sent)
+		}
+	} else {
+		fmt.Fprintln(tw, "PEER\tPREFIX AND ATTRIBUTES")
+		for _, p := range list {
+			for _, r := range p.Routes {
+				fmt.Fprintf(tw, "%s\t%s\n", p.Name, r)
+			}
+		}
 	}
 	tw.Flush()
 	return 0

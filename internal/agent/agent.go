@@ -86,6 +86,7 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, src: src, store: source.NewStore(), metrics: newMetrics(), understood: map[string]bool{},
 		trigger: make(chan struct{}, 1), features: features(cfg), speaker: bgp.NewSpeaker(log.With("component", "bgp"))}
 	a.status = localapi.Status{Version: version.Version, Node: cfg.NodeName, Mode: cfg.Mode(), Source: cfg.ConfigPath, Features: a.features}
+	a.metrics.registry.MustRegister(newBGPCollector(a))
 	var err error
 	if a.http, err = a.listenHTTP(); err != nil {
 		return nil, err
@@ -97,7 +98,7 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 		}
 		a.metrics.registry.MustRegister(a.dp.collector())
 	}
-	h := localapi.Handlers{Status: a.Status}
+	h := localapi.Handlers{Status: a.Status, BGPPeers: a.BGPPeers}
 	if a.dp != nil {
 		h.Services, h.Conntrack = a.dp.services, a.dp.conntrack
 	}

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-lb/sluice/bgp"
+	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/model"
 )
 
@@ -41,4 +42,22 @@ func nodeIPv4(m *model.Model, node string) netip.Addr {
 		}
 	}
 	return netip.Addr{}
+}
+
+// BGPPeers returns the speaker's sessions and routes, for the local API.
+func (a *Agent) BGPPeers(ctx context.Context) []localapi.BGPPeer {
+	routes := a.speaker.Routes()
+	out := []localapi.BGPPeer{}
+	for _, st := range a.speaker.Status(ctx) {
+		p := localapi.BGPPeer{Name: st.Name, Address: st.Address.String(), ASN: st.ASN, RouterID: st.RouterID.String(),
+			State: st.State, Sent: st.Sent, Routes: []string{}}
+		if st.Uptime > 0 {
+			p.Uptime = st.Uptime.String()
+		}
+		for _, r := range routes[st.Name] {
+			p.Routes = append(p.Routes, r.String())
+		}
+		out = append(out, p)
+	}
+	return out
 }

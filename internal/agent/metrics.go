@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"context"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"time"
 
 	"github.com/sluice-lb/sluice/internal/version"
 )
@@ -27,6 +29,35 @@ type metrics struct {
 
 	allocations   *prometheus.GaugeVec
 	poolAddresses *prometheus.GaugeVec
+}
+
+// bgpCollector exports the BGP sessions at scrape time.
+type bgpCollector struct {
+	a          *Agent
+	up, prefix *prometheus.Desc
+}
+
+func newBGPCollector(a *Agent) *bgpCollector {
+	return &bgpCollector{a: a,
+		up: prometheus.NewDesc("sluice_bgp_session_established", "1 when the BGP session with the peer is established, else 0.",
+			[]string{"peer", "address", "state"}, nil),
+		prefix: prometheus.NewDesc("sluice_bgp_prefixes_announced", "Prefixes announced to the peer.", []string{"peer"}, nil),
+	}
+}
+
+func (c *bgpCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.up; ch <- c.prefix }
+
+func (c *bgpCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, st := range c.a.speaker.Status(ctx) {
+		up := 0.0
+		if st.State == "established" {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, st.Name, st.Address.String(), st.State)
+		ch <- prometheus.MustNewConstMetric(c.prefix, prometheus.GaugeValue, float64(st.Sent), st.Name)
+	}
 }
 
 func newMetrics() *metrics {

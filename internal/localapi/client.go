@@ -40,6 +40,12 @@ func (c *Client) Allocations(ctx context.Context) ([]Allocation, error) {
 	return v, c.get(ctx, "/v1/allocations", &v)
 }
 
+// BGPPeers fetches the agent's BGP sessions and what it announces on each.
+func (c *Client) BGPPeers(ctx context.Context) ([]BGPPeer, error) {
+	var v []BGPPeer
+	return v, c.get(ctx, "/v1/bgp/peers", &v)
+}
+
 // Services fetches what the agent's datapath has programmed.
 func (c *Client) Services(ctx context.Context) ([]ServiceStatus, error) {
 	var v []ServiceStatus

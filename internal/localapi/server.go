@@ -20,6 +20,7 @@ type Handlers struct {
 	Services    func() ([]ServiceStatus, error)
 	Conntrack   func(limit int) ([]ConntrackEntry, error)
 	Allocations func() []Allocation
+	BGPPeers    func(context.Context) []BGPPeer
 }
 
 // Server serves the local API on a unix socket.
@@ -65,6 +66,13 @@ func Listen(stateDir string, h Handlers) (*Server, error) {
 			return
 		}
 		reply(w, s.h.Allocations(), nil)
+	})
+	mux.HandleFunc("GET /v1/bgp/peers", func(w http.ResponseWriter, r *http.Request) {
+		if s.h.BGPPeers == nil {
+			http.Error(w, "this agent runs no BGP speaker", http.StatusNotFound)
+			return
+		}
+		reply(w, s.h.BGPPeers(r.Context()), nil)
 	})
 	mux.HandleFunc("GET /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
 		if s.h.Conntrack == nil {

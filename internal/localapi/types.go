@@ -76,6 +76,18 @@ type Allocation struct {
 	Message string   `json:"message"`
 }
 
+// BGPPeer is one BGP session of the agent: GET /v1/bgp/peers.
+type BGPPeer struct {
+	Name     string   `json:"name"`
+	Address  string   `json:"address"`
+	ASN      uint32   `json:"asn"`
+	RouterID string   `json:"routerID"`
+	State    string   `json:"state"` // idle, connect, active, opensent, openconfirm, established
+	Uptime   string   `json:"uptime,omitempty"`
+	Sent     int      `json:"prefixesSent"`
+	Routes   []string `json:"routes"` // the paths announced to it: prefix and attributes
+}
+
 // BackendStatus is a backend of a programmed service.
 type BackendStatus struct {
 	ID      uint32 `json:"id"`
