@@ -314,7 +314,8 @@ type PeerStatus struct {
 	ASN      uint32
 	State    string // idle, connect, active, opensent, openconfirm, established
 	Uptime   time.Duration
-	Sent     int // paths announced
+	Sent     int // prefixes the session advertised (the families the peer negotiated)
+	Wanted   int // paths the speaker holds for the peer
 	RouterID netip.Addr
 }
 
@@ -324,8 +325,13 @@ func (s *Speaker) Status(ctx context.Context) []PeerStatus {
 	defer s.mu.Unlock()
 	var out []PeerStatus
 	for name, ps := range s.peers {
-		st := PeerStatus{Name: name, Address: ps.peer.Address, ASN: ps.peer.ASN, State: "unknown", Sent: len(ps.paths), RouterID: ps.routerID}
-		_ = ps.server.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		st := PeerStatus{Name: name, Address: ps.peer.Address, ASN: ps.peer.ASN, State: "unknown", Wanted: len(ps.paths), RouterID: ps.routerID}
+		_ = ps.server.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+			for _, as := range p.AfiSafis {
+				if as.State != nil {
+					st.Sent += int(as.State.Advertised)
+				}
+			}
 			if p.State != nil {
 				st.State = sessionState(p.State.SessionState)
 			}

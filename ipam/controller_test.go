@@ -142,6 +142,23 @@ func (c *cluster) waitPool(name, what string, cond func(*v1alpha1.IPPool) bool) 
 	}
 }
 
+// waitEvent waits for an Event about Service ns/name that match accepts (Events are sent
+// asynchronously, after the write they report).
+func (c *cluster) waitEvent(ns, name, what string, match func(eventsv1.Event) bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		evs := c.eventsOf(ns, name)
+		if slices.ContainsFunc(evs, match) {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s/%s: no event %s among %+v", ns, name, what, evs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // eventsOf lists the events.k8s.io Events about Service ns/name.
 func (c *cluster) eventsOf(ns, name string) []eventsv1.Event {
 	var list eventsv1.EventList
@@ -187,11 +204,9 @@ func TestController(t *testing.T) {
 	}
 	c.waitAllocated("demo", "s2", "203.0.113.2", metav1.ConditionTrue, Allocated)
 	c.waitAllocated("demo", "s3", "203.0.113.5", metav1.ConditionTrue, Allocated)
-	if evs := c.eventsOf("demo", "s1"); !slices.ContainsFunc(evs, func(e eventsv1.Event) bool {
+	c.waitEvent("demo", "s1", "AddressesAllocated", func(e eventsv1.Event) bool {
 		return e.Reason == "AddressesAllocated" && strings.Contains(e.Note, "203.0.113.1 from pool lab")
-	}) {
-		t.Errorf("s1 events %+v, want AddressesAllocated", evs)
-	}
+	})
 	c.waitPool("lab", "use counted", func(p *v1alpha1.IPPool) bool {
 		v := meta.FindStatusCondition(p.Status.Conditions, PoolConditionValid)
 		return v != nil && v.Status == metav1.ConditionTrue && slices.Equal(p.Status.Addresses, []v1alpha1.AddressCount{
@@ -204,11 +219,9 @@ func TestController(t *testing.T) {
 	if cnd := meta.FindStatusCondition(s.Status.Conditions, ConditionAllocated); !strings.Contains(cnd.Message, "used by Service demo/s3") {
 		t.Errorf("condition message %q", cnd.Message)
 	}
-	if evs := c.eventsOf("other", "wants-5"); !slices.ContainsFunc(evs, func(e eventsv1.Event) bool {
+	c.waitEvent("other", "wants-5", "a RequestedUnavailable warning", func(e eventsv1.Event) bool {
 		return e.Type == corev1.EventTypeWarning && e.Reason == string(RequestedUnavailable)
-	}) {
-		t.Errorf("wants-5 events %+v, want a RequestedUnavailable warning", evs)
-	}
+	})
 
 	// An overlapping pool: a conflict on the later pool, which gives out nothing.
 	time.Sleep(1100 * time.Millisecond)

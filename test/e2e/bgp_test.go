@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/test/peers"
 )
 
@@ -70,6 +73,20 @@ func TestBGPAnnounce(t *testing.T) {
 			!slices.Equal(a.Communities, []string{"64512:100"}) || !slices.Equal(a.LargeCommunities, []string{"64512:1:2"}) {
 			t.Errorf("%s at FRR: %+v; want next hop %s, AS path [64513], communities 64512:100 and 64512:1:2", w.prefix, a, w.nextHop)
 		}
+	}
+
+	// What the agent says: sluicectl bgp peers / routes and the metrics.
+	var list []localapi.BGPPeer
+	must(t, json.Unmarshal([]byte(s.ctl(t, "bgp", "peers", "-o", "json")), &list))
+	if len(list) != 2 || list[0].Name != "router-v4" || list[0].State != "established" || list[0].Sent != 2 ||
+		list[1].Name != "router-v6" || list[1].State != "established" || list[1].Sent != 1 || list[0].RouterID != "198.18.0.1" {
+		t.Errorf("sluicectl bgp peers: %+v", list)
+	}
+	if routes := s.ctl(t, "bgp", "routes"); !strings.Contains(routes, "router-v4  203.0.113.10/32 64512:100 64512:1:2") {
+		t.Errorf("sluicectl bgp routes:\n%s", routes)
+	}
+	if v := s.metric(t, `sluice_bgp_session_established{address="198.18.0.2",peer="router-v4",state="established"}`); v != "1" {
+		t.Errorf("sluice_bgp_session_established = %s", v)
 	}
 
 	// Service empty goes: its address is withdrawn, the others stay.
