@@ -112,16 +112,17 @@ func TestPinnedMapMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Conntrack and Maglev grow, frontends shrink below what is programmed.
+	// Conntrack, Maglev and frontends grow; backends shrink below what is programmed (which
+	// ones stay is the hash's order: established TCP flows do not need theirs).
 	sizes := testSizes
-	sizes.Conntrack, sizes.Maglev, sizes.Frontends = 8192, 8192, 2
+	sizes.Conntrack, sizes.Maglev, sizes.Frontends, sizes.Backends = 8192, 8192, 2048, 2
 	second := mustLoad(t, Options{PinPath: pinPath, Sizes: sizes})
 	got := map[string]MapMigration{}
 	for _, m := range second.Migrations() {
 		got[m.Map] = m
 	}
-	if len(got) != 4 {
-		t.Fatalf("migrations %+v, want conntrack, maglev, frontends and counters", second.Migrations())
+	if len(got) != 5 {
+		t.Fatalf("migrations %+v, want conntrack, maglev, frontends, backends and counters", second.Migrations())
 	}
 	if m := got[datapathMapConntrack]; m.Copied != ctBefore || m.Dropped != 0 || !strings.Contains(m.Reason, "MaxEntries") {
 		t.Errorf("conntrack migration %+v, want %d entries copied", m, ctBefore)
@@ -129,8 +130,15 @@ func TestPinnedMapMigration(t *testing.T) {
 	if m := got[datapathMapMaglev]; m.Copied != int(testSizes.Maglev) || m.Dropped != 0 {
 		t.Errorf("maglev migration %+v, want all %d slots copied", m, testSizes.Maglev)
 	}
-	if m := got[datapathMapFrontends]; m.Copied != 2 || m.Dropped != len(svcs)-2 {
-		t.Errorf("frontends migration %+v, want 2 copied and %d dropped", m, len(svcs)-2)
+	if m := got[datapathMapFrontends]; m.Copied != len(svcs) || m.Dropped != 0 {
+		t.Errorf("frontends migration %+v, want all %d copied", m, len(svcs))
+	}
+	nBackends := 0
+	for _, s := range svcs {
+		nBackends += len(s.backends)
+	}
+	if m := got[datapathMapBackends]; m.Copied != 2 || m.Dropped != nBackends-2 {
+		t.Errorf("backends migration %+v, want 2 copied and %d dropped", m, nBackends-2)
 	}
 	if m := got[datapathMapCounters]; m.Copied != 0 || m.Note == "" {
 		t.Errorf("counters migration %+v, want nothing carried and a note", m)
