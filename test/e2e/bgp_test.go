@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,4 +99,92 @@ func TestBGPAnnounce(t *testing.T) {
 	if _, err := frr.WaitRoute(ctx, netip.MustParsePrefix(vip4+"/32")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// mdObjects: one IPv4 peer with a TCP-MD5 password from a Secret and graceful restart.
+func mdObjects(password string) string {
+	return `---
+apiVersion: v1
+kind: Node
+metadata: {name: node}
+status: {addresses: [{type: InternalIP, address: 198.18.0.1}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: IPPool
+metadata: {name: lab}
+spec: {blocks: [{cidr: 203.0.113.0/24}]}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bgp-md5, namespace: sluice-system}
+stringData: {password: ` + password + `}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: router}
+spec:
+  peerAddress: 198.18.0.2
+  peerASN: 64512
+  localASN: 64513
+  holdTime: 9s
+  keepaliveTime: 3s
+  connectRetryTime: 1s
+  passwordSecretRef: {name: bgp-md5}
+  gracefulRestart: {enabled: true, restartTime: 60s}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: lab}
+`
+}
+
+// TestBGPPasswordAndGracefulRestart: with the wrong TCP-MD5 password the session stays down
+// and says so; with the right one it comes up. Then the agent is stopped (a planned restart):
+// FRR keeps the routes, marked stale, instead of withdrawing them, and the agent back
+// refreshes them.
+func TestBGPPasswordAndGracefulRestart(t *testing.T) {
+	s := newSingleNode(t, 1)
+	frr := peers.StartForTest(t, peers.StartFRR, s.client.Name, peers.Config{
+		RouterID: netip.MustParseAddr("198.18.0.2"), ASN: 64512, HoldTime: 9 * time.Second,
+		Neighbors: []peers.Neighbor{{Address: netip.MustParseAddr("198.18.0.1"), ASN: 64513, Password: "s3cret", GracefulRestart: true}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	prefix := netip.MustParsePrefix(vip4 + "/32")
+
+	s.extra = mdObjects("wrong")
+	config := s.config(t, "1")
+	s.startAgent(t, config)
+	time.Sleep(4 * time.Second) // several connection attempts (connect retry 1s)
+	var list []localapi.BGPPeer
+	must(t, json.Unmarshal([]byte(s.ctl(t, "bgp", "peers", "-o", "json")), &list))
+	if len(list) != 1 || list[0].State == "established" {
+		t.Fatalf("with the wrong password: %+v", list)
+	}
+	if sessions, err := frr.Sessions(ctx); err != nil || len(sessions) != 1 || sessions[0].State == peers.Established {
+		t.Fatalf("FRR with the wrong password: %+v, %v", sessions, err)
+	}
+
+	s.extra = mdObjects("s3cret")
+	s.config(t, "1")
+	if _, err := frr.WaitRoute(ctx, prefix); err != nil {
+		t.Fatalf("with the right password: %v\n%s", err, s.agent.Output())
+	}
+
+	// A planned stop: no Cease, FRR keeps the route as stale.
+	must(t, syscall.Kill(s.agent.PID, syscall.SIGTERM))
+	<-s.agent.Done()
+	waitFor(t, "FRR to mark the route stale", func() bool {
+		a, err := frr.Attributes(ctx, prefix)
+		return err == nil && a.Stale
+	})
+	time.Sleep(3 * time.Second)
+	if a, err := frr.Attributes(ctx, prefix); err != nil || !a.Stale {
+		t.Fatalf("3s into the restart FRR has %+v, %v; want the route kept, stale", a, err)
+	}
+	s.startAgent(t, config)
+	waitFor(t, "the route refreshed", func() bool {
+		a, err := frr.Attributes(ctx, prefix)
+		return err == nil && !a.Stale
+	})
 }

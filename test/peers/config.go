@@ -24,6 +24,11 @@ type Neighbor struct {
 	Address netip.Addr
 	ASN     uint32
 	Passive bool // only accept the neighbor's connections, never connect
+	// Password is the session's TCP-MD5 password (FRR only, for now); empty for none.
+	Password string
+	// GracefulRestart makes the daemon a graceful-restart helper for the neighbor: it keeps
+	// the neighbor's routes, stale, while the neighbor restarts (FRR only, for now).
+	GracefulRestart bool
 }
 
 // connectRetry is the connect-retry timer of every generated configuration.

@@ -117,6 +117,12 @@ func frrConfig(cfg Config) (string, error) {
 		if n.Passive {
 			w(" neighbor %s passive", n.Address)
 		}
+		if n.Password != "" {
+			w(" neighbor %s password %s", n.Address, n.Password)
+		}
+		if n.GracefulRestart {
+			w(" neighbor %s graceful-restart", n.Address)
+		}
 	}
 	v4, v6 := cfg.networks()
 	for _, af := range []struct {
@@ -148,6 +154,7 @@ type Attributes struct {
 	Communities      []string // as FRR prints them: "64512:100", "no-export"
 	LargeCommunities []string // "64512:1:2"
 	LocalPref        int      // 0 when absent
+	Stale            bool     // kept for a restarting neighbor (graceful restart)
 }
 
 // Attributes reads the best path of prefix (`show bgp <family> unicast <prefix> json`).

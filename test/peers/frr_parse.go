@@ -134,7 +134,8 @@ func parseFRRAttributes(prefix netip.Prefix, data []byte) (Attributes, error) {
 			LargeCommunity *struct {
 				String string `json:"string"`
 			} `json:"largeCommunity"`
-			LocPrf   int `json:"locPrf"`
+			LocPrf   int  `json:"locPrf"`
+			Stale    bool `json:"stale"`
 			BestPath *struct {
 				Overall bool `json:"overall"`
 			} `json:"bestpath"`
@@ -150,7 +151,7 @@ func parseFRRAttributes(prefix netip.Prefix, data []byte) (Attributes, error) {
 		if p.BestPath == nil || !p.BestPath.Overall {
 			continue
 		}
-		a := Attributes{Prefix: prefix, LocalPref: p.LocPrf}
+		a := Attributes{Prefix: prefix, LocalPref: p.LocPrf, Stale: p.Stale}
 		for _, nh := range p.NextHops {
 			if ip, err := netip.ParseAddr(nh.IP); err == nil && !ip.IsUnspecified() {
 				a.NextHops = append(a.NextHops, ip)
