@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -187,4 +188,61 @@ func TestBGPPasswordAndGracefulRestart(t *testing.T) {
 		a, err := frr.Attributes(ctx, prefix)
 		return err == nil && !a.Stale
 	})
+}
+
+// localService is a Service with externalTrafficPolicy Local on 203.0.113.20 whose one
+// endpoint runs on this node, ready or not.
+func localService(ready bool) string {
+	return fmt.Sprintf(`---
+apiVersion: v1
+kind: Service
+metadata: {name: local, namespace: demo}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{name: tcp, port: 80, protocol: TCP}]}
+status: {loadBalancer: {ingress: [{ip: 203.0.113.20}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: local, namespace: demo, labels: {kubernetes.io/service-name: local}}
+addressType: IPv4
+ports: [{name: tcp, port: 8080, protocol: TCP}]
+endpoints:
+  - {addresses: [198.51.100.11], nodeName: node, conditions: {ready: %v}}
+`, ready)
+}
+
+// TestBGPExternalTrafficPolicyLocal: a Service with externalTrafficPolicy Local is announced
+// from the node while it has a ready local endpoint, and withdrawn when its last one goes
+// (Cilium #44803 regressed exactly this). The time from the change to FRR's withdrawal is
+// logged: it is one file reload, one model build and one BGP UPDATE.
+func TestBGPExternalTrafficPolicyLocal(t *testing.T) {
+	s := newSingleNode(t, 1)
+	frr := peers.StartForTest(t, peers.StartFRR, s.client.Name, peers.Config{
+		RouterID: netip.MustParseAddr("198.18.0.2"), ASN: 64512, HoldTime: 9 * time.Second,
+		Neighbors: []peers.Neighbor{{Address: netip.MustParseAddr("198.18.0.1"), ASN: 64513}, {Address: netip.MustParseAddr("2001:db8:18::1"), ASN: 64513}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	local := netip.MustParsePrefix("203.0.113.20/32")
+
+	s.extra = bgpObjects + localService(true)
+	s.startAgent(t, s.config(t, "1"))
+	if _, err := frr.WaitRoute(ctx, local); err != nil {
+		t.Fatalf("%v\n%s", err, s.agent.Output())
+	}
+	s.extra = bgpObjects + localService(false)
+	start := time.Now()
+	s.config(t, "1")
+	if err := frr.WaitWithdrawn(ctx, local); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("withdrawn at FRR %v after the endpoint stopped being ready", time.Since(start).Round(time.Millisecond))
+	// The Cluster-policy Service stays announced.
+	if _, err := frr.WaitRoute(ctx, netip.MustParsePrefix(vip4+"/32")); err != nil {
+		t.Fatal(err)
+	}
+	s.extra = bgpObjects + localService(true)
+	s.config(t, "1")
+	if _, err := frr.WaitRoute(ctx, local); err != nil {
+		t.Fatal(err)
+	}
 }
