@@ -246,3 +246,52 @@ func TestBGPExternalTrafficPolicyLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBGPInterop: BIRD 2 and gobgpd, like FRR, receive every Service address from the agent
+// with the node as next hop and its AS, over IPv4 and IPv6 sessions, and see it withdrawn.
+func TestBGPInterop(t *testing.T) {
+	for _, d := range []struct {
+		name  string
+		start func(t *testing.T, netns string, cfg peers.Config) routeReader
+	}{
+		{"bird", func(t *testing.T, netns string, cfg peers.Config) routeReader {
+			return peers.StartForTest(t, peers.StartBIRD, netns, cfg)
+		}},
+		{"gobgpd", func(t *testing.T, netns string, cfg peers.Config) routeReader {
+			return peers.StartForTest(t, peers.StartGoBGP, netns, cfg)
+		}},
+	} {
+		t.Run(d.name, func(t *testing.T) {
+			s := newSingleNode(t, 1)
+			r := d.start(t, s.client.Name, peers.Config{
+				RouterID: netip.MustParseAddr("198.18.0.2"), ASN: 64512, HoldTime: 9 * time.Second,
+				Neighbors: []peers.Neighbor{{Address: netip.MustParseAddr("198.18.0.1"), ASN: 64513}, {Address: netip.MustParseAddr("2001:db8:18::1"), ASN: 64513}},
+			})
+			s.extra = bgpObjects
+			s.startAgent(t, s.config(t, "1"))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			for _, w := range []struct{ prefix, nextHop string }{
+				{vip4 + "/32", "198.18.0.1"}, {emptyVIP4 + "/32", "198.18.0.1"}, {vip6 + "/128", "2001:db8:18::1"},
+			} {
+				got, err := r.WaitRoute(ctx, netip.MustParsePrefix(w.prefix))
+				if err != nil {
+					t.Fatalf("%v\nagent:\n%s", err, s.agent.Output())
+				}
+				if !slices.Contains(got.NextHops, netip.MustParseAddr(w.nextHop)) || !slices.Equal(got.ASPath, []uint32{64513}) {
+					t.Errorf("%s: %+v; want next hop %s, AS path [64513]", w.prefix, got, w.nextHop)
+				}
+			}
+			s.withoutEmpty = true
+			s.config(t, "1")
+			if err := r.WaitWithdrawn(ctx, netip.MustParsePrefix(emptyVIP4+"/32")); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+type routeReader interface {
+	WaitRoute(context.Context, netip.Prefix) (peers.Route, error)
+	WaitWithdrawn(context.Context, netip.Prefix) error
+}
