@@ -73,6 +73,7 @@ type Agent struct {
 	// speaker announces the node's paths over BGP; bgpWarnings are the last ones logged.
 	speaker     *bgp.Speaker
 	bgpWarnings string
+	nodeSeen    bool // this node's Node object was in a model: its disappearance means it left
 }
 
 // ipamLease names the Lease the agents' IPAM controllers elect their leader with.

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,8 +14,19 @@ import (
 	"github.com/sluice-lb/sluice/internal/model"
 )
 
-// announce brings the BGP speaker to what this node announces in model m.
+// announce brings the BGP speaker to what this node announces in model m. A node whose Node
+// object was there and is gone has left the cluster: it withdraws everything at once (a Cease
+// to every peer, graceful restart or not) instead of leaving routers to hold stale routes.
 func (a *Agent) announce(m *model.Model, lbIPs map[types.NamespacedName][]netip.Addr) {
+	known := slices.ContainsFunc(m.Nodes, func(n *model.Node) bool { return n.Name == a.cfg.NodeName })
+	if a.nodeSeen && !known {
+		a.log.Warn("bgp: this node's Node object is gone: withdrawing everything", "node", a.cfg.NodeName)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.speaker.Close(ctx, true)
+		return
+	}
+	a.nodeSeen = a.nodeSeen || known
 	d := bgp.DesiredFor(m, a.cfg.NodeName, lbIPs)
 	if w := strings.Join(d.Warnings, "; "); w != a.bgpWarnings {
 		a.bgpWarnings = w

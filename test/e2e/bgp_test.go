@@ -102,14 +102,21 @@ func TestBGPAnnounce(t *testing.T) {
 	}
 }
 
-// mdObjects: one IPv4 peer with a TCP-MD5 password from a Secret and graceful restart.
-func mdObjects(password string) string {
-	return `---
+// nodeObject is this node's Node object.
+const nodeObject = `---
 apiVersion: v1
 kind: Node
 metadata: {name: node}
 status: {addresses: [{type: InternalIP, address: 198.18.0.1}]}
----
+`
+
+// mdObjects: this node, and one IPv4 peer with a TCP-MD5 password from a Secret and
+// graceful restart.
+func mdObjects(password string) string { return nodeObject + peerObjects(password) }
+
+// peerObjects are mdObjects without the Node.
+func peerObjects(password string) string {
+	return `---
 apiVersion: sluice.dev/v1alpha1
 kind: IPPool
 metadata: {name: lab}
@@ -294,4 +301,32 @@ func TestBGPInterop(t *testing.T) {
 type routeReader interface {
 	WaitRoute(context.Context, netip.Prefix) (peers.Route, error)
 	WaitWithdrawn(context.Context, netip.Prefix) error
+}
+
+// TestBGPNodeRemoved: when the node's Node object goes (the node leaves the cluster), the
+// agent withdraws at once with a Cease, although graceful restart would keep a stopping
+// agent's routes: FRR drops them at once rather than holding them stale.
+func TestBGPNodeRemoved(t *testing.T) {
+	s := newSingleNode(t, 1)
+	frr := peers.StartForTest(t, peers.StartFRR, s.client.Name, peers.Config{
+		RouterID: netip.MustParseAddr("198.18.0.2"), ASN: 64512, HoldTime: 9 * time.Second,
+		Neighbors: []peers.Neighbor{{Address: netip.MustParseAddr("198.18.0.1"), ASN: 64513, Password: "s3cret", GracefulRestart: true}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	prefix := netip.MustParsePrefix(vip4 + "/32")
+	s.extra = mdObjects("s3cret")
+	s.startAgent(t, s.config(t, "1"))
+	if _, err := frr.WaitRoute(ctx, prefix); err != nil {
+		t.Fatalf("%v\n%s", err, s.agent.Output())
+	}
+	// The same objects without the Node.
+	s.extra = peerObjects("s3cret")
+	s.config(t, "1")
+	if err := frr.WaitWithdrawn(ctx, prefix); err != nil {
+		t.Fatalf("%v\n%s", err, s.agent.Output())
+	}
+	if !strings.Contains(s.agent.Output(), "this node's Node object is gone: withdrawing everything") {
+		t.Errorf("agent did not say why:\n%s", s.agent.Output())
+	}
 }
