@@ -63,9 +63,10 @@ func run(rounds, repeat, flows, changes int, write string) error {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return fmt.Errorf("the IPAM benchmark runs a real kube-apiserver: set KUBEBUILDER_ASSETS (make bench does: hack/kube-binaries.sh)")
 	}
-	for _, pkg := range []string{"bpf", "lb", "ipam"} {
+	binary := func(pkg string) string { return filepath.Join(tmp, strings.ReplaceAll(pkg, "/", "_")+".test") }
+	for _, pkg := range []string{"bpf", "lb", "ipam", "test/e2e"} {
 		fmt.Fprintf(os.Stderr, "bench: building the %s test binary\n", pkg)
-		cmd := exec.Command("go", "test", "-c", "-o", filepath.Join(tmp, pkg+".test"), "./"+pkg)
+		cmd := exec.Command("go", "test", "-c", "-o", binary(pkg), "./"+pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("go test -c ./%s: %w", pkg, err)
@@ -78,6 +79,7 @@ func run(rounds, repeat, flows, changes int, write string) error {
 		{"lb", "^BenchmarkSyncChange$", fmt.Sprintf("%dx", changes), false},
 		{"lb", "^BenchmarkMapMemory$", "1x", false},
 		{"ipam", "^BenchmarkController$", "1x", true},
+		{"test/e2e", "^BenchmarkBGP$", "1x", true},
 	}
 	res := results{}
 	start := time.Now()
@@ -87,7 +89,7 @@ func run(rounds, repeat, flows, changes int, write string) error {
 				continue
 			}
 			fmt.Fprintf(os.Stderr, "bench: round %d/%d: %s %s (%s)\n", r, rounds, j.pkg, strings.Trim(j.bench, "^$"), time.Since(start).Round(time.Second))
-			cmd := exec.Command(filepath.Join(tmp, j.pkg+".test"), "-test.run", "^$", "-test.bench", j.bench,
+			cmd := exec.Command(binary(j.pkg), "-test.run", "^$", "-test.bench", j.bench,
 				"-test.benchtime", j.benchtime, "-test.count", "1", "-test.timeout", "30m")
 			cmd.Dir = filepath.Join(root, j.pkg)
 			cmd.Env = append(os.Environ(), "PRIVILEGED_TESTS=1")
@@ -334,7 +336,24 @@ func render(r results, rounds, repeat, flows, changes int) string {
 	}
 	table(&b, []string{"unit", "kernel memory"}, rows)
 
-	// 5. IPAM.
+	// 5. BGP.
+	fmt.Fprintf(&b, "**BGP: a real sluice-agent and FRR in network namespaces** (BenchmarkBGP, one run): %s prefixes from the session's establishment until FRR has accepted them all, against FRR announcing as many to FRR in the same run; then one more Service at that steady state:\n\n", "10k")
+	agent := r.get("BenchmarkBGP", "agent-s/10k")
+	frr := r.get("BenchmarkBGP", "frr-s/10k")
+	ratio = "n/a"
+	if agent.ok && frr.ok && frr.med > 0 {
+		ratio = fmt.Sprintf("%.2f×", agent.med/frr.med)
+	}
+	table(&b, []string{"what", "value", "target"}, [][]string{
+		{"sluice-agent → FRR, 10k prefixes", agent.cell(2) + " s", "≤ 1 s"},
+		{"FRR → FRR, 10k prefixes (same run)", frr.cell(2) + " s", "—"},
+		{"agent / FRR", ratio, "≤ 2×"},
+		{"one more Service at 10k until FRR has it (standalone: file reload, model, allocation, UPDATE), median of 5", r.get("BenchmarkBGP", "add-p50-ms").cell(0) + " ms", "p99 ≤ 50 ms"},
+		{"the same, slowest of 5", r.get("BenchmarkBGP", "add-max-ms").cell(0) + " ms", "—"},
+		{"agent resident memory with 10k Services announced", r.get("BenchmarkBGP", "agent-rss-MiB").cell(0) + " MiB", "—"},
+	})
+
+	// 6. IPAM.
 	fmt.Fprintf(&b, "**LB-IPAM controller against a real kube-apiserver + etcd on this machine** (BenchmarkController, one run): 10k LoadBalancer Services exist, the controller starts:\n\n")
 	t := r.get("BenchmarkController", "s/10k-services")
 	heap := r.get("BenchmarkController", "heap-MiB")
