@@ -3,6 +3,7 @@ package source
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -17,13 +18,27 @@ import (
 
 // Decoder turns multi-document YAML (or JSON), as given to `kubectl apply -f`, into objects.
 // Decoding is strict: an unknown or duplicated field rejects its document, as kubectl does.
+//
+// It remembers, per input name, the result of each document by the hash of its bytes, so
+// reading a file again decodes only the documents that changed: a file of 10k Services
+// re-read for one edit costs hashing, not 10k strict decodes. It is not safe for concurrent
+// use.
 type Decoder struct {
 	codec runtime.Decoder
+	// seen holds, per input name, the documents of its last Decode by content hash.
+	seen map[string]map[[sha256.Size]byte]decoded
+}
+
+// decoded is decodeOne's result for one document.
+type decoded struct {
+	obj client.Object
+	err error
 }
 
 // NewDecoder returns a Decoder for the kinds in Scheme.
 func NewDecoder() *Decoder {
-	return &Decoder{codec: serializer.NewCodecFactory(Scheme(), serializer.EnableStrict).UniversalDeserializer()}
+	return &Decoder{codec: serializer.NewCodecFactory(Scheme(), serializer.EnableStrict).UniversalDeserializer(),
+		seen: map[string]map[[sha256.Size]byte]decoded{}}
 }
 
 // maxDocument bounds one YAML document, so a runaway file cannot exhaust memory.
@@ -35,6 +50,8 @@ const maxDocument = 4 << 20
 func (d *Decoder) Decode(r io.Reader, name string) ([]client.Object, []error) {
 	var objs []client.Object
 	var errs []error
+	before, now := d.seen[name], map[[sha256.Size]byte]decoded{}
+	defer func() { d.seen[name] = now }()
 	reader := utilyaml.NewYAMLReader(bufio.NewReaderSize(r, 64<<10))
 	for doc := 1; ; doc++ {
 		raw, err := reader.Read()
@@ -49,7 +66,20 @@ func (d *Decoder) Decode(r io.Reader, name string) ([]client.Object, []error) {
 			errs = append(errs, fmt.Errorf("%s: document %d: larger than %d bytes", name, doc, maxDocument))
 			continue
 		}
-		obj, err := d.decodeOne(raw)
+		sum := sha256.Sum256(raw)
+		res, ok := before[sum]
+		if !ok {
+			res, ok = now[sum]
+		}
+		if !ok {
+			res.obj, res.err = d.decodeOne(raw)
+		}
+		now[sum] = res
+		obj, err := res.obj, res.err
+		if obj != nil {
+			// Callers own what they get: the remembered object stays as decoded.
+			obj = obj.DeepCopyObject().(client.Object)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: document %d%s: %w", name, doc, describe(raw), err))
 			continue

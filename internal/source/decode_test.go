@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/sluice-lb/sluice/api/v1alpha1"
 )
 
@@ -86,4 +88,27 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecoderRemembers: a second Decode of the same input gives the same objects (as copies
+// the caller may change), and a changed document is decoded anew.
+func TestDecoderRemembers(t *testing.T) {
+	d := NewDecoder()
+	doc := func(port string) string {
+		return "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: demo}\nspec: {ports: [{port: " + port + "}]}\n---\n" +
+			"apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: demo}\nspec: {nope: 1}\n"
+	}
+	first, errs := d.Decode(strings.NewReader(doc("80")), "f.yaml")
+	if len(first) != 1 || len(errs) != 1 {
+		t.Fatalf("first decode: %d objects, %v", len(first), errs)
+	}
+	first[0].(*corev1.Service).Spec.Ports[0].Port = 9999 // the caller's copy
+	again, errs := d.Decode(strings.NewReader(doc("80")), "f.yaml")
+	if len(again) != 1 || len(errs) != 1 || again[0].(*corev1.Service).Spec.Ports[0].Port != 80 || !strings.Contains(errs[0].Error(), "document 2") {
+		t.Fatalf("second decode: %+v, %v", again, errs)
+	}
+	changed, _ := d.Decode(strings.NewReader(doc("81")), "f.yaml")
+	if changed[0].(*corev1.Service).Spec.Ports[0].Port != 81 {
+		t.Fatalf("changed document decoded as %+v", changed[0])
+	}
 }
