@@ -286,17 +286,23 @@ func (a *Agent) rebuild() {
 	a.recordMetrics(in, problems, inputProblems)
 	a.logChanges(st, elapsed)
 
+	phase := time.Now()
 	var lbIPs map[types.NamespacedName][]netip.Addr
 	if a.cfg.Mode() == "standalone" {
 		lbIPs = a.allocate(m)
 	}
+	allocated := time.Since(phase)
 	a.mu.Lock()
 	a.status = st
 	a.mu.Unlock()
+	phase = time.Now()
 	if a.dp != nil {
 		a.applyDatapath(m, lbIPs)
 	}
+	programmed := time.Since(phase)
+	phase = time.Now()
 	a.announce(m, lbIPs)
+	a.log.Debug("rebuild", "model", elapsed, "allocation", allocated, "datapath", programmed, "bgp", time.Since(phase), "total", time.Since(start))
 }
 
 // applyDatapath programs the model into the datapath; on failure it retries with backoff

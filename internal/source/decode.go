@@ -21,8 +21,10 @@ import (
 //
 // It remembers, per input name, the result of each document by the hash of its bytes, so
 // reading a file again decodes only the documents that changed: a file of 10k Services
-// re-read for one edit costs hashing, not 10k strict decodes. It is not safe for concurrent
-// use.
+// re-read for one edit costs hashing, not 10k strict decodes. An unchanged document gives the
+// very object it gave before, so callers must treat the objects as read-only (the model and
+// the store do), and can tell an unchanged object by its pointer. It is not safe for
+// concurrent use.
 type Decoder struct {
 	codec runtime.Decoder
 	// seen holds, per input name, the documents of its last Decode by content hash.
@@ -76,10 +78,6 @@ func (d *Decoder) Decode(r io.Reader, name string) ([]client.Object, []error) {
 		}
 		now[sum] = res
 		obj, err := res.obj, res.err
-		if obj != nil {
-			// Callers own what they get: the remembered object stays as decoded.
-			obj = obj.DeepCopyObject().(client.Object)
-		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: document %d%s: %w", name, doc, describe(raw), err))
 			continue

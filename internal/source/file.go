@@ -90,18 +90,22 @@ func (f *File) Run(ctx context.Context, out chan<- Event) error {
 	}
 }
 
-// relevant reports whether a change to name can change what is read.
+// relevant reports whether a change to name can change what is read. Other files next to a
+// single config file (logs, editor swap files, the agent's own state) are not: reloading on
+// them would make a busy directory a reload storm.
 func (f *File) relevant(name string) bool {
 	if filepath.Clean(name) == filepath.Clean(f.Path) {
-		return true
-	}
-	st, err := os.Stat(f.Path)
-	if err != nil || !st.IsDir() {
-		// Editors and ConfigMaps replace a file by renaming another over it.
-		return filepath.Dir(name) == filepath.Dir(f.Path)
+		return true // written in place, or renamed over by an editor
 	}
 	base := filepath.Base(name)
-	return strings.HasPrefix(base, "..") || configFile(base)
+	if strings.HasPrefix(base, "..") {
+		return true // a Kubernetes ConfigMap volume swaps its ..data symlink
+	}
+	st, err := os.Stat(f.Path)
+	if err != nil {
+		return true // the file is gone or unreadable: look again
+	}
+	return st.IsDir() && configFile(base)
 }
 
 func configFile(base string) bool {
@@ -128,7 +132,8 @@ func (f *File) reload(ctx context.Context, out chan<- Event) bool {
 		}
 	}
 	for _, k := range sortedKeys(next) {
-		if old, ok := f.current[k]; ok && equality.Semantic.DeepEqual(old, next[k]) {
+		// An unchanged document decodes to the same object (see Decoder): no deep compare.
+		if old, ok := f.current[k]; ok && (old == next[k] || equality.Semantic.DeepEqual(old, next[k])) {
 			continue
 		}
 		if !send(ctx, out, Event{Type: Upsert, Object: next[k]}) {

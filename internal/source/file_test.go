@@ -145,3 +145,26 @@ func TestFileMissingAtStart(t *testing.T) {
 		t.Fatalf("want an error naming the path, got %v", err)
 	}
 }
+
+// TestFileSingleFileIgnoresNeighbours: files written next to a single config file (a log, the
+// agent's state) do not make it read again; a change to the file itself does.
+func TestFileSingleFileIgnoresNeighbours(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sluice.yaml")
+	write(t, path, poolDoc("one", "203.0.113.0/28"))
+	w := watch(t, path)
+	w.until("initial", func(o map[string]string, p []error) bool { return len(o) == 1 })
+	for i := range 10 {
+		if err := os.WriteFile(filepath.Join(dir, "agent.log"), []byte(strings.Repeat("x", i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case ev := <-w.events:
+		t.Fatalf("a neighbour's writes made the source read again: %+v", ev)
+	case <-time.After(300 * time.Millisecond):
+	}
+	write(t, path, poolDoc("one", "203.0.113.64/28"))
+	w.until("the change", func(o map[string]string, p []error) bool { return o["IPPool one"] == "203.0.113.64/28" })
+}

@@ -71,7 +71,7 @@ func waitPrefixes(b *testing.B, frr *peers.FRR, from netip.Addr, want int, timeo
 				continue
 			}
 			if established.IsZero() {
-				established = time.Now()
+				established = time.Now().Add(-s.Up) // FRR's own clock of the session
 			}
 			if s.PrefixesReceived >= want {
 				return established, time.Now()

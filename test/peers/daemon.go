@@ -36,6 +36,8 @@ type Session struct {
 	RemoteID netip.Addr // the neighbor's router ID; invalid until it is known
 	// PrefixesReceived counts the prefixes accepted from the neighbor, over all families.
 	PrefixesReceived int
+	// Up is how long the session has been established (FRR only; 0 otherwise).
+	Up time.Duration
 }
 
 // Route is one path of the daemon's BGP table.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // parseFRRNeighbors parses `show bgp neighbors json`: an object keyed by neighbor
@@ -16,6 +17,7 @@ func parseFRRNeighbors(data []byte) ([]Session, error) {
 		RemoteAS       uint32 `json:"remoteAs"`
 		State          string `json:"bgpState"`
 		RemoteRouterID string `json:"remoteRouterId"`
+		UpMsec         int64  `json:"bgpTimerUpMsec"`
 		Families       map[string]struct {
 			Accepted int `json:"acceptedPrefixCounter"`
 		} `json:"addressFamilyInfo"`
@@ -30,6 +32,9 @@ func parseFRRNeighbors(data []byte) ([]Session, error) {
 			continue
 		}
 		s := Session{Neighbor: addr, ASN: n.RemoteAS, State: SessionState(n.State)}
+		if s.State == Established {
+			s.Up = time.Duration(n.UpMsec) * time.Millisecond
+		}
 		if id, err := netip.ParseAddr(n.RemoteRouterID); err == nil && !id.IsUnspecified() {
 			s.RemoteID = id
 		}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // The samples in testdata/ were recorded from the real daemons by
@@ -50,9 +51,9 @@ func checkRoutes(t *testing.T, got []Route, err error, want []Route) {
 func TestParseFRRNeighbors(t *testing.T) {
 	got, err := parseFRRNeighbors(sample(t, "frr-neighbors.json"))
 	checkSessions(t, got, err, []Session{
-		{Neighbor: addr("10.0.1.1"), ASN: 65001, State: Established, RemoteID: addr("10.255.0.1"), PrefixesReceived: 2},
+		{Neighbor: addr("10.0.1.1"), ASN: 65001, State: Established, RemoteID: addr("10.255.0.1"), PrefixesReceived: 2, Up: 8 * time.Second},
 		{Neighbor: addr("10.0.1.98"), ASN: 65098, State: Connect},
-		{Neighbor: addr("2001:db8:1::1"), ASN: 65001, State: Established, RemoteID: addr("10.255.0.1"), PrefixesReceived: 2},
+		{Neighbor: addr("2001:db8:1::1"), ASN: 65001, State: Established, RemoteID: addr("10.255.0.1"), PrefixesReceived: 2, Up: 2 * time.Second},
 	})
 }
 
