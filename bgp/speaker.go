@@ -14,6 +14,7 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	bgppacket "github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -37,6 +38,7 @@ type peerSpeaker struct {
 	peer     model.Peer // the settings the session was made with
 	routerID netip.Addr
 	server   *server.BgpServer
+	logger   *logger
 	paths    map[netip.Prefix]announced
 }
 
@@ -110,7 +112,8 @@ func (s *Speaker) startPeer(ctx context.Context, p *model.Peer, routerID netip.A
 	if !routerID.Is4() {
 		return nil, errors.New("no router ID: the peer sets none and the node has no IPv4 address")
 	}
-	srv := server.NewBgpServer(server.LoggerOption(&logger{log: s.log.With("peer", p.Name)}))
+	lg := &logger{log: s.log.With("peer", p.Name)}
+	srv := server.NewBgpServer(server.LoggerOption(lg))
 	go srv.Serve()
 	global := &api.Global{Asn: p.LocalASN, RouterId: routerID.String(), ListenPort: -1}
 	if p.GracefulRestart {
@@ -125,7 +128,7 @@ func (s *Speaker) startPeer(ctx context.Context, p *model.Peer, routerID netip.A
 		return nil, fmt.Errorf("add the session: %w", err)
 	}
 	s.log.Info("bgp peer added", "peer", p.Name, "address", p.Address, "asn", p.ASN, "localASN", p.LocalASN, "routerID", routerID)
-	return &peerSpeaker{peer: *p, routerID: routerID, server: srv, paths: map[netip.Prefix]announced{}}, nil
+	return &peerSpeaker{peer: *p, routerID: routerID, server: srv, logger: lg, paths: map[netip.Prefix]announced{}}, nil
 }
 
 func peerConfig(p *model.Peer) *api.Peer {
@@ -317,6 +320,9 @@ type PeerStatus struct {
 	Sent     int // prefixes the session advertised (the families the peer negotiated)
 	Wanted   int // paths the speaker holds for the peer
 	RouterID netip.Addr
+	// LastError is the last thing that went wrong with the session ("" once it is up):
+	// a NOTIFICATION sent or received, why it went down, a failed connection attempt.
+	LastError string
 }
 
 // Status returns every peer's session state, by name.
@@ -325,7 +331,8 @@ func (s *Speaker) Status(ctx context.Context) []PeerStatus {
 	defer s.mu.Unlock()
 	var out []PeerStatus
 	for name, ps := range s.peers {
-		st := PeerStatus{Name: name, Address: ps.peer.Address, ASN: ps.peer.ASN, State: "unknown", Wanted: len(ps.paths), RouterID: ps.routerID}
+		st := PeerStatus{Name: name, Address: ps.peer.Address, ASN: ps.peer.ASN, State: "unknown", Wanted: len(ps.paths), RouterID: ps.routerID,
+			LastError: ps.logger.last()}
 		_ = ps.server.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
 			for _, as := range p.AfiSafis {
 				if as.State != nil {
@@ -364,10 +371,14 @@ func sessionState(s api.PeerState_SessionState) string {
 }
 
 // logger sends GoBGP's log to slog: its errors as warnings (a peer refusing a session is
-// routine for a speaker), the rest at debug.
+// routine for a speaker), the rest at debug. It also keeps the last thing that went wrong with
+// the session, for the peer's status: a NOTIFICATION either way, a session going down and
+// why, a failed connection attempt.
 type logger struct {
-	log   *slog.Logger
-	level gobgplog.LogLevel
+	log *slog.Logger
+
+	mu        sync.Mutex
+	lastError string
 }
 
 func (l *logger) attrs(fields gobgplog.Fields) []any {
@@ -378,11 +389,57 @@ func (l *logger) attrs(fields gobgplog.Fields) []any {
 	return out
 }
 
+// note keeps what msg and fields say went wrong, if anything.
+func (l *logger) note(msg string, f gobgplog.Fields) {
+	var what string
+	switch msg {
+	case "received notification", "sent notification":
+		code, _ := f["Code"].(uint8)
+		sub, _ := f["Subcode"].(uint8)
+		if e, ok := f["Data"].(*bgppacket.MessageError); ok { // what GoBGP sends carries its error
+			code, sub = e.TypeCode, e.SubTypeCode
+		}
+		dir := "the peer sent"
+		if msg == "sent notification" {
+			dir = "sent the peer"
+		}
+		what = fmt.Sprintf("%s a NOTIFICATION: %s", dir, bgppacket.NewNotificationErrorCode(code, sub))
+		if e, ok := f["Data"].(*bgppacket.MessageError); ok && e.Message != "" {
+			what += ": " + e.Message
+		}
+		if r, ok := f["Communicated-Reason"].(string); ok && r != "" {
+			what += " (" + r + ")"
+		}
+	case "Peer Down":
+		what = fmt.Sprintf("session down: %v", f["Reason"])
+	case "failed to connect":
+		what = fmt.Sprintf("cannot connect: %v (unreachable, nothing listening, or a TCP-MD5 password mismatch)", f["Error"])
+	case "Peer Up":
+		l.mu.Lock()
+		l.lastError = ""
+		l.mu.Unlock()
+		return
+	default:
+		return
+	}
+	l.mu.Lock()
+	l.lastError = what
+	l.mu.Unlock()
+}
+
+func (l *logger) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastError
+}
+
 func (l *logger) Panic(msg string, f gobgplog.Fields) { l.log.Error(msg, l.attrs(f)...); panic(msg) }
 func (l *logger) Fatal(msg string, f gobgplog.Fields) { l.log.Error(msg, l.attrs(f)...) }
-func (l *logger) Error(msg string, f gobgplog.Fields) { l.log.Warn(msg, l.attrs(f)...) }
-func (l *logger) Warn(msg string, f gobgplog.Fields)  { l.log.Debug(msg, l.attrs(f)...) }
-func (l *logger) Info(msg string, f gobgplog.Fields)  { l.log.Debug(msg, l.attrs(f)...) }
-func (l *logger) Debug(msg string, f gobgplog.Fields) {}
-func (l *logger) SetLevel(level gobgplog.LogLevel)    { l.level = level }
-func (l *logger) GetLevel() gobgplog.LogLevel         { return gobgplog.InfoLevel }
+func (l *logger) Error(msg string, f gobgplog.Fields) { l.note(msg, f); l.log.Warn(msg, l.attrs(f)...) }
+func (l *logger) Warn(msg string, f gobgplog.Fields)  { l.note(msg, f); l.log.Debug(msg, l.attrs(f)...) }
+func (l *logger) Info(msg string, f gobgplog.Fields)  { l.note(msg, f); l.log.Debug(msg, l.attrs(f)...) }
+func (l *logger) Debug(msg string, f gobgplog.Fields) { l.note(msg, f) }
+func (l *logger) SetLevel(gobgplog.LogLevel)          {}
+
+// GetLevel is debug so that GoBGP reports failed connection attempts (it only does at debug).
+func (l *logger) GetLevel() gobgplog.LogLevel { return gobgplog.DebugLevel }

@@ -282,9 +282,9 @@ func bgpPeers(what string, args []string, stdout, stderr io.Writer) int {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	if what == "peers" {
-		fmt.Fprintln(tw, "PEER\tADDRESS\tASN\tROUTER ID\tSTATE\tUPTIME\tSENT")
+		fmt.Fprintln(tw, "PEER\tADDRESS\tASN\tROUTER ID\tSTATE\tUPTIME\tSENT\tLAST ERROR")
 		for _, p := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\n", p.Name, p.Address, p.ASN, p.RouterID, p.State, p.Uptime, p.Sent)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", p.Name, p.Address, p.ASN, p.RouterID, p.State, p.Uptime, p.Sent, p.LastError)
 		}
 	} else {
 		fmt.Fprintln(tw, "PEER\tPREFIX AND ATTRIBUTES")

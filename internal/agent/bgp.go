@@ -62,7 +62,7 @@ func (a *Agent) BGPPeers(ctx context.Context) []localapi.BGPPeer {
 	out := []localapi.BGPPeer{}
 	for _, st := range a.speaker.Status(ctx) {
 		p := localapi.BGPPeer{Name: st.Name, Address: st.Address.String(), ASN: st.ASN, RouterID: st.RouterID.String(),
-			State: st.State, Sent: st.Sent, Routes: []string{}}
+			State: st.State, Sent: st.Sent, LastError: st.LastError, Routes: []string{}}
 		if st.Uptime > 0 {
 			p.Uptime = st.Uptime.String()
 		}

@@ -78,14 +78,16 @@ type Allocation struct {
 
 // BGPPeer is one BGP session of the agent: GET /v1/bgp/peers.
 type BGPPeer struct {
-	Name     string   `json:"name"`
-	Address  string   `json:"address"`
-	ASN      uint32   `json:"asn"`
-	RouterID string   `json:"routerID"`
-	State    string   `json:"state"` // idle, connect, active, opensent, openconfirm, established
-	Uptime   string   `json:"uptime,omitempty"`
-	Sent     int      `json:"prefixesSent"`
-	Routes   []string `json:"routes"` // the paths announced to it: prefix and attributes
+	Name     string `json:"name"`
+	Address  string `json:"address"`
+	ASN      uint32 `json:"asn"`
+	RouterID string `json:"routerID"`
+	State    string `json:"state"` // idle, connect, active, opensent, openconfirm, established
+	Uptime   string `json:"uptime,omitempty"`
+	Sent     int    `json:"prefixesSent"`
+	// LastError is the last thing that went wrong with the session (empty once it is up).
+	LastError string   `json:"lastError,omitempty"`
+	Routes    []string `json:"routes"` // the paths announced to it: prefix and attributes
 }
 
 // BackendStatus is a backend of a programmed service.

@@ -166,9 +166,10 @@ func TestBGPPasswordAndGracefulRestart(t *testing.T) {
 	time.Sleep(4 * time.Second) // several connection attempts (connect retry 1s)
 	var list []localapi.BGPPeer
 	must(t, json.Unmarshal([]byte(s.ctl(t, "bgp", "peers", "-o", "json")), &list))
-	if len(list) != 1 || list[0].State == "established" {
+	if len(list) != 1 || list[0].State == "established" || !strings.Contains(list[0].LastError, "cannot connect") {
 		t.Fatalf("with the wrong password: %+v", list)
 	}
+	t.Logf("with the wrong password: %s %q", list[0].State, list[0].LastError)
 	if sessions, err := frr.Sessions(ctx); err != nil || len(sessions) != 1 || sessions[0].State == peers.Established {
 		t.Fatalf("FRR with the wrong password: %+v, %v", sessions, err)
 	}
@@ -329,4 +330,34 @@ func TestBGPNodeRemoved(t *testing.T) {
 	if !strings.Contains(s.agent.Output(), "this node's Node object is gone: withdrawing everything") {
 		t.Errorf("agent did not say why:\n%s", s.agent.Output())
 	}
+}
+
+// TestBGPASNMismatch: a peer whose AS is not the one configured is refused with a
+// NOTIFICATION, and the agent says exactly that.
+func TestBGPASNMismatch(t *testing.T) {
+	s := newSingleNode(t, 1)
+	peers.StartForTest(t, peers.StartFRR, s.client.Name, peers.Config{
+		RouterID: netip.MustParseAddr("198.18.0.2"), ASN: 64512, HoldTime: 9 * time.Second,
+		Neighbors: []peers.Neighbor{{Address: netip.MustParseAddr("198.18.0.1"), ASN: 64513}},
+	})
+	s.extra = strings.Replace(peerObjects("x"), "peerASN: 64512", "peerASN: 64999", 1) + nodeObject
+	s.extra = strings.Replace(s.extra, "  passwordSecretRef: {name: bgp-md5}\n", "", 1)
+	s.startAgent(t, s.config(t, "1"))
+	var list []localapi.BGPPeer
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		list = nil
+		must(t, json.Unmarshal([]byte(s.ctl(t, "bgp", "peers", "-o", "json")), &list))
+		if len(list) == 1 && strings.Contains(list[0].LastError, "NOTIFICATION") && strings.Contains(strings.ToLower(list[0].LastError), "bad peer as") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent does not report the AS mismatch: %+v", list)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if list[0].State == "established" {
+		t.Fatalf("established with the wrong AS: %+v", list)
+	}
+	t.Logf("%s: %s", list[0].State, list[0].LastError)
 }
