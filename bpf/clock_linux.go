@@ -32,46 +32,72 @@ var calibrate = sync.OnceValues(MeasureClock)
 
 // MeasureClock finds the kernel's tick and the jiffies-to-CLOCK_MONOTONIC
 // offset by watching jiffies (read with a tiny BPF program through
-// BPF_PROG_RUN) change twice: the times of the two changes give the tick,
-// the second one the offset. It takes two to three ticks (at most 30 ms).
+// BPF_PROG_RUN) change. A change is only used when it is pinned down closely:
+// the read that saw it and the one before it both ran within edgePrecision, so
+// a moment the thread was descheduled (a busy machine) cannot skew it. The
+// tick is measured over at least measureTicks ticks and must lie within 5 % of
+// a tick Linux can have; otherwise the measurement starts again, up to a
+// deadline. It takes a few ticks (tens of milliseconds) on an idle machine.
 func MeasureClock() (Clock, error) {
 	prog, err := newJiffiesProgram()
 	if err != nil {
 		return Clock{}, err
 	}
 	defer prog.Close()
-	// read returns jiffies and a time before the read: the jiffies value is
-	// read after it.
-	read := func() (uint64, time.Duration, error) {
-		out := make([]byte, 16)
-		before := MonotonicNow()
-		if _, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 16), DataOut: out}); err != nil {
-			return 0, 0, fmt.Errorf("bpf: read jiffies: %w", err)
+	deadline := MonotonicNow() + 2*time.Second
+	for attempt := 1; ; attempt++ {
+		c, err := measureOnce(prog, deadline)
+		if err == nil {
+			return c, nil
 		}
-		return binary.LittleEndian.Uint64(out), before, nil
+		if MonotonicNow() > deadline {
+			return Clock{}, fmt.Errorf("bpf: measuring the jiffies clock (%d attempts): %w", attempt, err)
+		}
 	}
-	// edge waits for jiffies to move past j and returns the new value and a
-	// time before the change: before the last read that still saw j (so the
-	// derived clock is never ahead of CLOCK_MONOTONIC by more than the
-	// kernel's own lag in updating jiffies).
-	deadline := MonotonicNow() + 200*time.Millisecond
-	edge := func(j uint64) (uint64, time.Duration, error) {
-		last := MonotonicNow()
+}
+
+const (
+	// edgePrecision bounds the window a jiffies change is pinned into.
+	edgePrecision = 200 * time.Microsecond
+	// measureTicks is how many ticks the tick length is averaged over.
+	measureTicks = 4
+)
+
+// measureOnce measures the clock once: two precise jiffies changes at least measureTicks
+// apart.
+func measureOnce(prog *ebpf.Program, deadline time.Duration) (Clock, error) {
+	out := make([]byte, 16)
+	in := make([]byte, 16)
+	// read returns jiffies with times before and after reading it.
+	read := func() (uint64, time.Duration, time.Duration, error) {
+		before := MonotonicNow()
+		if _, err := prog.Run(&ebpf.RunOptions{Data: in, DataOut: out}); err != nil {
+			return 0, 0, 0, fmt.Errorf("read jiffies: %w", err)
+		}
+		return binary.LittleEndian.Uint64(out), before, MonotonicNow(), nil
+	}
+	// edge waits for jiffies to reach at least from+1 and returns the new value and when it
+	// changed (the middle of the window it is pinned into), from a precise change only.
+	edge := func(from uint64) (uint64, time.Duration, error) {
+		prevJ, prevBefore, _, err := read()
+		if err != nil {
+			return 0, 0, err
+		}
 		for {
-			n, before, err := read()
+			j, before, after, err := read()
 			if err != nil {
 				return 0, 0, err
 			}
-			if n != j {
-				return n, last, nil
+			if j > from && j != prevJ && j == prevJ+1 && after-prevBefore <= edgePrecision {
+				return j, prevBefore + (after-prevBefore)/2, nil
 			}
 			if before > deadline {
-				return 0, 0, errors.New("bpf: jiffies did not advance in 200ms")
+				return 0, 0, errors.New("no precise jiffies change before the deadline")
 			}
-			last = before
+			prevJ, prevBefore = j, before
 		}
 	}
-	j0, _, err := read()
+	j0, _, _, err := read()
 	if err != nil {
 		return Clock{}, err
 	}
@@ -79,11 +105,15 @@ func MeasureClock() (Clock, error) {
 	if err != nil {
 		return Clock{}, err
 	}
-	j2, t2, err := edge(j1)
+	j2, t2, err := edge(j1 + measureTicks - 1)
 	if err != nil {
 		return Clock{}, err
 	}
-	tick := nearestTick((t2 - t1) / time.Duration(j2-j1))
+	measured := (t2 - t1) / time.Duration(j2-j1)
+	tick := nearestTick(measured)
+	if absDuration(measured-tick) > tick/20 {
+		return Clock{}, fmt.Errorf("measured a tick of %v, not within 5%% of a tick Linux can have", measured)
+	}
 	return Clock{Tick: tick, Offset: j2*uint64(tick) - uint64(t2)}, nil
 }
 
