@@ -31,6 +31,15 @@ type Speaker struct {
 
 	mu    sync.Mutex
 	peers map[string]*peerSpeaker // by BGPPeer name
+	// servers are the GoBGP servers made so far, by peer name, running or stopped: a GoBGP
+	// server's Serve never returns, so a session made again reuses its server.
+	servers map[string]*gobgpServer
+}
+
+// gobgpServer is one embedded GoBGP server and the logger that watches its sessions.
+type gobgpServer struct {
+	server *server.BgpServer
+	logger *logger
 }
 
 // peerSpeaker is the GoBGP server of one peer and what it announces.
@@ -44,12 +53,11 @@ type peerSpeaker struct {
 
 type announced struct {
 	path Path
-	uuid []byte
 }
 
 // NewSpeaker returns a Speaker with no peers.
 func NewSpeaker(log *slog.Logger) *Speaker {
-	return &Speaker{log: log, peers: map[string]*peerSpeaker{}}
+	return &Speaker{log: log, peers: map[string]*peerSpeaker{}, servers: map[string]*gobgpServer{}}
 }
 
 // Apply brings the speaker to d. A peer no longer wanted is removed (its session closed with
@@ -75,18 +83,20 @@ func (s *Speaker) Apply(ctx context.Context, d Desired, routerID netip.Addr) err
 		default:
 			continue
 		}
-		ps.stop(ctx, true)
+		ps.stop(ctx)
 		delete(s.peers, name)
 	}
 	for _, p := range d.Peers {
 		ps := s.peers[p.Name]
 		if ps == nil {
 			var err error
-			if ps, err = s.startPeer(ctx, p, routerIDOf(p, routerID)); err != nil {
+			if ps, err = s.startPeer(ctx, p, routerIDOf(p, routerID), d.Paths[p.Name]); err != nil {
 				errs = append(errs, fmt.Errorf("bgp peer %s: %w", p.Name, err))
-				continue
 			}
-			s.peers[p.Name] = ps
+			if ps != nil {
+				s.peers[p.Name] = ps
+			}
+			continue
 		}
 		if err := ps.sync(ctx, d.Paths[p.Name]); err != nil {
 			errs = append(errs, fmt.Errorf("bgp peer %s: %w", p.Name, err))
@@ -108,27 +118,38 @@ func sameSession(a, b model.Peer) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-func (s *Speaker) startPeer(ctx context.Context, p *model.Peer, routerID netip.Addr) (*peerSpeaker, error) {
+// startPeer starts the session of peer p with its paths. The paths go into the RIB before
+// the session is added: the first UPDATEs and the End-of-RIB after an agent restart then carry
+// every path, so a router doing graceful restart keeps nothing stale it should not drop.
+func (s *Speaker) startPeer(ctx context.Context, p *model.Peer, routerID netip.Addr, paths []Path) (*peerSpeaker, error) {
 	if !routerID.Is4() {
 		return nil, errors.New("no router ID: the peer sets none and the node has no IPv4 address")
 	}
-	lg := &logger{log: s.log.With("peer", p.Name)}
-	srv := server.NewBgpServer(server.LoggerOption(lg))
-	go srv.Serve()
+	g := s.servers[p.Name]
+	if g == nil {
+		lg := &logger{log: s.log.With("peer", p.Name)}
+		g = &gobgpServer{server: server.NewBgpServer(server.LoggerOption(lg)), logger: lg}
+		go g.server.Serve()
+		s.servers[p.Name] = g
+	}
 	global := &api.Global{Asn: p.LocalASN, RouterId: routerID.String(), ListenPort: -1}
 	if p.GracefulRestart {
 		global.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
 	}
-	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: global}); err != nil {
-		srv.Stop()
+	if err := g.server.StartBgp(ctx, &api.StartBgpRequest{Global: global}); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
-	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerConfig(p)}); err != nil {
-		srv.Stop()
+	ps := &peerSpeaker{peer: *p, routerID: routerID, server: g.server, logger: g.logger, paths: map[netip.Prefix]announced{}}
+	syncErr := ps.sync(ctx, paths)
+	if err := g.server.AddPeer(ctx, &api.AddPeerRequest{Peer: peerConfig(p)}); err != nil {
+		_ = g.server.StopBgp(ctx, &api.StopBgpRequest{})
 		return nil, fmt.Errorf("add the session: %w", err)
 	}
+	if p.HoldTime == 0 {
+		s.log.Warn("holdTime 0 (no keepalives) is not supported by the embedded GoBGP: it uses 90s", "peer", p.Name)
+	}
 	s.log.Info("bgp peer added", "peer", p.Name, "address", p.Address, "asn", p.ASN, "localASN", p.LocalASN, "routerID", routerID)
-	return &peerSpeaker{peer: *p, routerID: routerID, server: srv, logger: lg, paths: map[netip.Prefix]announced{}}, nil
+	return ps, syncErr
 }
 
 func peerConfig(p *model.Peer) *api.Peer {
@@ -195,18 +216,23 @@ func (ps *peerSpeaker) sync(ctx context.Context, want []Path) error {
 			errs = append(errs, err)
 			continue
 		}
-		resp, err := ps.server.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path})
-		if err != nil {
+		if _, err := ps.server.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path}); err != nil {
 			errs = append(errs, fmt.Errorf("announce %s: %w", p.Prefix, err))
 			continue
 		}
-		ps.paths[p.Prefix] = announced{path: p, uuid: resp.Uuid}
+		ps.paths[p.Prefix] = announced{path: p}
 	}
 	for prefix, a := range ps.paths {
 		if keep[prefix] {
 			continue
 		}
-		if err := ps.server.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Uuid: a.uuid}); err != nil {
+		// By path, not by UUID: GoBGP finds a UUID by walking every path of the RIB.
+		path, err := apiPath(a.path)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := ps.server.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: path.Family, Path: path}); err != nil {
 			errs = append(errs, fmt.Errorf("withdraw %s: %w", prefix, err))
 			continue
 		}
@@ -267,14 +293,10 @@ func apiPath(p Path) (*api.Path, error) {
 	return &api.Path{Family: family, Nlri: nlri, Pattrs: attrs}, nil
 }
 
-// stop ends the peer's session: with a Cease notification (the routes are withdrawn at
-// once) when notify is set, otherwise by dropping the connection, which a router doing
-// graceful restart answers by keeping the routes, stale, until the agent is back.
-func (ps *peerSpeaker) stop(ctx context.Context, notify bool) {
-	if notify {
-		_ = ps.server.StopBgp(ctx, &api.StopBgpRequest{})
-	}
-	ps.server.Stop()
+// stop ends the peer's session with a Cease notification (the routes are withdrawn at once)
+// and empties its server's RIB; the server stays, for the session to be made again.
+func (ps *peerSpeaker) stop(ctx context.Context) {
+	_ = ps.server.StopBgp(ctx, &api.StopBgpRequest{})
 }
 
 // Close ends every session. A planned stop (restart, upgrade) leaves the sessions of peers
@@ -289,7 +311,7 @@ func (s *Speaker) Close(ctx context.Context, leaving bool) {
 			s.log.Info("bgp session left to graceful restart: the router keeps the routes until the agent is back", "peer", name)
 			continue
 		}
-		ps.stop(ctx, true)
+		ps.stop(ctx)
 		delete(s.peers, name)
 	}
 }

@@ -227,8 +227,8 @@ func (a *allocator) keep(s *svc) {
 			continue // the family is no longer asked for
 		case s.held[f].IsValid():
 			continue // one address per family: the first listed stays
-		case len(s.RequestedIPs) > 0 && !slices.Contains(s.RequestedIPs, ip):
-			continue // it asks for another address now
+		case requestedOf(s, f).IsValid() && requestedOf(s, f) != ip:
+			continue // it asks for another address of this family now
 		}
 		pool := a.poolOf(ip)
 		if s.Pool != "" && pool != nil && pool.Name != s.Pool && a.m.Pool(s.Pool) != nil {

@@ -292,6 +292,15 @@ func TestStopsAsking(t *testing.T) {
 	expect(t, r, "x/repool", "10.1.0.0", true, Allocated)
 	expect(t, r, "x/refamily", "2001:db8::1", true, OutsidePools)
 	expect(t, r, "x/next", "10.0.0.0", true, Allocated) // .1, .2 and .3 are free again, .0 first
+
+	// Asking for an address of one family leaves the other family's address alone.
+	r = allocate(t, Options{},
+		pool("a", 0, "10.0.0.0/28 2001:db8::/124"),
+		service("x/older", 1),
+		service("x/dual", 2, holding("10.0.0.5", "2001:db8::5"), policy(corev1.IPFamilyPolicyPreferDualStack),
+			annotated("sluice.dev/ips", "10.0.0.5")),
+	)
+	expect(t, r, "x/dual", "10.0.0.5 2001:db8::5", true, Allocated)
 }
 
 func TestPoolUseDualStack(t *testing.T) {

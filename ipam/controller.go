@@ -101,8 +101,18 @@ type Controller struct {
 }
 
 type writtenStatus struct {
-	staleRVs []string // the Service's resourceVersions before the write (and between its two patches)
-	ips      []netip.Addr
+	uid types.UID
+	ips []netip.Addr
+	at  time.Time
+}
+
+// writtenTTL bounds how long a write may take to show in the informer before the cache is
+// believed again.
+const writtenTTL = time.Minute
+
+// shows reports whether Service s's status holds exactly ips.
+func shows(s *corev1.Service, ips []netip.Addr) bool {
+	return slices.EqualFunc(s.Status.LoadBalancer.Ingress, ips, func(in corev1.LoadBalancerIngress, ip netip.Addr) bool { return in.IP == ip.String() })
 }
 
 // allKey is the one key the controller reconciles.
@@ -249,7 +259,7 @@ func (c *Controller) withWritten(m *model.Model, byKey map[types.NamespacedName]
 	}
 	stale := map[types.NamespacedName][]netip.Addr{}
 	for k, w := range c.written {
-		if s := byKey[k]; s == nil || !slices.Contains(w.staleRVs, s.ResourceVersion) {
+		if s := byKey[k]; s == nil || s.UID != w.uid || shows(s, w.ips) || time.Since(w.at) > writtenTTL {
 			delete(c.written, k)
 			continue
 		}
@@ -273,7 +283,7 @@ func (c *Controller) inFlight(s *corev1.Service, ips []netip.Addr) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	w, ok := c.written[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}]
-	return ok && slices.Contains(w.staleRVs, s.ResourceVersion) && slices.Equal(w.ips, ips)
+	return ok && w.uid == s.UID && !shows(s, w.ips) && time.Since(w.at) <= writtenTTL && slices.Equal(w.ips, ips)
 }
 
 // serviceJob returns the write that brings Service s to allocation a, or nil if it is there.
@@ -302,7 +312,6 @@ func (c *Controller) serviceJob(s *corev1.Service, a Allocation) func(context.Co
 		return nil
 	}
 	key := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
-	staleRVs := []string{s.ResourceVersion}
 	s = s.DeepCopy()
 	return func(ctx context.Context) error {
 		// The annotation first: once the status shows the addresses, it names their pool.
@@ -319,17 +328,18 @@ func (c *Controller) serviceJob(s *corev1.Service, a Allocation) func(context.Co
 			if err := c.client.Patch(ctx, s, client.MergeFrom(orig)); err != nil {
 				return fmt.Errorf("service %s: write annotation: %w", key, err)
 			}
-			staleRVs = append(staleRVs, s.ResourceVersion)
 		}
 		if !ingressSame || !condSame {
 			orig := s.DeepCopy()
 			s.Status.LoadBalancer.Ingress = want
 			meta.SetStatusCondition(&s.Status.Conditions, cond)
-			if err := c.client.Status().Patch(ctx, s, client.MergeFrom(orig)); err != nil {
+			// The patch replaces the conditions list: with the optimistic lock it fails (and the
+			// next run retries from a fresh cache) rather than erase another writer's condition.
+			if err := c.client.Status().Patch(ctx, s, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 				return fmt.Errorf("service %s: write status: %w", key, err)
 			}
 			c.mu.Lock()
-			c.written[key] = writtenStatus{staleRVs: staleRVs, ips: a.IPs}
+			c.written[key] = writtenStatus{uid: s.UID, ips: a.IPs, at: time.Now()}
 			c.mu.Unlock()
 		}
 		if !ingressSame {
@@ -359,7 +369,7 @@ func (c *Controller) releaseJob(s *corev1.Service) func(context.Context) error {
 			orig := s.DeepCopy()
 			s.Status.LoadBalancer.Ingress = nil
 			meta.RemoveStatusCondition(&s.Status.Conditions, ConditionAllocated)
-			if err := c.client.Status().Patch(ctx, s, client.MergeFrom(orig)); err != nil {
+			if err := c.client.Status().Patch(ctx, s, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 				return fmt.Errorf("service %s: release: %w", key, err)
 			}
 		}
@@ -423,7 +433,7 @@ func (c *Controller) poolJob(p *v1alpha1.IPPool, m *model.Model, problems []mode
 		p.Status.Addresses = addrs
 		meta.SetStatusCondition(&p.Status.Conditions, valid)
 		meta.SetStatusCondition(&p.Status.Conditions, conflict)
-		if err := c.client.Status().Patch(ctx, p, client.MergeFrom(orig)); err != nil {
+		if err := c.client.Status().Patch(ctx, p, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 			return fmt.Errorf("ippool %s: write status: %w", p.Name, err)
 		}
 		return nil

@@ -157,7 +157,7 @@ func checkInvariants(t *testing.T, m *model.Model, r *Result) {
 				t.Fatalf("%s: new address %s is in pool %v, result says %q", al.Service, ip, p, al.Pools[i])
 			case p.Disabled || !a.admits(p, v) || a.avoided(p, ip):
 				t.Fatalf("%s: new address %s from pool %s, which may not give it", al.Service, ip, p.Name)
-			case len(s.RequestedIPs) > 0 && requestedOf(v, familyOf(ip)).IsValid() && !slices.Contains(s.RequestedIPs, ip):
+			case requestedOf(v, familyOf(ip)).IsValid() && !slices.Contains(s.RequestedIPs, ip):
 				t.Fatalf("%s: asked for %v, got %s", al.Service, s.RequestedIPs, ip)
 			case s.Pool != "" && p.Name != s.Pool:
 				t.Fatalf("%s: named pool %s, got %s from %s", al.Service, s.Pool, ip, p.Name)

@@ -3,6 +3,7 @@ package model
 import (
 	"math/rand"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,7 +131,7 @@ func TestBuildDefaultsAndSecrets(t *testing.T) {
 	}
 	p := m.Peers[0]
 	if p.Password != "s3cret" || p.Port != 179 || p.HoldTime != 90*time.Second || p.KeepaliveTime != 30*time.Second ||
-		p.ConnectRetryTime != 120*time.Second || p.EBGPMultihop != 1 || !p.GracefulRestart || p.RestartTime != 120*time.Second || len(p.Families) != 2 {
+		p.ConnectRetryTime != 120*time.Second || p.EBGPMultihop != 1 || !p.GracefulRestart || p.RestartTime != 120*time.Second || !slices.Equal(p.Families, []v1alpha1.Family{v1alpha1.FamilyIPv4Unicast}) {
 		t.Fatalf("defaults not applied: %+v", p)
 	}
 	a := m.BGPAdverts[0]

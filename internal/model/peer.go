@@ -124,7 +124,13 @@ func buildPeer(o *v1alpha1.BGPPeer, secrets map[secretKey]*corev1.Secret, defaul
 			ps.reject("spec.gracefulRestart.restartTime", "must be between 1s and 4095s, got %s", p.RestartTime)
 		}
 	}
-	p.Families = []v1alpha1.Family{v1alpha1.FamilyIPv4Unicast, v1alpha1.FamilyIPv6Unicast}
+	// By default a session carries its own family: IPv4 prefixes over an IPv4 session, IPv6
+	// over IPv6 (as MetalLB does). Carrying the other family needs a next hop of that family,
+	// which the peer must accept (RFC 8950 for IPv4 over IPv6): ask for it with families.
+	p.Families = []v1alpha1.Family{v1alpha1.FamilyIPv4Unicast}
+	if p.Address.Is6() {
+		p.Families = []v1alpha1.Family{v1alpha1.FamilyIPv6Unicast}
+	}
 	if len(s.Families) > 0 {
 		p.Families = nil
 		for i, f := range s.Families {
