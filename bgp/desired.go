@@ -179,7 +179,7 @@ func serviceAddresses(m *model.Model, s *model.Service, typ v1alpha1.AddressType
 		}
 		var out []netip.Addr
 		for _, ip := range ips {
-			if p := poolOf(m, ip); p != nil && a.Pools.Matches(p) {
+			if p := m.PoolOf(ip); p != nil && a.Pools.Matches(p) {
 				out = append(out, ip)
 			}
 		}
@@ -207,17 +207,6 @@ func announcesFrom(s *model.Service, typ v1alpha1.AddressType, node string) bool
 		return true
 	}
 	return slices.ContainsFunc(s.Endpoints, func(e model.Endpoint) bool { return e.Node == node && e.Ready })
-}
-
-func poolOf(m *model.Model, ip netip.Addr) *model.Pool {
-	for _, p := range m.Pools {
-		for _, r := range p.Ranges {
-			if r.Contains(ip) {
-				return p
-			}
-		}
-	}
-	return nil
 }
 
 func comparePrefixes(a, b netip.Prefix) int {

@@ -230,7 +230,7 @@ func (a *allocator) keep(s *svc) {
 		case requestedOf(s, f).IsValid() && requestedOf(s, f) != ip:
 			continue // it asks for another address of this family now
 		}
-		pool := a.poolOf(ip)
+		pool := a.m.PoolOf(ip)
 		if s.Pool != "" && pool != nil && pool.Name != s.Pool && a.m.Pool(s.Pool) != nil {
 			continue // it names another pool now
 		}
@@ -282,7 +282,7 @@ func requestedOf(s *svc, f family) netip.Addr {
 }
 
 func (a *allocator) allocateRequested(s *svc, ip netip.Addr) bool {
-	pool := a.poolOf(ip)
+	pool := a.m.PoolOf(ip)
 	switch {
 	case pool == nil:
 		s.note(RequestedUnavailable, "requested %s is in no pool", ip)
@@ -396,17 +396,6 @@ func (a *allocator) avoided(p *model.Pool, ip netip.Addr) bool {
 	}
 	last := ip.As4()[3]
 	return last == 0 || last == 255
-}
-
-func (a *allocator) poolOf(ip netip.Addr) *model.Pool {
-	for _, p := range a.m.Pools { // oldest first; valid pools do not overlap
-		for _, r := range p.Ranges {
-			if r.Contains(ip) {
-				return p
-			}
-		}
-	}
-	return nil
 }
 
 // admits reports whether pool p may serve s (its namespaces and selectors).

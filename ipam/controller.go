@@ -265,16 +265,7 @@ func (c *Controller) withWritten(m *model.Model, byKey map[types.NamespacedName]
 		}
 		stale[k] = w.ips
 	}
-	out := *m
-	out.Services = slices.Clone(m.Services)
-	for i, s := range out.Services {
-		if ips, ok := stale[s.Key]; ok {
-			cp := *s
-			cp.IngressIPs = slices.Clone(ips)
-			out.Services[i] = &cp
-		}
-	}
-	return &out
+	return withIngress(m, func(s *model.Service) []netip.Addr { return stale[s.Key] })
 }
 
 // inFlight reports whether this controller already wrote ips for Service s, and the

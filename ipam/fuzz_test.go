@@ -151,7 +151,7 @@ func checkInvariants(t *testing.T, m *model.Model, r *Result) {
 			if slices.Contains(s.IngressIPs, ip) {
 				continue // kept: may be anywhere
 			}
-			p := a.poolOf(ip)
+			p := m.PoolOf(ip)
 			switch {
 			case p == nil || p.Name != al.Pools[i]:
 				t.Fatalf("%s: new address %s is in pool %v, result says %q", al.Service, ip, p, al.Pools[i])

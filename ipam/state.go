@@ -94,13 +94,23 @@ func StateOf(r *Result) State {
 // remembers for them, as if their status said so: what a restart of standalone mode
 // allocates from. A Service's own status, when it has one, wins. m is not modified.
 func WithState(m *model.Model, st State) *model.Model {
+	return withIngress(m, func(s *model.Service) []netip.Addr {
+		if len(s.IngressIPs) > 0 || !s.Ours {
+			return nil
+		}
+		return st.Services[s.Key.String()]
+	})
+}
+
+// withIngress returns a copy of m in which each Service for which ips gives addresses holds
+// them as its status; m is not modified.
+func withIngress(m *model.Model, ips func(*model.Service) []netip.Addr) *model.Model {
 	out := *m
-	out.Services = make([]*model.Service, len(m.Services))
-	for i, s := range m.Services {
-		out.Services[i] = s
-		if ips := st.Services[s.Key.String()]; len(s.IngressIPs) == 0 && len(ips) > 0 && s.Ours {
+	out.Services = slices.Clone(m.Services)
+	for i, s := range out.Services {
+		if a := ips(s); len(a) > 0 {
 			c := *s
-			c.IngressIPs = slices.Clone(ips)
+			c.IngressIPs = slices.Clone(a)
 			out.Services[i] = &c
 		}
 	}

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"net/netip"
 	"slices"
 	"sort"
 
@@ -49,6 +50,18 @@ type Model struct {
 
 // Pool returns the pool of that name, or nil.
 func (m *Model) Pool(name string) *Pool { return m.poolsByName[name] }
+
+// PoolOf returns the pool holding address ip, or nil. Valid pools do not overlap.
+func (m *Model) PoolOf(ip netip.Addr) *Pool {
+	for _, p := range m.Pools {
+		for _, r := range p.Ranges {
+			if r.Contains(ip) {
+				return p
+			}
+		}
+	}
+	return nil
+}
 
 // Build validates objects into a Model. Problems lists what was wrong, sorted; the Model holds
 // everything that was not rejected.
