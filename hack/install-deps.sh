@@ -12,8 +12,22 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# FRR's zebra (the lab router that installs ECMP routes) runs as root and insists that its
+# user be in FRR's vty group.
+vty_group() {
+  if getent group frrvty >/dev/null && ! id -nG root | grep -qw frrvty; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "deps: root is not in group frrvty (zebra needs it); run as root, or: sudo usermod -aG frrvty root" >&2
+      exit 1
+    fi
+    usermod -aG frrvty root
+    echo "deps: added root to group frrvty (FRR's zebra, run as root in tests, requires it)"
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: Debian packages present (${packages[*]})"
+  vty_group
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -31,3 +45,4 @@ for svc in frr bird; do
   fi
 done
 echo "deps: installed ${missing[*]}"
+vty_group

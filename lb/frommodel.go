@@ -18,6 +18,10 @@ type Options struct {
 	LoadBalancerIPs map[types.NamespacedName][]netip.Addr
 	// Algorithm is the backend selection of every Service.
 	Algorithm Algorithm
+	// Node is the node the datapath runs on: frontends whose traffic policy is Local
+	// (externalTrafficPolicy for External ones, internalTrafficPolicy for Internal ones)
+	// balance over the endpoints on this node only.
+	Node string
 }
 
 // Conflict is a frontend that two Services claim. The first Service in key order keeps it.
@@ -40,7 +44,11 @@ type Conflict struct {
 // Conflict; a Service left without frontends is dropped.
 //
 // Backends are the endpoints of the frontends' family that have the port: ready ones are
-// Active, serving and terminating ones Terminating, the others left out. Every backend has
+// Active, serving and terminating ones Terminating, the others left out. Frontends of a scope
+// whose traffic policy is Local form a Service of their own (ServiceKey.Local) whose backends
+// are only the endpoints on opts.Node: as with kube-proxy, such traffic is never sent to
+// another node, so the client's address is kept and replies leave through this node; with no
+// local endpoint it is refused. Every backend has
 // DefaultWeight and ID 0 (see IDs.Assign). A Service with no backend is kept: the datapath
 // answers it with a refusal, not silence.
 func FromModel(svcs []*model.Service, opts Options) ([]Service, []Conflict) {
@@ -99,6 +107,9 @@ func fromModelService(s *model.Service, opts Options) []Service {
 		timeout = 0
 	}
 
+	externalLocal := s.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	internalLocal := s.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
+
 	var out []Service
 	seen := map[ServiceKey]bool{}
 	for _, p := range s.Ports {
@@ -112,28 +123,46 @@ func fromModelService(s *model.Service, opts Options) []Service {
 				continue // a second port of the same name; the API server forbids it
 			}
 			seen[key] = true
-			var fronts []Frontend
+			// fronts[true] are the frontends whose traffic policy is Local.
+			fronts := map[bool][]Frontend{}
 			for _, a := range external {
 				if familyOf(a) == fam {
-					fronts = append(fronts, Frontend{Addr: a, Port: p.Port, Protocol: proto, Scope: ScopeExternal})
+					fronts[externalLocal] = append(fronts[externalLocal], Frontend{Addr: a, Port: p.Port, Protocol: proto, Scope: ScopeExternal})
 				}
 			}
 			for _, a := range s.ClusterIPs {
 				if familyOf(a) == fam {
-					fronts = append(fronts, Frontend{Addr: a, Port: p.Port, Protocol: proto, Scope: ScopeInternal})
+					fronts[internalLocal] = append(fronts[internalLocal], Frontend{Addr: a, Port: p.Port, Protocol: proto, Scope: ScopeInternal})
 				}
 			}
-			if len(fronts) == 0 {
-				continue
+			// An address that is both external and a cluster IP keeps its External
+			// frontend only, in whichever half that falls.
+			if externalLocal != internalLocal {
+				ext := map[netip.Addr]bool{}
+				for _, f := range fronts[externalLocal] {
+					ext[f.Addr] = true
+				}
+				fronts[internalLocal] = slices.DeleteFunc(fronts[internalLocal], func(f Frontend) bool { return ext[f.Addr] })
 			}
-			out = append(out, Service{
-				Key:             key,
-				Frontends:       uniqueFrontends(fronts),
-				Backends:        backendsOf(s.Endpoints, p.Name, proto, fam),
-				Affinity:        affinity,
-				AffinityTimeout: timeout,
-				Algorithm:       opts.Algorithm,
-			})
+			for _, local := range []bool{false, true} {
+				if len(fronts[local]) == 0 {
+					continue
+				}
+				node := ""
+				if local {
+					node = opts.Node
+				}
+				k := key
+				k.Local = local
+				out = append(out, Service{
+					Key:             k,
+					Frontends:       uniqueFrontends(fronts[local]),
+					Backends:        backendsOf(s.Endpoints, p.Name, proto, fam, local, node),
+					Affinity:        affinity,
+					AffinityTimeout: timeout,
+					Algorithm:       opts.Algorithm,
+				})
+			}
 		}
 	}
 	return out
@@ -145,11 +174,12 @@ func uniqueFrontends(fronts []Frontend) []Frontend {
 	return slices.CompactFunc(fronts, func(a, b Frontend) bool { return a.Addr == b.Addr })
 }
 
-// backendsOf returns, sorted, the backends of the endpoints of family fam for a Service port.
-func backendsOf(eps []model.Endpoint, portName string, proto Protocol, fam Family) []Backend {
+// backendsOf returns, sorted, the backends of the endpoints of family fam for a Service port;
+// with local, only those on node.
+func backendsOf(eps []model.Endpoint, portName string, proto Protocol, fam Family, local bool, node string) []Backend {
 	var out []Backend
 	for _, ep := range eps {
-		if familyOf(ep.Addr) != fam {
+		if familyOf(ep.Addr) != fam || (local && ep.Node != node) {
 			continue
 		}
 		port, ok := ep.Ports[portName]

@@ -41,6 +41,17 @@ func key(name, port string, fam Family) ServiceKey {
 	return ServiceKey{Namespace: "ns", Name: name, Port: port, Family: fam}
 }
 
+func localKey(name, port string, fam Family) ServiceKey {
+	k := key(name, port, fam)
+	k.Local = true
+	return k
+}
+
+func on(node string, ep model.Endpoint) model.Endpoint {
+	ep.Node = node
+	return ep
+}
+
 func svc(name string, typ corev1.ServiceType, f func(*model.Service)) *model.Service {
 	s := &model.Service{
 		Key:   types.NamespacedName{Namespace: "ns", Name: name},
@@ -245,6 +256,79 @@ func TestFromModel(t *testing.T) {
 		want: []Service{{
 			Key:       key("x", "http", IPv4),
 			Frontends: []Frontend{fe("10.96.0.19", 80, TCP, ScopeExternal)},
+		}},
+	}, {
+		name: "externalTrafficPolicy Local: external frontends over this node's endpoints only",
+		in: []*model.Service{svc("etp", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+			s.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+			s.ClusterIPs = addrs("10.96.0.20")
+			s.IngressIPs = addrs("198.51.100.20")
+			s.ExternalIPs = addrs("10.96.0.20") // also a cluster IP: external, so local
+			s.Endpoints = []model.Endpoint{
+				on("node-a", ready("10.1.0.1", http8080)), on("node-b", ready("10.1.0.2", http8080)),
+				ready("10.1.0.3", http8080), // no node: never local
+			}
+		})},
+		opts: Options{Node: "node-a"},
+		want: []Service{{ // the only cluster IP is also external: no cluster-wide half
+			Key:       localKey("etp", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.20", 80, TCP, ScopeExternal), fe("198.51.100.20", 80, TCP, ScopeExternal)},
+			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive)},
+		}},
+	}, {
+		name: "externalTrafficPolicy Local with no local endpoint refuses external traffic",
+		in: []*model.Service{svc("etp", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+			s.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+			s.ClusterIPs = addrs("10.96.0.21")
+			s.IngressIPs = addrs("198.51.100.21")
+			s.Endpoints = []model.Endpoint{on("node-b", ready("10.1.0.2", http8080))}
+		})},
+		opts: Options{Node: "node-a"},
+		want: []Service{{
+			Key:       key("etp", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.21", 80, TCP, ScopeInternal)},
+			Backends:  []Backend{be("10.1.0.2", 8080, TCP, BackendActive)},
+		}, {
+			Key:       localKey("etp", "http", IPv4),
+			Frontends: []Frontend{fe("198.51.100.21", 80, TCP, ScopeExternal)},
+		}},
+	}, {
+		name: "internalTrafficPolicy Local: cluster IPs over this node's endpoints, external over all",
+		in: []*model.Service{svc("itp", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+			s.InternalTrafficPolicy = corev1.ServiceInternalTrafficPolicyLocal
+			s.ClusterIPs = addrs("10.96.0.22")
+			s.IngressIPs = addrs("198.51.100.22")
+			s.Endpoints = []model.Endpoint{
+				on("node-a", ready("10.1.0.1", http8080)),
+				on("node-b", ready("10.1.0.2", http8080)),
+				on("node-a", model.Endpoint{Addr: netip.MustParseAddr("10.1.0.4"), Serving: true, Terminating: true, Ports: http8080}),
+			}
+		})},
+		opts: Options{Node: "node-a"},
+		want: []Service{{
+			Key:       key("itp", "http", IPv4),
+			Frontends: []Frontend{fe("198.51.100.22", 80, TCP, ScopeExternal)},
+			Backends: []Backend{be("10.1.0.1", 8080, TCP, BackendActive), be("10.1.0.2", 8080, TCP, BackendActive),
+				be("10.1.0.4", 8080, TCP, BackendTerminating)},
+		}, {
+			Key:       localKey("itp", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.22", 80, TCP, ScopeInternal)},
+			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive), be("10.1.0.4", 8080, TCP, BackendTerminating)},
+		}},
+	}, {
+		name: "both policies Local: one node-local Service",
+		in: []*model.Service{svc("both", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+			s.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+			s.InternalTrafficPolicy = corev1.ServiceInternalTrafficPolicyLocal
+			s.ClusterIPs = addrs("10.96.0.23")
+			s.IngressIPs = addrs("198.51.100.23")
+			s.Endpoints = []model.Endpoint{on("node-a", ready("10.1.0.1", http8080)), on("node-b", ready("10.1.0.2", http8080))}
+		})},
+		opts: Options{Node: "node-b"},
+		want: []Service{{
+			Key:       localKey("both", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.23", 80, TCP, ScopeInternal), fe("198.51.100.23", 80, TCP, ScopeExternal)},
+			Backends:  []Backend{be("10.1.0.2", 8080, TCP, BackendActive)},
 		}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -148,15 +148,33 @@ type ServiceKey struct {
 	// Port is the name of the Service port ("" for a Service's only, unnamed port).
 	Port   string
 	Family Family
+	// Local marks the node-local half of a Service with a Local traffic policy: the
+	// frontends of the scope(s) whose policy is Local, balanced over this node's endpoints
+	// only. The other half (Local false) has the other frontends and every endpoint.
+	Local bool
 }
 
 func (k ServiceKey) String() string {
-	return k.Namespace + "/" + k.Name + ":" + k.Port + "/" + k.Family.String()
+	s := k.Namespace + "/" + k.Name + ":" + k.Port + "/" + k.Family.String()
+	if k.Local {
+		s += "/local"
+	}
+	return s
 }
 
 func compareServiceKeys(a, b ServiceKey) int {
 	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name),
-		cmp.Compare(a.Port, b.Port), cmp.Compare(a.Family, b.Family))
+		cmp.Compare(a.Port, b.Port), cmp.Compare(a.Family, b.Family), boolCompare(a.Local, b.Local))
+}
+
+func boolCompare(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // Affinity is a Service's session affinity.

@@ -69,15 +69,7 @@ func newSingleNode(t *testing.T, backends int) *singleNode {
 	testenv.RequirePrivileged(t)
 	l := lab.ForTest(t)
 	s := &singleNode{lab: l, dir: t.TempDir()}
-	// The node's bpffs is mounted here, in the host's mount namespace, as a DaemonSet's
-	// hostPath is: `ip netns exec` gives every agent a mount namespace of its own, and pins
-	// on a bpffs the agent mounted itself would die with it.
-	bpffs := filepath.Join(s.dir, "bpffs")
-	must(t, os.MkdirAll(bpffs, 0o700))
-	if _, err := bpf.MountBPFFS(bpffs); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(bpffs, unix.MNT_DETACH) })
+	mountBPFFS(t, s.dir)
 	var err error
 	s.client, err = l.Namespace("client")
 	must(t, err)
@@ -166,30 +158,47 @@ endpoints:
 // is ready.
 func (s *singleNode) startAgent(t *testing.T, config string) {
 	t.Helper()
-	var err error
-	s.agent, err = s.node.Start(agentBin, "--config", config, "--node-name", "node", "--devices", "eth0",
-		"--state-dir", filepath.Join(s.dir, "state"), "--bpffs", filepath.Join(s.dir, "bpffs"),
+	s.agent = startAgent(t, s.node, "node", s.dir, config)
+}
+
+// startAgent runs sluice-agent as node in namespace ns with XDP/TCX on eth0, its state and
+// bpffs (mounted by the caller) under dir, and waits until it is ready.
+func startAgent(t *testing.T, ns *lab.Namespace, node, dir, config string) *lab.Process {
+	t.Helper()
+	agent, err := ns.Start(agentBin, "--config", config, "--node-name", node, "--devices", "eth0",
+		"--state-dir", filepath.Join(dir, "state"), "--bpffs", filepath.Join(dir, "bpffs"),
 		"--metrics-addr", "127.0.0.1:9472", "--health-addr", "127.0.0.1:9473")
 	must(t, err)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := s.node.Exec(ctx, "curl", "-sf", "http://127.0.0.1:9473/readyz")
+		_, err := ns.Exec(ctx, "curl", "-sf", "http://127.0.0.1:9473/readyz")
 		cancel()
-		ready := err == nil
-		if ready {
-			return
+		if err == nil {
+			return agent
 		}
 		select {
-		case <-s.agent.Done():
-			t.Fatalf("agent exited: %v\n%s", s.agent.Err(), s.agent.Output())
+		case <-agent.Done():
+			t.Fatalf("%s: agent exited: %v\n%s", node, agent.Err(), agent.Output())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent not ready after 20s\n%s", s.agent.Output())
+			t.Fatalf("%s: agent not ready after 20s\n%s", node, agent.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// mountBPFFS mounts a bpffs on dir/bpffs, in the host's mount namespace, as a DaemonSet's
+// hostPath is: `ip netns exec` gives every agent a mount namespace of its own, and pins on
+// a bpffs the agent mounted itself would die with it.
+func mountBPFFS(t *testing.T, dir string) {
+	bpffs := filepath.Join(dir, "bpffs")
+	must(t, os.MkdirAll(bpffs, 0o700))
+	if _, err := bpf.MountBPFFS(bpffs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(bpffs, unix.MNT_DETACH) })
 }
 
 // ctl runs sluicectl against the node's agent.

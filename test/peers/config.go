@@ -16,7 +16,14 @@ type Config struct {
 	// HoldTime, when set, is the proposed hold time (keepalive is a third of it).
 	// Zero keeps the daemon's default (90 s for gobgpd, 180 s for FRR, 240 s for BIRD).
 	HoldTime time.Duration
+	// InstallRoutes makes the daemon a router (FRR only): zebra runs beside bgpd and the
+	// best paths go into the namespace's routing table, with equal paths from several
+	// neighbors of one AS installed together as an ECMP route (up to MaxPaths).
+	InstallRoutes bool
 }
+
+// MaxPaths is the number of equal paths an InstallRoutes daemon installs for one prefix.
+const MaxPaths = 8
 
 // Neighbor is a BGP neighbor, on a directly connected network. The session carries the
 // address family of Address.

@@ -13,7 +13,9 @@
 //
 // The generated configurations are meant for labs: no policy (everything is accepted and
 // re-advertised), connect-retry timers of one second, and neither zebra nor a kernel
-// protocol, so the daemons never touch the namespace's routing table. Each neighbor
+// protocol, so the daemons never touch the namespace's routing table — except an FRR asked
+// to be a router (Config.InstallRoutes), which runs zebra and installs its best paths, ECMP
+// included (FRR.KernelNextHops reads them back). Each neighbor
 // carries the address family of its address (IPv4 unicast or IPv6 unicast).
 //
 // # State
@@ -31,6 +33,7 @@
 //
 // # Requirements
 //
-// Root, iproute2's `ip`, and the Debian packages frr (/usr/lib/frr/bgpd, vtysh), bird2
+// Root (in group frrvty for zebra: hack/install-deps.sh sees to it), iproute2's `ip`, and
+// the Debian packages frr (/usr/lib/frr/bgpd, /usr/lib/frr/zebra, vtysh), bird2
 // (bird, birdc) and gobgpd (gobgpd, gobgp).
 package peers

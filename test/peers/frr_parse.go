@@ -176,3 +176,32 @@ func parseFRRAttributes(prefix netip.Prefix, data []byte) (Attributes, error) {
 	}
 	return Attributes{}, fmt.Errorf("FRR has no best path for %v", prefix)
 }
+
+// parseZebraRoute parses `show {ip|ipv6} route <prefix> json` and returns the next hops
+// in the kernel (fib) of the installed route for exactly prefix, sorted.
+func parseZebraRoute(data []byte, prefix netip.Prefix) ([]netip.Addr, error) {
+	var doc map[string][]struct {
+		Prefix    string `json:"prefix"`
+		Installed bool   `json:"installed"`
+		NextHops  []struct {
+			IP  string `json:"ip"`
+			FIB bool   `json:"fib"`
+		} `json:"nexthops"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("parsing zebra route: %w", err)
+	}
+	var out []netip.Addr
+	for _, r := range doc[prefix.String()] {
+		if !r.Installed || r.Prefix != prefix.String() {
+			continue
+		}
+		for _, nh := range r.NextHops {
+			if a, err := netip.ParseAddr(nh.IP); err == nil && nh.FIB {
+				out = append(out, a)
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out), nil
+}

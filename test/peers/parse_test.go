@@ -72,6 +72,28 @@ func TestParseFRRRoutes(t *testing.T) {
 	})
 }
 
+// zebra-route-ecmp.json was recorded by test/e2e's TestBGPECMP: FRR's kernel route for a
+// Service address announced by two nodes.
+func TestParseZebraRoute(t *testing.T) {
+	data := sample(t, "zebra-route-ecmp.json")
+	got, err := parseZebraRoute(data, prefix("203.0.113.30/32"))
+	if err != nil || !reflect.DeepEqual(got, []netip.Addr{addr("198.18.1.11"), addr("198.18.1.12")}) {
+		t.Errorf("ECMP route: %v, %v", got, err)
+	}
+	if got, err := parseZebraRoute(data, prefix("203.0.113.31/32")); err != nil || len(got) != 0 {
+		t.Errorf("another prefix: %v, %v", got, err)
+	}
+	// A route zebra has not installed, or a next hop not in the kernel, does not count.
+	got, err = parseZebraRoute([]byte(`{"10.0.0.0/8":[{"prefix":"10.0.0.0/8","installed":false,"nexthops":[{"ip":"10.1.1.1","fib":true}]},
+		{"prefix":"10.0.0.0/8","installed":true,"nexthops":[{"ip":"10.1.1.2","fib":false},{"ip":"10.1.1.3","fib":true}]}]}`), prefix("10.0.0.0/8"))
+	if err != nil || !reflect.DeepEqual(got, []netip.Addr{addr("10.1.1.3")}) {
+		t.Errorf("uninstalled route and non-fib next hop: %v, %v", got, err)
+	}
+	if _, err := parseZebraRoute([]byte("% Unknown command"), prefix("10.0.0.0/8")); err == nil {
+		t.Error("not JSON: no error")
+	}
+}
+
 func TestParseBIRDProtocols(t *testing.T) {
 	got, err := parseBIRDProtocols(sample(t, "bird-protocols-all.txt"))
 	checkSessions(t, got, err, []Session{

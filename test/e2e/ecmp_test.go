@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/internal/testenv"
+	"github.com/sluice-lb/sluice/test/lab"
+	"github.com/sluice-lb/sluice/test/peers"
+	"github.com/sluice-lb/sluice/test/traffic"
+)
+
+// The ECMP topology: a router running FRR with zebra, a client behind it, and two nodes on
+// the router's LAN, each with one backend of Service ecmp (externalTrafficPolicy Local).
+//
+//	client 198.19.0.2 ── 198.19.0.1 router 198.18.1.1 ─┬─ 198.18.1.11 node-a ── be-a 198.51.100.11
+//	                                (bridge lan)         └─ 198.18.1.12 node-b ── be-b 198.51.100.139
+const (
+	ecmpVIP   = "203.0.113.30"
+	routerLAN = "198.18.1.1"
+)
+
+type ecmpNode struct {
+	name, addr, bridge, backend string
+	ns                          *lab.Namespace
+	dir                         string
+	agent                       *lab.Process
+}
+
+// ecmpConfig is the standalone config both agents read: the nodes, the router as BGP peer,
+// and Service ecmp with one endpoint on each node, the one on node-a ready or not.
+func ecmpConfig(t *testing.T, path string, aReady bool) {
+	config := fmt.Sprintf(`apiVersion: v1
+kind: Node
+metadata: {name: node-a}
+status: {addresses: [{type: InternalIP, address: 198.18.1.11}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-b}
+status: {addresses: [{type: InternalIP, address: 198.18.1.12}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: IPPool
+metadata: {name: lab}
+spec: {blocks: [{cidr: 203.0.113.0/24}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: router}
+spec: {peerAddress: %s, peerASN: 64512, localASN: 64513, holdTime: 9s, keepaliveTime: 3s, connectRetryTime: 1s}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: lab}
+spec: {pools: [lab]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ecmp, namespace: demo}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{name: tcp, port: 80, protocol: TCP}]}
+status: {loadBalancer: {ingress: [{ip: %s}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ecmp, namespace: demo, labels: {kubernetes.io/service-name: ecmp}}
+addressType: IPv4
+ports: [{name: tcp, port: 8080, protocol: TCP}]
+endpoints:
+  - {addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: %v}}
+  - {addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: true}}
+`, routerLAN, ecmpVIP, aReady)
+	tmp := path + ".tmp"
+	must(t, os.WriteFile(tmp, []byte(config), 0o644))
+	must(t, os.Rename(tmp, path))
+}
+
+// TestBGPECMP: both nodes announce the address of a Service with externalTrafficPolicy Local
+// that has an endpoint on each; FRR with zebra installs an ECMP route over the two, and a
+// client behind the router reaches the Service through both nodes, each node serving its own
+// endpoint (DNAT only, so the reply leaves through the node that translated the request).
+// When node-a's endpoint stops being ready, node-a withdraws and every connection goes
+// through node-b, none failing once the router's route has only node-b.
+func TestBGPECMP(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	l := lab.ForTest(t)
+	dir := t.TempDir()
+	client, err := l.Namespace("client")
+	must(t, err)
+	router, err := l.Namespace("router")
+	must(t, err)
+	must(t, router.EnableForwarding())
+	// Hash flows over the ECMP members by ports too, not only by addresses: one client.
+	must(t, router.Sysctl("net.ipv4.fib_multipath_hash_policy", "1"))
+	must(t, l.Connect(lab.Endpoint{NS: client, Name: "eth0", Addrs: []string{"198.19.0.2/24"}},
+		lab.Endpoint{NS: router, Name: "eth0", Addrs: []string{"198.19.0.1/24"}}))
+	must(t, client.AddRoute("default", "198.19.0.1"))
+	must(t, router.AddBridge("lan", routerLAN+"/24"))
+
+	nodes := []*ecmpNode{
+		{name: "node-a", addr: "198.18.1.11", bridge: "198.51.100.1/25", backend: "198.51.100.11/25"},
+		{name: "node-b", addr: "198.18.1.12", bridge: "198.51.100.129/25", backend: "198.51.100.139/25"},
+	}
+	for _, n := range nodes {
+		n.ns, err = l.Namespace(n.name)
+		must(t, err)
+		n.dir = filepath.Join(dir, n.name)
+		mountBPFFS(t, n.dir)
+		must(t, l.Connect(lab.Endpoint{NS: router, Name: "to-" + n.name, Bridge: "lan"},
+			lab.Endpoint{NS: n.ns, Name: "eth0", Addrs: []string{n.addr + "/24"}}))
+		must(t, router.ReceiveXDPFrames("to-"+n.name))
+		must(t, n.ns.AddRoute("default", routerLAN))
+		must(t, n.ns.EnableForwarding())
+		must(t, n.ns.AddBridge("pods", n.bridge))
+		beName := "be-" + n.name[len("node-"):]
+		be, err := l.Namespace(beName)
+		must(t, err)
+		must(t, l.Connect(lab.Endpoint{NS: be, Name: "eth0", Addrs: []string{n.backend}},
+			lab.Endpoint{NS: n.ns, Name: "be", Bridge: "pods"}))
+		must(t, be.AddRoute("default", netip.MustParsePrefix(n.bridge).Addr().String()))
+		srv, err := traffic.Serve(be, beName, 8080)
+		must(t, err)
+		t.Cleanup(func() { srv.Close() })
+	}
+
+	var neighbors []peers.Neighbor
+	for _, n := range nodes {
+		neighbors = append(neighbors, peers.Neighbor{Address: netip.MustParseAddr(n.addr), ASN: 64513})
+	}
+	frr := peers.StartForTest(t, peers.StartFRR, router.Name, peers.Config{
+		RouterID: netip.MustParseAddr(routerLAN), ASN: 64512, HoldTime: 9 * time.Second, Neighbors: neighbors, InstallRoutes: true,
+	})
+	config := filepath.Join(dir, "config.yaml")
+	ecmpConfig(t, config, true)
+	for _, n := range nodes {
+		n.agent = startAgent(t, n.ns, n.name, n.dir, config)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	prefix := netip.MustParsePrefix(ecmpVIP + "/32")
+	both := []netip.Addr{netip.MustParseAddr(nodes[0].addr), netip.MustParseAddr(nodes[1].addr)}
+	waitNextHops := func(want []netip.Addr) time.Time {
+		t.Helper()
+		var got []netip.Addr
+		for {
+			got, err = frr.KernelNextHops(ctx, prefix)
+			must(t, err)
+			if slices.Equal(got, want) {
+				return time.Now()
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("router's kernel route for %s via %v, want %v\nnode-a:\n%s\nnode-b:\n%s", prefix, got, want,
+					nodes[0].agent.Output(), nodes[1].agent.Output())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitNextHops(both)
+	out, err := router.Exec(ctx, "ip", "route", "show", prefix.String())
+	must(t, err)
+	t.Logf("router: ip route show %s:\n%s", prefix, out)
+
+	c := traffic.NewClient(client)
+	addr := ecmpVIP + ":80"
+	r := c.Spread("tcp", addr, 400, 8)
+	t.Logf("400 connections through the router: %v", r)
+	if r.Failed != 0 || len(r.ByServer) != 2 || r.MaxDeviation(2) > 0.25 {
+		t.Fatalf("through the ECMP route: %v; want every connection answered, by be-a and be-b about evenly", r)
+	}
+
+	// node-a's endpoint stops being ready: node-a withdraws, the router's route narrows to
+	// node-b, and node-b's endpoint takes every connection.
+	start := time.Now()
+	ecmpConfig(t, config, false)
+	narrowed := waitNextHops(both[1:])
+	t.Logf("router's route down to node-b %v after node-a's endpoint stopped being ready", narrowed.Sub(start).Round(time.Millisecond))
+	r = c.Spread("tcp", addr, 200, 8)
+	if r.Failed != 0 || len(r.ByServer) != 1 || r.ByServer["be-b"] != 200 {
+		t.Fatalf("after node-a withdrew: %v; want every connection answered by be-b", r)
+	}
+}
