@@ -80,7 +80,7 @@ func TestBinarySIGTERM(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if len(st.Pools) != 1 || st.Pools[0].Name != "quickstart" || len(st.Peers) != 1 || len(st.Problems) != 0 {
+	if len(st.Pools) != 1 || st.Pools[0].Name != "quickstart" || len(st.Peers) != 2 || len(st.Problems) != 0 {
 		t.Fatalf("status = %+v", st)
 	}
 

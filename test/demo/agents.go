@@ -31,14 +31,17 @@ const (
 	nodeASN     = 64513
 )
 
-// startFRR runs bgpd on the router with both nodes as passive neighbors: it waits for
-// the nodes to open their BGP sessions.
+// startFRR runs zebra and bgpd on the router with both nodes as passive neighbors, over
+// IPv4 and IPv6: it waits for the nodes to open their BGP sessions, and installs what it
+// learns in the router's routing table, equal paths as one ECMP route.
 func (d *demo) startFRR(ctx context.Context) error {
-	cfg := peers.Config{RouterID: netip.MustParseAddr(routerLAN4), ASN: routerASN, HoldTime: 9 * time.Second}
+	cfg := peers.Config{RouterID: netip.MustParseAddr(routerLAN4), ASN: routerASN, HoldTime: 9 * time.Second, InstallRoutes: true}
 	var neighbors []string
 	for _, n := range d.nodes {
-		cfg.Neighbors = append(cfg.Neighbors, peers.Neighbor{Address: netip.MustParseAddr(n.addr4), ASN: nodeASN, Passive: true})
-		neighbors = append(neighbors, n.addr4)
+		for _, a := range []string{n.addr4, n.addr6} {
+			cfg.Neighbors = append(cfg.Neighbors, peers.Neighbor{Address: netip.MustParseAddr(a), ASN: nodeASN, Passive: true})
+			neighbors = append(neighbors, a)
+		}
 	}
 	dir := filepath.Join(d.dir, "frr")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -51,7 +54,8 @@ func (d *demo) startFRR(ctx context.Context) error {
 		return err
 	}
 	d.frr = frr
-	fmt.Fprintf(d.out, "  router: FRR bgpd up (pid %d): AS %d, router ID %s\n", frr.PID(), routerASN, routerLAN4)
+	fmt.Fprintf(d.out, "  router: FRR zebra and bgpd up (bgpd pid %d): AS %d, router ID %s, up to %d equal paths installed per prefix\n",
+		frr.PID(), routerASN, routerLAN4, peers.MaxPaths)
 	fmt.Fprintf(d.out, "  router: passive neighbors %s (AS %d): it waits for the nodes to connect\n", strings.Join(neighbors, ", "), nodeASN)
 	return nil
 }
@@ -366,7 +370,7 @@ func (d *demo) summary(ctx context.Context) error {
 	row(true, "local API", "sluicectl status reads each agent over <state-dir>/"+localapi.SocketName)
 	running, says := feature("datapath")
 	lb := append([]string{says}, d.evidence()...)
-	lb = append(lb, fmt.Sprintf("(the router reaches the Services through a static route to %s, not BGP)", d.entry().name))
+	lb = append(lb, "(through the router's ECMP routes over both nodes, learned over BGP; each node serves its own pods)")
 	row(running && d.trafficOK(), "eBPF load balancing", lb...)
 	running, says = feature("ipam")
 	alloc := []string{says}
@@ -411,12 +415,11 @@ func (d *demo) summary(ctx context.Context) error {
 	for _, l := range learned {
 		bgp = append(bgp, "FRR learned "+l)
 	}
-	bgp = append(bgp, "(FRR runs without zebra here: it learns the routes, the static route still carries the traffic)")
 	row(running && established == len(sessions) && len(learned) > 0, "BGP announcements", bgp...)
 	running, says = feature("l2announce")
 	row(running, "ARP/NDP answers", says)
-	fmt.Fprintln(d.out, "\n  Later issues fill in the \"not yet\" rows; then the router forwards to the Service addresses")
-	fmt.Fprintln(d.out, "  over the routes BGP taught it (or the LAN finds them by ARP/NDP) instead of a static route.")
+	fmt.Fprintln(d.out, "\n  Later issues fill in the \"not yet\" rows: ARP/NDP answers for LANs without a BGP router,")
+	fmt.Fprintln(d.out, "  then Services of every type across nodes (SNAT and DSR), in place of kube-proxy.")
 	return nil
 }
 

@@ -23,7 +23,7 @@ import (
 // and that it leaves nothing behind: namespaces, processes, bpffs mounts, its work directory.
 func TestDemo(t *testing.T) {
 	testenv.RequirePrivileged(t)
-	testenv.RequireCommands(t, "go", "ip", "ping", peers.FRRBgpd, "vtysh")
+	testenv.RequireCommands(t, "go", "ip", "ping", peers.FRRBgpd, peers.FRRZebra, "vtysh")
 	root := t.TempDir()
 	bin := filepath.Join(root, "bin")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -66,8 +66,12 @@ func TestDemo(t *testing.T) {
 		want = append(want, regexp.QuoteMeta(ping[0]+" -> "+ping[1])+` +`+regexp.QuoteMeta(ping[2])+` +ok`)
 	}
 	want = append(want,
-		`router: ip route add 203\.0\.113\.0/28 via 198\.51\.100\.11 \(node-1\)`,
-		`static route on the router, standing in for the BGP announcement that comes later`,
+		`router: \$ ip -4 route show 203\.0\.113\.1/32 +\(installed by FRR from BGP`,
+		`^ +nexthop via 198\.51\.100\.11 dev lan weight 1`,
+		`^ +nexthop via 198\.51\.100\.12 dev lan weight 1`,
+		`router: \$ ip -6 route show 2001:db8:100::1/128 +\(installed by FRR from BGP`,
+		`^ +nexthop via 2001:db8:1::11 dev lan weight 1`,
+		`router: \$ ip -4 route show 203\.0\.113\.10/32 +\(installed by FRR from BGP`,
 		`^ +datapath +running: XDP and TCX on eth0$`,
 		`^ +sluice_datapath_writes_total [1-9][0-9]*$`,
 		`^ +running +eBPF load balancing +the agents say: running: XDP and TCX on eth0$`,
@@ -76,7 +80,8 @@ func TestDemo(t *testing.T) {
 		`^ +demo/legacy: 203\.0\.113\.10 \(Allocated, pool quickstart\)$`,
 		`^ +demo/web +203\.0\.113\.1, 2001:db8:100::1 +quickstart, quickstart +Allocated$`,
 		`^ +running +BGP announcements +the agents say: running: embedded GoBGP, advertise only$`,
-		`^ +FRR on the router: 198\.51\.100\.11 \(AS 64513\) Established, 198\.51\.100\.12 \(AS 64513\) Established$`,
+		`^ +FRR on the router: 198\.51\.100\.11 \(AS 64513\) Established, 198\.51\.100\.12 \(AS 64513\) Established, 2001:db8:1::11 \(AS 64513\) Established, 2001:db8:1::12 \(AS 64513\) Established$`,
+		`^ +FRR learned 2001:db8:100::1/128 via 2001:db8:1::11, 2001:db8:1::12 \(AS 64513\)$`,
 		`^ +FRR learned 203\.0\.113\.1/32 via 198\.51\.100\.11, 198\.51\.100\.12 \(AS 64513\)$`,
 		`^ +FRR learned 203\.0\.113\.10/32 via 198\.51\.100\.11, 198\.51\.100\.12 \(AS 64513\)$`,
 		`^ +not yet +ARP/NDP answers `,
@@ -121,7 +126,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("namespace %s left behind", e.Name())
 		}
 	}
-	for _, p := range leftProcesses(t, root, "sluice-agent", "bgpd") {
+	for _, p := range leftProcesses(t, root, "sluice-agent", "bgpd", "zebra") {
 		t.Errorf("process left behind: %s", p)
 	}
 	for _, m := range mountsUnder(t, root) {

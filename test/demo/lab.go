@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/sluice-lb/sluice/test/lab"
@@ -16,13 +18,8 @@ const (
 	routerLAN4, routerLAN6 = "198.51.100.1", "2001:db8:1::1"
 	routerUp4, routerUp6   = "198.18.0.1", "2001:db8:2::1"
 	client4, client6       = "198.18.0.2", "2001:db8:2::2"
-	// The quickstart's pool, which the router sends to the entry node (see routeServices).
-	pool4, pool6 = "203.0.113.0/28", "2001:db8:100::/120"
 	// podPort is where every pod answers, the Services' targetPort.
 	podPort = 8080
-	// returnTable is the routing table of the policy routes that send the replies of the
-	// other nodes' pods back through the entry node.
-	returnTable = "100"
 )
 
 // node is one lab node running sluice-agent, with its pods.
@@ -83,7 +80,7 @@ func (d *demo) allPods() []*pod {
 	return pods
 }
 
-// entry is the node the router sends the Service addresses to.
+// entry is the node whose agent the demo questions (sluicectl, metrics).
 func (d *demo) entry() *node { return d.nodes[0] }
 
 // buildLab makes the router with its LAN bridge, the client, the nodes and their pods.
@@ -102,7 +99,14 @@ func (d *demo) buildLab(ctx context.Context) error {
 	if err := d.router.EnableForwarding(); err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "  lab: router up: bridge lan %s/24 %s/64, IPv4 and IPv6 forwarding on\n", routerLAN4, routerLAN6)
+	// ECMP hashes flows by ports too: the one client's connections spread over the nodes.
+	for _, key := range []string{"net.ipv4.fib_multipath_hash_policy", "net.ipv6.fib_multipath_hash_policy"} {
+		if err := d.router.Sysctl(key, "1"); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(d.out, "  lab: router up: bridge lan %s/24 %s/64, IPv4 and IPv6 forwarding on,\n", routerLAN4, routerLAN6)
+	fmt.Fprintln(d.out, "       ECMP routes hash flows by address and port (fib_multipath_hash_policy 1)")
 
 	if d.client, err = d.lab.Namespace("client"); err != nil {
 		return err
@@ -181,12 +185,10 @@ func (d *demo) buildNode(n *node) error {
 	return nil
 }
 
-// podNetwork routes each node's pod subnets to the other nodes, as a CNI's routes would, and
-// sends the replies of the other nodes' pods back through the entry node: the datapath
-// rewrites only the destination of a request (no SNAT), so the reply must leave through the
-// node that translated the request, whose egress program rewrites its source back.
-func (d *demo) podNetwork(ctx context.Context) error {
-	entry := d.entry()
+// podNetwork routes each node's pod subnets to the other nodes, as a CNI's routes would. The
+// Services' traffic does not need it (externalTrafficPolicy Local: each node sends what it
+// receives to its own pods, whose replies leave through it), the pings do.
+func (d *demo) podNetwork(_ context.Context) error {
 	for _, n := range d.nodes {
 		for _, other := range d.nodes {
 			if other == n {
@@ -201,25 +203,6 @@ func (d *demo) podNetwork(ctx context.Context) error {
 		}
 	}
 	fmt.Fprintln(d.out, "  lab: pod network: each node routes the other node's pod subnets via that node")
-	for _, n := range d.nodes {
-		if n == entry {
-			continue
-		}
-		for _, cmd := range [][]string{
-			{"ip", "-4", "rule", "add", "from", n.podNet4, "lookup", returnTable},
-			{"ip", "-4", "route", "add", "default", "via", entry.addr4, "table", returnTable},
-			{"ip", "-6", "rule", "add", "from", n.podNet6, "lookup", returnTable},
-			{"ip", "-6", "route", "add", "default", "via", entry.addr6, "table", returnTable},
-		} {
-			if _, err := n.ns.Exec(ctx, cmd[0], cmd[1:]...); err != nil {
-				return err
-			}
-		}
-		fmt.Fprintf(d.out, "  lab: %s routes what its pods send out through %s (policy routes from %s, %s):\n",
-			n.name, entry.name, n.podNet4, n.podNet6)
-		fmt.Fprintf(d.out, "       %s translates every request to a Service, and the datapath rewrites only the destination\n", entry.name)
-		fmt.Fprintln(d.out, "       (no SNAT), so a reply must leave through the node that translated the request")
-	}
 	return nil
 }
 
@@ -277,19 +260,57 @@ func (d *demo) pingLab(ctx context.Context) error {
 	return nil
 }
 
-// routeServices gives the router static routes for the pool via the entry node: what the
-// nodes' BGP announcements will do once BGP is implemented.
-func (d *demo) routeServices(_ context.Context) error {
-	entry := d.entry()
-	if err := d.router.AddRoute(pool4, entry.addr4); err != nil {
-		return err
+// serviceRoutes are the Service addresses of the quickstart the router must learn.
+var serviceRoutes = []netip.Prefix{
+	netip.MustParsePrefix("203.0.113.1/32"), netip.MustParsePrefix("2001:db8:100::1/128"), netip.MustParsePrefix("203.0.113.10/32"),
+}
+
+// learnRoutes waits until the router's FRR has installed, for every Service address, a
+// route over both nodes (ECMP) in the router's kernel, learned from the nodes over BGP, and
+// shows them as `ip route` does.
+func (d *demo) learnRoutes(ctx context.Context) error {
+	start := time.Now()
+	for _, prefix := range serviceRoutes {
+		var want []netip.Addr
+		for _, n := range d.nodes {
+			a := n.addr4
+			if prefix.Addr().Is6() {
+				a = n.addr6
+			}
+			want = append(want, netip.MustParseAddr(a))
+		}
+		slices.SortFunc(want, netip.Addr.Compare)
+		var got []netip.Addr
+		err := wait(ctx, 30*time.Second, 50*time.Millisecond, func() error {
+			var err error
+			if got, err = d.frr.KernelNextHops(ctx, prefix); err != nil {
+				return err
+			}
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("router's route for %s via %v, want via %v", prefix, got, want)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		family := "-4"
+		if prefix.Addr().Is6() {
+			family = "-6"
+		}
+		out, err := d.router.Exec(ctx, "ip", family, "route", "show", prefix.String())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(d.out, "  router: $ ip %s route show %s   (installed by FRR from BGP, %v after the agents were ready)\n",
+			family, prefix, time.Since(start).Round(time.Millisecond))
+		var lines []string
+		for line := range strings.Lines(strings.ReplaceAll(string(out), "\t", "  ")) {
+			lines = append(lines, strings.TrimRight(line, " \n"))
+		}
+		fmt.Fprint(d.out, indent(strings.Join(lines, "\n"), "    "))
 	}
-	if err := d.router.AddRoute(pool6, entry.addr6); err != nil {
-		return err
-	}
-	fmt.Fprintf(d.out, "  router: ip route add %s via %s (%s)\n", pool4, entry.addr4, entry.name)
-	fmt.Fprintf(d.out, "  router: ip route add %s via %s (%s)\n", pool6, entry.addr6, entry.name)
-	fmt.Fprintln(d.out, "  a static route on the router, standing in for the BGP announcement that comes later:")
-	fmt.Fprintln(d.out, "  the agents do not speak BGP yet, and nothing answers ARP/NDP for the Service addresses")
+	fmt.Fprintln(d.out, "  both nodes announce every Service address (each has ready pods of it): the router spreads")
+	fmt.Fprintln(d.out, "  the flows over the two (ECMP), and each node sends what it receives to its own pods")
 	return nil
 }

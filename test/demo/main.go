@@ -1,14 +1,16 @@
 // Command demo is `make demo`: it builds a lab of network namespaces on this kernel — a
-// router running FRR bgpd, a client behind it, two Kubernetes "nodes" on a LAN and two
-// backend "pods" on each node — starts sluice-agent in standalone mode on both nodes with
-// examples/quickstart.yaml and its eBPF datapath on the nodes' eth0, sends the client's
-// connections to the Services' addresses and shows which pod answered them, says honestly
+// router running FRR (zebra and bgpd), a client behind it, two Kubernetes "nodes" on a LAN
+// and two backend "pods" on each node — starts sluice-agent in standalone mode on both nodes
+// with examples/quickstart.yaml and its eBPF datapath on the nodes' eth0, waits for the
+// router to learn the Services' addresses over BGP as ECMP routes via both nodes, sends the
+// client's connections to them and shows which pod answered them, says honestly
 // what runs today and what does not yet, and removes everything again (also on Ctrl-C or
 // failure).
 //
 //	go run ./test/demo -agent bin/sluice-agent -sluicectl bin/sluicectl -config examples/quickstart.yaml
 //
-// It needs root, iproute2, ping, FRR (/usr/lib/frr/bgpd, vtysh) and a kernel with XDP and TCX
+// It needs root (in group frrvty, for zebra), iproute2, ping, FRR (/usr/lib/frr/bgpd and
+// zebra, vtysh) and a kernel with XDP and TCX
 // (6.6 or later).
 package main
 
@@ -98,9 +100,9 @@ func run(ctx context.Context, opts options, out io.Writer) (err error) {
 	}{
 		{"Build the lab", d.buildLab},
 		{"Prove the lab: the client pings both nodes, node-1 pings every pod", d.pingLab},
-		{"Start the router's BGP speaker: FRR bgpd, AS 64512", d.startFRR},
+		{"Start the router: FRR zebra and bgpd, AS 64512", d.startFRR},
 		{"Start sluice-agent on both nodes, in standalone mode, datapath on eth0", d.startAgents},
-		{"Route the Service addresses to node-1", d.routeServices},
+		{"The router learns the Service addresses over BGP: ECMP routes via both nodes", d.learnRoutes},
 		{"The client connects to the Services; which pod answered?", d.sendTraffic},
 		{"Ask node-1's agent: sluicectl status, datapath metrics", d.showStatus},
 		{"What runs today, and what is not there yet", d.summary},
@@ -123,7 +125,7 @@ func run(ctx context.Context, opts options, out io.Writer) (err error) {
 const topology = `
                   client     198.18.0.2, 2001:db8:2::2
                      |       198.18.0.0/24, 2001:db8:2::/64
-                  router     198.51.100.1, 2001:db8:1::1      AS 64512, FRR bgpd
+                  router     198.51.100.1, 2001:db8:1::1      AS 64512, FRR zebra + bgpd
                      |       node LAN 198.51.100.0/24, 2001:db8:1::/64 (a bridge)
            +---------+---------+
         node-1              node-2                            AS 64513, sluice-agent:
@@ -136,7 +138,8 @@ const topology = `
     pod-1a  pod-1b      pod-2a  pod-2b                        each answers with its name on :8080
      .1.2    .1.3        .2.2    .2.3
 
-  Services (examples/quickstart.yaml), each with the four pods as backends:
+  Services (examples/quickstart.yaml), each with the four pods as backends and
+  externalTrafficPolicy Local (a node sends what it receives to its own pods):
     demo/web     203.0.113.1:80, [2001:db8:100::1]:80   from pool quickstart (the agents' LB-IPAM)
     demo/legacy  203.0.113.10:8080                      MetalLB annotation, as MetalLB users write it
 `
@@ -155,7 +158,7 @@ func (d *demo) prepare() error {
 			return fmt.Errorf("%s is not an executable (build it first: go build -o bin/ ./cmd/...)", bin)
 		}
 	}
-	for _, cmd := range []string{"ip", "ping", peers.FRRBgpd, "vtysh"} {
+	for _, cmd := range []string{"ip", "ping", peers.FRRBgpd, peers.FRRZebra, "vtysh"} {
 		if _, err := exec.LookPath(cmd); err != nil {
 			return fmt.Errorf("%s is needed (apt-get install iproute2 iputils-ping frr): %w", cmd, err)
 		}
@@ -197,7 +200,7 @@ func (d *demo) teardown() error {
 			errs = append(errs, err)
 			fmt.Fprintf(d.out, "  router: %v\n", err)
 		} else {
-			fmt.Fprintln(d.out, "  router: FRR bgpd stopped")
+			fmt.Fprintln(d.out, "  router: FRR bgpd and zebra stopped")
 		}
 	}
 	servers := 0

@@ -40,8 +40,7 @@ type spread struct {
 // sending a line that the pod answering echoes with its name, and shows the tally per pod.
 func (d *demo) sendTraffic(ctx context.Context) error {
 	client := traffic.NewClient(d.client)
-	// The agents were ready before the static route existed; the first answer also
-	// absorbs ARP/NDP on the way.
+	// The first answer also absorbs ARP/NDP on the way.
 	first := targets[0]
 	start := time.Now()
 	var answeredBy string
