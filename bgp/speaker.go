@@ -133,6 +133,9 @@ func (s *Speaker) startPeer(ctx context.Context, p *model.Peer, routerID netip.A
 		s.servers[p.Name] = g
 	}
 	global := &api.Global{Asn: p.LocalASN, RouterId: routerID.String(), ListenPort: -1}
+	if p.Passive {
+		global.ListenPort, global.ListenAddresses = model.ListenPort, []string{p.ListenAddress().String()}
+	}
 	if p.GracefulRestart {
 		global.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
 	}
@@ -164,6 +167,7 @@ func peerConfig(p *model.Peer) *api.Peer {
 	if p.SourceAddress.IsValid() {
 		c.Transport.LocalAddress = p.SourceAddress.String()
 	}
+	c.Transport.PassiveMode = p.Passive
 	if p.EBGPMultihop > 0 {
 		c.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihop)}
 	}

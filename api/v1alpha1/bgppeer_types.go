@@ -95,6 +95,12 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=255
 	EBGPMultihop int32 `json:"ebgpMultihop,omitempty"`
+	// Passive makes the nodes wait for the router to open the session instead of opening it:
+	// the agent listens on TCP port 179 of sourceAddress (or of every address of the peer's
+	// family) and accepts only peerAddress. Two passive peers of one family need different
+	// sourceAddresses.
+	// +optional
+	Passive bool `json:"passive,omitempty"`
 	// PasswordSecretRef names a Secret whose "password" key is the TCP-MD5 password.
 	// +optional
 	PasswordSecretRef *SecretReference `json:"passwordSecretRef,omitempty"`
@@ -121,6 +127,9 @@ type PeerSession struct {
 	// Since is when the session entered State.
 	// +optional
 	Since *metav1.Time `json:"since,omitempty"`
+	// PrefixesSent is how many prefixes the node advertises on the session.
+	// +optional
+	PrefixesSent int32 `json:"prefixesSent,omitempty"`
 	// Message explains a failure (a notification received, a refused connection).
 	// +optional
 	Message string `json:"message,omitempty"`
@@ -133,7 +142,8 @@ type BGPPeerStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
-	// Sessions is the state of the session from each node that peers.
+	// Sessions is the state of the session from each node that peers; each node's agent
+	// writes its own entry (server-side apply, field manager sluice-agent/<node>).
 	// +optional
 	// +listType=map
 	// +listMapKey=node

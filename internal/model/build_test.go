@@ -164,6 +164,26 @@ func TestPoolConflictOlderWins(t *testing.T) {
 	if len(m.Peers) != 1 || m.Peers[0].Name != "a" || len(problems) != 1 || !strings.Contains(problems[0].Message, "older BGPPeer a") {
 		t.Fatalf("peers = %v problems = %v", m.Peers, problems)
 	}
+
+	// Passive peers of one family listen on one socket: the newer is rejected, unless it
+	// listens on a sourceAddress of its own; an IPv6 one listens on [::]:179 beside them.
+	passive := func(name string, age int, addr, source string) *v1alpha1.BGPPeer {
+		s := peerSpec()
+		s.PeerAddress, s.SourceAddress, s.Passive = addr, source, true
+		return &v1alpha1.BGPPeer{ObjectMeta: meta(name, age), Spec: s}
+	}
+	m, problems = Build(Objects{Peers: []*v1alpha1.BGPPeer{
+		passive("p2", 2, "192.0.2.2", ""), passive("p1", 1, "192.0.2.1", ""),
+		passive("p3", 3, "192.0.2.3", "192.0.2.100"), passive("p6", 4, "2001:db8::1", ""),
+	}}, Options{})
+	var names []string
+	for _, p := range m.Peers {
+		names = append(names, p.Name)
+	}
+	if !slices.Equal(names, []string{"p1", "p3", "p6"}) || len(problems) != 1 || problems[0].Object.Name != "p2" ||
+		problems[0].Field != "spec.passive" || !strings.Contains(problems[0].Message, "older passive BGPPeer p1 already listens on 0.0.0.0:179") {
+		t.Fatalf("passive peers = %v problems = %v", names, problems)
+	}
 }
 
 // TestBuildOrderIndependent: the same objects in any order give the same model and problems.

@@ -18,6 +18,8 @@ const (
 	DefaultHoldTime         = 90 * time.Second
 	DefaultConnectRetryTime = 120 * time.Second
 	DefaultRestartTime      = 120 * time.Second
+	// ListenPort is where a node listens for the sessions of passive peers.
+	ListenPort = 179
 	maxASN                  = 1<<32 - 1
 )
 
@@ -34,6 +36,8 @@ type Peer struct {
 	KeepaliveTime    time.Duration
 	ConnectRetryTime time.Duration
 	EBGPMultihop     uint8
+	// Passive: the router opens the session; the node listens on port ListenPort.
+	Passive bool
 	// Password is the TCP-MD5 password read from PasswordSecretRef; empty for none.
 	Password        string `json:"-"`
 	GracefulRestart bool
@@ -94,6 +98,7 @@ func buildPeer(o *v1alpha1.BGPPeer, secrets map[secretKey]*corev1.Secret, defaul
 	if p.ConnectRetryTime < time.Second {
 		ps.reject("spec.connectRetryTime", "must be at least 1s, got %s", p.ConnectRetryTime)
 	}
+	p.Passive = s.Passive
 	if s.EBGPMultihop != 0 {
 		if s.EBGPMultihop < 1 || s.EBGPMultihop > 255 {
 			ps.reject("spec.ebgpMultihop", "must be between 1 and 255, got %d", s.EBGPMultihop)
@@ -164,13 +169,14 @@ func duration(d *metav1.Duration, def time.Duration) time.Duration {
 }
 
 // resolvePeerConflicts keeps the oldest of several peers with the same address and port: one
-// node cannot hold two sessions to the same router endpoint.
+// node cannot hold two sessions to the same router endpoint. Likewise for passive peers
+// listening on the same local address and port.
 func resolvePeerConflicts(peers []*Peer) ([]*Peer, []Problem) {
 	type endpoint struct {
 		addr netip.Addr
 		port uint16
 	}
-	seen := map[endpoint]string{}
+	seen, listening := map[endpoint]string{}, map[endpoint]string{}
 	var kept []*Peer
 	var list []Problem
 	for _, p := range peers {
@@ -183,8 +189,34 @@ func resolvePeerConflicts(peers []*Peer) ([]*Peer, []Problem) {
 			})
 			continue
 		}
+		var listen endpoint
+		if p.Passive {
+			listen = endpoint{p.ListenAddress(), ListenPort}
+			if older, dup := listening[listen]; dup {
+				list = append(list, Problem{
+					Object: ObjectRef{Kind: "BGPPeer", Name: p.Name}, Field: "spec.passive",
+					Message: fmt.Sprintf("older passive BGPPeer %s already listens on %s: give one of them another sourceAddress",
+						older, netip.AddrPortFrom(listen.addr, listen.port)),
+					Rejected: true, Conflict: true,
+				})
+				continue
+			}
+			listening[listen] = p.Name
+		}
 		seen[ep] = p.Name
 		kept = append(kept, p)
 	}
 	return kept, list
+}
+
+// ListenAddress is the local address a passive peer's session is accepted on: its
+// SourceAddress, else the unspecified address of its family.
+func (p *Peer) ListenAddress() netip.Addr {
+	switch {
+	case p.SourceAddress.IsValid():
+		return p.SourceAddress
+	case p.Address.Is6():
+		return netip.IPv6Unspecified()
+	}
+	return netip.IPv4Unspecified()
 }

@@ -361,3 +361,50 @@ func TestBGPASNMismatch(t *testing.T) {
 	}
 	t.Logf("%s: %s", list[0].State, list[0].LastError)
 }
+
+// TestBGPPassive: with passive set the agent never connects; it listens on port 179 and the
+// router opens the session, which then carries the Service addresses as usual.
+func TestBGPPassive(t *testing.T) {
+	s := newSingleNode(t, 1)
+	s.extra = nodeObject + `---
+apiVersion: sluice.dev/v1alpha1
+kind: IPPool
+metadata: {name: lab}
+spec: {blocks: [{cidr: 203.0.113.0/24}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: router}
+spec: {peerAddress: 198.18.0.2, peerASN: 64512, localASN: 64513, holdTime: 9s, keepaliveTime: 3s, connectRetryTime: 1s, passive: true}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: lab}
+spec: {pools: [lab]}
+`
+	s.startAgent(t, s.config(t, "1"))
+	// No router yet: an agent that connected would be refused (nothing listens on the
+	// client's port 179) and say so; a passive one waits, saying nothing.
+	time.Sleep(2500 * time.Millisecond) // over two connect-retry intervals
+	var list []localapi.BGPPeer
+	must(t, json.Unmarshal([]byte(s.ctl(t, "bgp", "peers", "-o", "json")), &list))
+	if len(list) != 1 || list[0].State == "established" || list[0].LastError != "" {
+		t.Fatalf("passive peer before the router is up: %+v; want waiting, with no connection attempt", list)
+	}
+	frr := peers.StartForTest(t, peers.StartFRR, s.client.Name, peers.Config{
+		RouterID: netip.MustParseAddr("198.18.0.2"), ASN: 64512, HoldTime: 9 * time.Second,
+		Neighbors: []peers.Neighbor{{Address: netip.MustParseAddr("198.18.0.1"), ASN: 64513}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := frr.WaitRoute(ctx, netip.MustParsePrefix(vip4+"/32")); err != nil {
+		t.Fatalf("%v\nagent:\n%s", err, s.agent.Output())
+	}
+	// The node's end of the session is port 179: the router connected to it.
+	out, err := s.node.Exec(ctx, "ss", "-Htn", "state", "established", "( sport = :179 )")
+	must(t, err)
+	if !strings.Contains(string(out), "198.18.0.1:179") || !strings.Contains(string(out), "198.18.0.2:") {
+		t.Fatalf("no session accepted on 198.18.0.1:179: ss says %q", out)
+	}
+	t.Logf("accepted session: %s", strings.TrimSpace(string(out)))
+}
