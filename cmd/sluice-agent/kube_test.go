@@ -39,24 +39,32 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// kubeLab starts an API server of the test's own with namespaces sluice-system and demo,
+// and returns it with a temporary directory holding its kubeconfig.
+func kubeLab(t *testing.T) (env *kubeapi.Env, dir, kubeconfig string) {
+	t.Helper()
+	env = kubeapi.Start(t, kubeapi.Options{})
+	dir = t.TempDir()
+	kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"sluice-system", "demo"} {
+		if err := env.EnsureNamespace(t.Context(), ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env, dir, kubeconfig
+}
+
 // TestBinaryKubernetesIPAM runs the real binary twice against a real API server: an agent
 // (its IPAM controller on) and an --ipam-only instance. One of them leads and gives the
 // LoadBalancer Service its address; stopped, the other takes the Lease over and serves the
 // next Service.
 func TestBinaryKubernetesIPAM(t *testing.T) {
-	env := kubeapi.Start(t, kubeapi.Options{})
+	env, dir, kubeconfig := kubeLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range []string{"sluice-system", "demo"} {
-		if err := env.EnsureNamespace(ctx, ns); err != nil {
-			t.Fatal(err)
-		}
-	}
 	mustCreate := func(o client.Object) {
 		t.Helper()
 		if err := env.Client.Create(ctx, o); err != nil {

@@ -183,6 +183,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.ipamCtl != nil {
 		run("ipam controller", a.ipamCtl.Start)
 	}
+	if a.cfg.Mode() == "kubernetes" && a.cfg.Rest != nil {
+		run("bgp status", a.writeBGPStatus)
+	}
 	if a.dp != nil {
 		run("conntrack gc", a.collectConntrack)
 		run("datapath events", func(ctx context.Context) error { return a.dp.watchEvents(ctx, a.metrics.datapathEvents) })

@@ -102,6 +102,27 @@ func TestBGPAnnounce(t *testing.T) {
 	}
 }
 
+// routerObjects are pool lab (203.0.113.0/24), BGPPeer router (AS 64512 at peerAddress,
+// fast timers, and more spec fields if given: ", passive: true") and an advertisement of lab.
+func routerObjects(peerAddress, moreSpec string) string {
+	return fmt.Sprintf(`---
+apiVersion: sluice.dev/v1alpha1
+kind: IPPool
+metadata: {name: lab}
+spec: {blocks: [{cidr: 203.0.113.0/24}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: router}
+spec: {peerAddress: %s, peerASN: 64512, localASN: 64513, holdTime: 9s, keepaliveTime: 3s, connectRetryTime: 1s%s}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: lab}
+spec: {pools: [lab]}
+`, peerAddress, moreSpec)
+}
+
 // nodeObject is this node's Node object.
 const nodeObject = `---
 apiVersion: v1
@@ -366,22 +387,7 @@ func TestBGPASNMismatch(t *testing.T) {
 // router opens the session, which then carries the Service addresses as usual.
 func TestBGPPassive(t *testing.T) {
 	s := newSingleNode(t, 1)
-	s.extra = nodeObject + `---
-apiVersion: sluice.dev/v1alpha1
-kind: IPPool
-metadata: {name: lab}
-spec: {blocks: [{cidr: 203.0.113.0/24}]}
----
-apiVersion: sluice.dev/v1alpha1
-kind: BGPPeer
-metadata: {name: router}
-spec: {peerAddress: 198.18.0.2, peerASN: 64512, localASN: 64513, holdTime: 9s, keepaliveTime: 3s, connectRetryTime: 1s, passive: true}
----
-apiVersion: sluice.dev/v1alpha1
-kind: BGPAdvertisement
-metadata: {name: lab}
-spec: {pools: [lab]}
-`
+	s.extra = nodeObject + routerObjects("198.18.0.2", ", passive: true")
 	s.startAgent(t, s.config(t, "1"))
 	// No router yet: an agent that connected would be refused (nothing listens on the
 	// client's port 179) and say so; a passive one waits, saying nothing.

@@ -45,22 +45,7 @@ apiVersion: v1
 kind: Node
 metadata: {name: node-b}
 status: {addresses: [{type: InternalIP, address: 198.18.1.12}]}
----
-apiVersion: sluice.dev/v1alpha1
-kind: IPPool
-metadata: {name: lab}
-spec: {blocks: [{cidr: 203.0.113.0/24}]}
----
-apiVersion: sluice.dev/v1alpha1
-kind: BGPPeer
-metadata: {name: router}
-spec: {peerAddress: %s, peerASN: 64512, localASN: 64513, holdTime: 9s, keepaliveTime: 3s, connectRetryTime: 1s}
----
-apiVersion: sluice.dev/v1alpha1
-kind: BGPAdvertisement
-metadata: {name: lab}
-spec: {pools: [lab]}
----
+%s---
 apiVersion: v1
 kind: Service
 metadata: {name: ecmp, namespace: demo}
@@ -75,7 +60,7 @@ ports: [{name: tcp, port: 8080, protocol: TCP}]
 endpoints:
   - {addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: %v}}
   - {addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: true}}
-`, routerLAN, ecmpVIP, aReady)
+`, routerObjects(routerLAN, ""), ecmpVIP, aReady)
 	tmp := path + ".tmp"
 	must(t, os.WriteFile(tmp, []byte(config), 0o644))
 	must(t, os.Rename(tmp, path))

@@ -20,6 +20,9 @@ type Config struct {
 	// best paths go into the namespace's routing table, with equal paths from several
 	// neighbors of one AS installed together as an ECMP route (up to MaxPaths).
 	InstallRoutes bool
+	// Listen, when valid, is the one address and port the daemon listens on (FRR only); by
+	// default every address, port 179. With it, several daemons share a namespace.
+	Listen netip.AddrPort
 }
 
 // MaxPaths is the number of equal paths an InstallRoutes daemon installs for one prefix.

@@ -49,6 +49,9 @@ func StartFRR(ctx context.Context, netns, dir string, cfg Config) (*FRR, error) 
 		"-P", "0", // no vty TCP port
 		"--log", "stdout",
 	}
+	if cfg.Listen.IsValid() {
+		argv = append(argv, "-l", cfg.Listen.Addr().String(), "-p", fmt.Sprint(cfg.Listen.Port()))
+	}
 	if cfg.InstallRoutes {
 		if f.zebra, err = startZebra(ctx, netns, dir, zserv); err != nil {
 			return nil, err
