@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,9 +34,14 @@ type ecmpNode struct {
 	agent                       *lab.Process
 }
 
-// ecmpConfig is the standalone config both agents read: the nodes, the router as BGP peer,
-// and Service ecmp with one endpoint on each node, the one on node-a ready or not.
-func ecmpConfig(t *testing.T, path string, aReady bool) {
+// ecmpConfig is the standalone config both agents read: the nodes, the router as BGP peer
+// (with graceful restart or not), and Service ecmp with one endpoint on each node, the one on
+// node-a ready or not.
+func ecmpConfig(t *testing.T, path string, aReady, gracefulRestart bool) {
+	peerSpec := ""
+	if gracefulRestart {
+		peerSpec = ", gracefulRestart: {enabled: true}"
+	}
 	config := fmt.Sprintf(`apiVersion: v1
 kind: Node
 metadata: {name: node-a}
@@ -60,46 +66,56 @@ ports: [{name: tcp, port: 8080, protocol: TCP}]
 endpoints:
   - {addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: %v}}
   - {addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: true}}
-`, routerObjects(routerLAN, ""), ecmpVIP, aReady)
+`, routerObjects(routerLAN, peerSpec), ecmpVIP, aReady)
 	tmp := path + ".tmp"
 	must(t, os.WriteFile(tmp, []byte(config), 0o644))
 	must(t, os.Rename(tmp, path))
 }
 
-// TestBGPECMP: both nodes announce the address of a Service with externalTrafficPolicy Local
-// that has an endpoint on each; FRR with zebra installs an ECMP route over the two, and a
-// client behind the router reaches the Service through both nodes, each node serving its own
-// endpoint (DNAT only, so the reply leaves through the node that translated the request).
-// When node-a's endpoint stops being ready, node-a withdraws and every connection goes
-// through node-b, none failing once the router's route has only node-b.
-func TestBGPECMP(t *testing.T) {
+// ecmpLab is the ECMP topology with both agents running and the router's route over both.
+type ecmpLab struct {
+	router, client *lab.Namespace
+	nodes          []*ecmpNode
+	frr            *peers.FRR
+	config         string
+	ctx            context.Context
+	both           []netip.Addr // the nodes' addresses: the ECMP route's next hops
+}
+
+// newECMPLab builds the ECMP topology, starts FRR (with zebra) and both agents, and waits
+// until the router's kernel route goes over both nodes. With gracefulRestart, FRR and the
+// agents' BGPPeer do graceful restart.
+func newECMPLab(t *testing.T, gracefulRestart bool) *ecmpLab {
 	testenv.RequirePrivileged(t)
 	l := lab.ForTest(t)
 	dir := t.TempDir()
-	client, err := l.Namespace("client")
+	e := &ecmpLab{}
+	var err error
+	e.client, err = l.Namespace("client")
 	must(t, err)
-	router, err := l.Namespace("router")
+	e.router, err = l.Namespace("router")
 	must(t, err)
-	must(t, router.EnableForwarding())
+	must(t, e.router.EnableForwarding())
 	// Hash flows over the ECMP members by ports too, not only by addresses: one client.
-	must(t, router.Sysctl("net.ipv4.fib_multipath_hash_policy", "1"))
-	must(t, l.Connect(lab.Endpoint{NS: client, Name: "eth0", Addrs: []string{"198.19.0.2/24"}},
-		lab.Endpoint{NS: router, Name: "eth0", Addrs: []string{"198.19.0.1/24"}}))
-	must(t, client.AddRoute("default", "198.19.0.1"))
-	must(t, router.AddBridge("lan", routerLAN+"/24"))
+	must(t, e.router.Sysctl("net.ipv4.fib_multipath_hash_policy", "1"))
+	must(t, l.Connect(lab.Endpoint{NS: e.client, Name: "eth0", Addrs: []string{"198.19.0.2/24"}},
+		lab.Endpoint{NS: e.router, Name: "eth0", Addrs: []string{"198.19.0.1/24"}}))
+	must(t, e.client.AddRoute("default", "198.19.0.1"))
+	must(t, e.router.AddBridge("lan", routerLAN+"/24"))
 
-	nodes := []*ecmpNode{
+	e.nodes = []*ecmpNode{
 		{name: "node-a", addr: "198.18.1.11", bridge: "198.51.100.1/25", backend: "198.51.100.11/25"},
 		{name: "node-b", addr: "198.18.1.12", bridge: "198.51.100.129/25", backend: "198.51.100.139/25"},
 	}
-	for _, n := range nodes {
+	var neighbors []peers.Neighbor
+	for _, n := range e.nodes {
 		n.ns, err = l.Namespace(n.name)
 		must(t, err)
 		n.dir = filepath.Join(dir, n.name)
 		mountBPFFS(t, n.dir)
-		must(t, l.Connect(lab.Endpoint{NS: router, Name: "to-" + n.name, Bridge: "lan"},
+		must(t, l.Connect(lab.Endpoint{NS: e.router, Name: "to-" + n.name, Bridge: "lan"},
 			lab.Endpoint{NS: n.ns, Name: "eth0", Addrs: []string{n.addr + "/24"}}))
-		must(t, router.ReceiveXDPFrames("to-"+n.name))
+		must(t, e.router.ReceiveXDPFrames("to-"+n.name))
 		must(t, n.ns.AddRoute("default", routerLAN))
 		must(t, n.ns.EnableForwarding())
 		must(t, n.ns.AddBridge("pods", n.bridge))
@@ -112,47 +128,69 @@ func TestBGPECMP(t *testing.T) {
 		srv, err := traffic.Serve(be, beName, 8080)
 		must(t, err)
 		t.Cleanup(func() { srv.Close() })
+		neighbors = append(neighbors, peers.Neighbor{Address: netip.MustParseAddr(n.addr), ASN: 64513, GracefulRestart: gracefulRestart})
+		e.both = append(e.both, netip.MustParseAddr(n.addr))
 	}
-
-	var neighbors []peers.Neighbor
-	for _, n := range nodes {
-		neighbors = append(neighbors, peers.Neighbor{Address: netip.MustParseAddr(n.addr), ASN: 64513})
-	}
-	frr := peers.StartForTest(t, peers.StartFRR, router.Name, peers.Config{
+	e.frr = peers.StartForTest(t, peers.StartFRR, e.router.Name, peers.Config{
 		RouterID: netip.MustParseAddr(routerLAN), ASN: 64512, HoldTime: 9 * time.Second, Neighbors: neighbors, InstallRoutes: true,
 	})
-	config := filepath.Join(dir, "config.yaml")
-	ecmpConfig(t, config, true)
-	for _, n := range nodes {
-		n.agent = startAgent(t, n.ns, n.name, n.dir, config)
+	e.config = filepath.Join(dir, "config.yaml")
+	ecmpConfig(t, e.config, true, gracefulRestart)
+	for _, n := range e.nodes {
+		n.agent = startAgent(t, n.ns, n.name, n.dir, e.config)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	e.ctx = ctx
+	e.waitNextHops(t, e.both)
+	return e
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+// waitNextHops waits until the router's kernel route for the Service address goes via want,
+// and returns when it saw it.
+func (e *ecmpLab) waitNextHops(t *testing.T, want []netip.Addr) time.Time {
+	t.Helper()
 	prefix := netip.MustParsePrefix(ecmpVIP + "/32")
-	both := []netip.Addr{netip.MustParseAddr(nodes[0].addr), netip.MustParseAddr(nodes[1].addr)}
-	waitNextHops := func(want []netip.Addr) time.Time {
-		t.Helper()
-		var got []netip.Addr
-		for {
-			got, err = frr.KernelNextHops(ctx, prefix)
-			must(t, err)
-			if slices.Equal(got, want) {
-				return time.Now()
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("router's kernel route for %s via %v, want %v\nnode-a:\n%s\nnode-b:\n%s", prefix, got, want,
-					nodes[0].agent.Output(), nodes[1].agent.Output())
-			}
-			time.Sleep(20 * time.Millisecond)
+	for {
+		got, err := e.frr.KernelNextHops(e.ctx, prefix)
+		must(t, err)
+		if slices.Equal(got, want) {
+			return time.Now()
+		}
+		if e.ctx.Err() != nil {
+			t.Fatalf("router's kernel route for %s via %v, want %v\nnode-a:\n%s\nnode-b:\n%s", prefix, got, want,
+				e.nodes[0].agent.Output(), e.nodes[1].agent.Output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pathOf returns FRR's path for the Service address from node n (none: zero Attributes).
+func (e *ecmpLab) pathOf(t *testing.T, n *ecmpNode) peers.Attributes {
+	t.Helper()
+	paths, err := e.frr.Paths(e.ctx, netip.MustParsePrefix(ecmpVIP+"/32"))
+	must(t, err)
+	for _, p := range paths {
+		if slices.Contains(p.NextHops, netip.MustParseAddr(n.addr)) {
+			return p
 		}
 	}
-	waitNextHops(both)
-	out, err := router.Exec(ctx, "ip", "route", "show", prefix.String())
-	must(t, err)
-	t.Logf("router: ip route show %s:\n%s", prefix, out)
+	return peers.Attributes{}
+}
 
-	c := traffic.NewClient(client)
+// TestBGPECMP: both nodes announce the address of a Service with externalTrafficPolicy Local
+// that has an endpoint on each; FRR with zebra installs an ECMP route over the two, and a
+// client behind the router reaches the Service through both nodes, each node serving its own
+// endpoint (DNAT only, so the reply leaves through the node that translated the request).
+// When node-a's endpoint stops being ready, node-a withdraws and every connection goes
+// through node-b, none failing once the router's route has only node-b.
+func TestBGPECMP(t *testing.T) {
+	e := newECMPLab(t, false)
+	out, err := e.router.Exec(e.ctx, "ip", "route", "show", ecmpVIP)
+	must(t, err)
+	t.Logf("router: ip route show %s:\n%s", ecmpVIP, out)
+
+	c := traffic.NewClient(e.client)
 	addr := ecmpVIP + ":80"
 	r := c.Spread("tcp", addr, 400, 8)
 	t.Logf("400 connections through the router: %v", r)
@@ -163,11 +201,38 @@ func TestBGPECMP(t *testing.T) {
 	// node-a's endpoint stops being ready: node-a withdraws, the router's route narrows to
 	// node-b, and node-b's endpoint takes every connection.
 	start := time.Now()
-	ecmpConfig(t, config, false)
-	narrowed := waitNextHops(both[1:])
+	ecmpConfig(t, e.config, false, false)
+	narrowed := e.waitNextHops(t, e.both[1:])
 	t.Logf("router's route down to node-b %v after node-a's endpoint stopped being ready", narrowed.Sub(start).Round(time.Millisecond))
 	r = c.Spread("tcp", addr, 200, 8)
 	if r.Failed != 0 || len(r.ByServer) != 1 || r.ByServer["be-b"] != 200 {
 		t.Fatalf("after node-a withdrew: %v; want every connection answered by be-b", r)
+	}
+}
+
+// TestBGPGracefulRestartTraffic: node-a's agent is killed (SIGKILL) and started again while a
+// client keeps opening connections through the router. With graceful restart FRR keeps
+// node-a's route, stale, in the kernel; the datapath, pinned, keeps serving; so no connection
+// fails. The agent back refreshes the route.
+func TestBGPGracefulRestartTraffic(t *testing.T) {
+	e := newECMPLab(t, true)
+	a := e.nodes[0]
+	prefix := netip.MustParsePrefix(ecmpVIP + "/32")
+	stream := traffic.NewClient(e.client).Stream("tcp", ecmpVIP+":80", 4)
+	time.Sleep(500 * time.Millisecond)
+	must(t, syscall.Kill(a.agent.PID, syscall.SIGKILL))
+	<-a.agent.Done()
+	waitFor(t, "FRR to keep node-a's route, stale", func() bool { return e.pathOf(t, a).Stale })
+	time.Sleep(2 * time.Second) // traffic through node-a, its agent gone
+	if hops, err := e.frr.KernelNextHops(e.ctx, prefix); err != nil || !slices.Equal(hops, e.both) {
+		t.Fatalf("router's route during the restart: via %v (%v), want still via both nodes", hops, err)
+	}
+	a.agent = startAgent(t, a.ns, a.name, a.dir, e.config)
+	waitFor(t, "node-a's route refreshed", func() bool { p := e.pathOf(t, a); return len(p.NextHops) > 0 && !p.Stale })
+	time.Sleep(500 * time.Millisecond)
+	r := stream.Stop()
+	t.Logf("connections during kill, restart and refresh: %v", r)
+	if r.Failed != 0 || r.ByServer["be-a"] == 0 || r.ByServer["be-b"] == 0 {
+		t.Fatalf("through the restart: %v; want no failure, both nodes serving", r)
 	}
 }

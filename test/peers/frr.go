@@ -234,17 +234,33 @@ type Attributes struct {
 	LargeCommunities []string // "64512:1:2"
 	LocalPref        int      // 0 when absent
 	Stale            bool     // kept for a restarting neighbor (graceful restart)
+	Best             bool     // selected as the best path
 }
 
 // Attributes reads the best path of prefix (`show bgp <family> unicast <prefix> json`).
 func (f *FRR) Attributes(ctx context.Context, prefix netip.Prefix) (Attributes, error) {
+	paths, err := f.Paths(ctx, prefix)
+	if err != nil {
+		return Attributes{}, err
+	}
+	for _, a := range paths {
+		if a.Best {
+			return a, nil
+		}
+	}
+	return Attributes{}, fmt.Errorf("FRR has no best path for %v", prefix)
+}
+
+// Paths reads every path of prefix (`show bgp <family> unicast <prefix> json`): one per
+// neighbor that announces it.
+func (f *FRR) Paths(ctx context.Context, prefix netip.Prefix) ([]Attributes, error) {
 	family := "ipv4"
 	if prefix.Addr().Is6() {
 		family = "ipv6"
 	}
 	out, err := f.VTY(ctx, fmt.Sprintf("show bgp %s unicast %s json", family, prefix))
 	if err != nil {
-		return Attributes{}, err
+		return nil, err
 	}
-	return parseFRRAttributes(prefix, out)
+	return parseFRRPaths(prefix, out)
 }

@@ -126,8 +126,8 @@ func sortRoutes(r []Route) {
 	})
 }
 
-// parseFRRAttributes parses `show bgp {ipv4|ipv6} unicast PREFIX json` into its best path.
-func parseFRRAttributes(prefix netip.Prefix, data []byte) (Attributes, error) {
+// parseFRRPaths parses every path of `show bgp <family> unicast <prefix> json`.
+func parseFRRPaths(prefix netip.Prefix, data []byte) ([]Attributes, error) {
 	var doc struct {
 		Paths []struct {
 			ASPath struct {
@@ -150,13 +150,11 @@ func parseFRRAttributes(prefix netip.Prefix, data []byte) (Attributes, error) {
 		} `json:"paths"`
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return Attributes{}, fmt.Errorf("parsing FRR paths of %v: %w", prefix, err)
+		return nil, fmt.Errorf("parsing FRR paths of %v: %w", prefix, err)
 	}
+	var out []Attributes
 	for _, p := range doc.Paths {
-		if p.BestPath == nil || !p.BestPath.Overall {
-			continue
-		}
-		a := Attributes{Prefix: prefix, LocalPref: p.LocPrf, Stale: p.Stale}
+		a := Attributes{Prefix: prefix, LocalPref: p.LocPrf, Stale: p.Stale, Best: p.BestPath != nil && p.BestPath.Overall}
 		for _, nh := range p.NextHops {
 			if ip, err := netip.ParseAddr(nh.IP); err == nil && !ip.IsUnspecified() {
 				a.NextHops = append(a.NextHops, ip)
@@ -164,7 +162,7 @@ func parseFRRAttributes(prefix netip.Prefix, data []byte) (Attributes, error) {
 		}
 		var err error
 		if a.ASPath, err = parseASPath(p.ASPath.String); err != nil {
-			return Attributes{}, fmt.Errorf("parsing FRR paths of %v: %w", prefix, err)
+			return nil, fmt.Errorf("parsing FRR paths of %v: %w", prefix, err)
 		}
 		if p.Community != nil {
 			a.Communities = strings.Fields(p.Community.String)
@@ -172,9 +170,9 @@ func parseFRRAttributes(prefix netip.Prefix, data []byte) (Attributes, error) {
 		if p.LargeCommunity != nil {
 			a.LargeCommunities = strings.Fields(p.LargeCommunity.String)
 		}
-		return a, nil
+		out = append(out, a)
 	}
-	return Attributes{}, fmt.Errorf("FRR has no best path for %v", prefix)
+	return out, nil
 }
 
 // parseZebraRoute parses `show {ip|ipv6} route <prefix> json` and returns the next hops
