@@ -20,7 +20,7 @@ const (
 	DefaultRestartTime      = 120 * time.Second
 	// ListenPort is where a node listens for the sessions of passive peers.
 	ListenPort = 179
-	maxASN                  = 1<<32 - 1
+	maxASN     = 1<<32 - 1
 )
 
 // Peer is a validated BGPPeer.

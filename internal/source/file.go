@@ -16,14 +16,19 @@ import (
 
 // File is the standalone Source: a YAML file, or a directory of *.yaml, *.yml and *.json files
 // (not recursive; names starting with "." are skipped, which also skips the ..data links of a
-// mounted ConfigMap). It re-reads on every change, after a short quiet period.
+// mounted ConfigMap). It re-reads on every change, after a quiet period: Debounce after a
+// write in place (the writer may not be done), QuickDebounce after a file was only renamed
+// into place, created or removed (a rename is atomic: what is there is whole, as with a
+// ConfigMap volume's symlink swap).
 //
 // A file that has problems keeps the objects it had before, unless the new text of the file
 // still has them: a half-saved or mistyped file never deletes what was working.
 type File struct {
 	Path string
-	// Debounce is the quiet period after a change before re-reading (default 200ms).
-	Debounce time.Duration
+	// Debounce is the quiet period after a write in place before re-reading (default
+	// 200ms); QuickDebounce the one after renames, creations and removals only (default
+	// 5ms: enough to take a rename's pair of events together).
+	Debounce, QuickDebounce time.Duration
 
 	decoder *Decoder
 	// files holds the objects last read from each file.
@@ -34,7 +39,7 @@ type File struct {
 
 // NewFile returns a File source for path.
 func NewFile(path string) *File {
-	return &File{Path: path, Debounce: 200 * time.Millisecond, decoder: NewDecoder(), files: map[string][]client.Object{}, current: map[Key]client.Object{}}
+	return &File{Path: path, Debounce: 200 * time.Millisecond, QuickDebounce: 5 * time.Millisecond, decoder: NewDecoder(), files: map[string][]client.Object{}, current: map[Key]client.Object{}}
 }
 
 // Run implements Source.
@@ -65,6 +70,7 @@ func (f *File) Run(ctx context.Context, out chan<- Event) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	written := false // a relevant file was written in place since the last reload
 	for {
 		select {
 		case <-ctx.Done():
@@ -73,16 +79,24 @@ func (f *File) Run(ctx context.Context, out chan<- Event) error {
 			if !ok {
 				return nil
 			}
-			if f.relevant(ev.Name) {
+			if !f.relevant(ev.Name) {
+				continue
+			}
+			written = written || ev.Has(fsnotify.Write)
+			if written {
 				timer.Reset(f.Debounce)
+			} else {
+				timer.Reset(f.QuickDebounce)
 			}
 		case _, ok := <-w.Errors:
 			if !ok {
 				return nil
 			}
 			// The watcher lost events (queue overflow): read everything again.
+			written = true
 			timer.Reset(f.Debounce)
 		case <-timer.C:
+			written = false
 			if !f.reload(ctx, out) {
 				return nil
 			}

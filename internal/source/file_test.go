@@ -24,10 +24,16 @@ type watcher struct {
 
 func watch(t *testing.T, path string) *watcher {
 	t.Helper()
+	return watchWith(t, path, 20*time.Millisecond)
+}
+
+// watchWith is watch with the given Debounce (QuickDebounce is the default).
+func watchWith(t *testing.T, path string, debounce time.Duration) *watcher {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{t: t, events: make(chan Event, 100), store: NewStore()}
 	src := NewFile(path)
-	src.Debounce = 20 * time.Millisecond
+	src.Debounce = debounce
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, w.events) }()
 	t.Cleanup(func() {
@@ -167,4 +173,30 @@ func TestFileSingleFileIgnoresNeighbours(t *testing.T) {
 	}
 	write(t, path, poolDoc("one", "203.0.113.64/28"))
 	w.until("the change", func(o map[string]string, p []error) bool { return o["IPPool one"] == "203.0.113.64/28" })
+}
+
+// TestFileDebounce: a file renamed into place is read at once (QuickDebounce); a file written
+// in place is read only after Debounce, when the writer is likely done.
+func TestFileDebounce(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	write(t, path, poolDoc("a", "203.0.113.0/28"))
+	w := watchWith(t, path, 1500*time.Millisecond)
+	w.until("the first read", func(objs map[string]string, _ []error) bool { return objs["IPPool a"] == "203.0.113.0/28" })
+
+	start := time.Now()
+	write(t, path, poolDoc("a", "203.0.113.16/28"))
+	w.until("the renamed file", func(objs map[string]string, _ []error) bool { return objs["IPPool a"] == "203.0.113.16/28" })
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a file renamed into place was read after %v, want at once (well under the 1.5s debounce)", took)
+	}
+
+	start = time.Now()
+	if err := os.WriteFile(path, []byte(poolDoc("a", "203.0.113.32/28")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.until("the file written in place", func(objs map[string]string, _ []error) bool { return objs["IPPool a"] == "203.0.113.32/28" })
+	if took := time.Since(start); took < 1500*time.Millisecond {
+		t.Errorf("a file written in place was read after %v, before the 1.5s debounce", took)
+	}
 }

@@ -1,9 +1,10 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -148,7 +149,9 @@ func (s *Store) List() ([]client.Object, []error) {
 	for k := range s.objects {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	slices.SortFunc(keys, func(a, b Key) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
 	out := make([]client.Object, len(keys))
 	for i, k := range keys {
 		out[i] = s.objects[k]

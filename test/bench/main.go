@@ -64,7 +64,7 @@ func run(rounds, repeat, flows, changes int, write string) error {
 		return fmt.Errorf("the IPAM benchmark runs a real kube-apiserver: set KUBEBUILDER_ASSETS (make bench does: hack/kube-binaries.sh)")
 	}
 	binary := func(pkg string) string { return filepath.Join(tmp, strings.ReplaceAll(pkg, "/", "_")+".test") }
-	for _, pkg := range []string{"bpf", "lb", "ipam", "test/e2e"} {
+	for _, pkg := range []string{"bpf", "lb", "ipam", "internal/agent", "test/e2e"} {
 		fmt.Fprintf(os.Stderr, "bench: building the %s test binary\n", pkg)
 		cmd := exec.Command("go", "test", "-c", "-o", binary(pkg), "./"+pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
@@ -79,6 +79,7 @@ func run(rounds, repeat, flows, changes int, write string) error {
 		{"lb", "^BenchmarkSyncChange$", fmt.Sprintf("%dx", changes), false},
 		{"lb", "^BenchmarkMapMemory$", "1x", false},
 		{"ipam", "^BenchmarkController$", "1x", true},
+		{"internal/agent", "^BenchmarkRebuildOneMore$", "20x", false},
 		{"test/e2e", "^BenchmarkBGP$", "1x", true},
 	}
 	res := results{}
@@ -174,6 +175,11 @@ func (r results) get(name, unit string) stat {
 		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
 	return stat{med: med, min: v[0], max: v[len(v)-1], ok: true}
+}
+
+// scaled is s in another unit: every value times f.
+func (s stat) scaled(f float64) stat {
+	return stat{med: s.med * f, min: s.min * f, max: s.max * f, ok: s.ok}
 }
 
 // cell formats a stat as "median (min–max)" with the given precision.
@@ -278,7 +284,7 @@ func render(r results, rounds, repeat, flows, changes int) string {
 	// 3. Programming.
 	b.WriteString("**Programming through lb.Syncer + lb.BPFTable** (BenchmarkSyncCold, BenchmarkSyncChange), 10k Services × 2 backends:\n\n")
 	cold := r.get("BenchmarkSyncCold", "ns/op")
-	cold = stat{med: cold.med / 1e9, min: cold.min / 1e9, max: cold.max / 1e9, ok: cold.ok}
+	cold = cold.scaled(1e-9)
 	ratio := "n/a"
 	if cold.ok {
 		ratio = fmt.Sprintf("%.1f×", cold.med/0.5)
@@ -294,7 +300,7 @@ func render(r results, rounds, repeat, flows, changes int) string {
 		name := "BenchmarkSyncChange/change=" + k.name
 		for _, p := range []string{"p50", "p99"} {
 			s := r.get(name, p+"-us")
-			s = stat{med: s.med / 1000, min: s.min / 1000, max: s.max / 1000, ok: s.ok}
+			s = s.scaled(1e-3)
 			rows = append(rows, []string{fmt.Sprintf("single change %s over %d changes: %s", p, changes, k.label), s.cell(1) + " ms", "—", "—"})
 		}
 	}
@@ -350,6 +356,7 @@ func render(r results, rounds, repeat, flows, changes int) string {
 		{"agent / FRR", ratio, "≤ 2×"},
 		{"one more Service at 10k until FRR has it (standalone: file reload, model, allocation, UPDATE), median of 5", r.get("BenchmarkBGP", "add-p50-ms").cell(0) + " ms", "p99 ≤ 50 ms"},
 		{"the same, slowest of 5", r.get("BenchmarkBGP", "add-max-ms").cell(0) + " ms", "—"},
+		{"of which the agent's rebuild at 10k (model, allocation and its state file, BGP desired set and diff; BenchmarkRebuildOneMore, in process)", r.get("BenchmarkRebuildOneMore", "ns/op").scaled(1e-6).cell(0) + " ms", "—"},
 		{"agent resident memory with 10k Services announced", r.get("BenchmarkBGP", "agent-rss-MiB").cell(0) + " MiB", "—"},
 	})
 

@@ -56,31 +56,42 @@ func pair(b *testing.B) (*lab.Namespace, *lab.Namespace) {
 	return r, n
 }
 
-// waitPrefixes polls FRR until its session with from is established (returning when) and then
-// until it has accepted want prefixes from it (returning when).
+// waitPrefixes polls FRR until its session with from is established and then until it has
+// accepted want prefixes from it (returning when). established is when a poll last saw the
+// session not established yet (FRR's own uptime counts whole seconds): the time from it to
+// done is an upper bound of the time the prefixes took, by at most one poll. A session
+// already up at the first poll falls back to FRR's uptime.
 func waitPrefixes(b *testing.B, frr *peers.FRR, from netip.Addr, want int, timeout time.Duration) (established, done time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	up, first := false, true
 	for {
+		polled := time.Now()
 		sessions, err := frr.Sessions(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
+		seen := false
 		for _, s := range sessions {
 			if s.Neighbor != from || s.State != peers.Established {
 				continue
 			}
-			if established.IsZero() {
-				established = time.Now().Add(-s.Up) // FRR's own clock of the session
+			seen = true
+			if first {
+				established = polled.Add(-s.Up)
 			}
 			if s.PrefixesReceived >= want {
 				return established, time.Now()
 			}
 		}
+		if !seen && !up {
+			established = polled
+		}
+		up, first = up || seen, false
 		select {
 		case <-ctx.Done():
 			b.Fatalf("FRR has not accepted %d prefixes from %v: %+v", want, from, sessions)
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }

@@ -1,0 +1,77 @@
+package agent
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/sluice-lb/sluice/internal/source"
+)
+
+// BenchmarkRebuildOneMore measures the agent's rebuild after one more LoadBalancer Service
+// at 10k (standalone mode: model, allocation, BGP desired set and the speaker's diff; the
+// peer is on a closed loopback port, so paths are kept but never sent): the agent's share of
+// the single-add latency that BenchmarkBGP measures end to end.
+func BenchmarkRebuildOneMore(b *testing.B) {
+	const services = 10000
+	var doc strings.Builder
+	doc.WriteString(`apiVersion: v1
+kind: Node
+metadata: {name: node}
+status: {addresses: [{type: InternalIP, address: 10.77.0.2}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: IPPool
+metadata: {name: bench}
+spec: {blocks: [{cidr: 10.200.0.0/16}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: router}
+spec: {peerAddress: 127.0.0.1, peerPort: 1, peerASN: 64512, localASN: 64513, connectRetryTime: 60s}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: all}
+`)
+	service := func(i int) string {
+		return fmt.Sprintf("---\napiVersion: v1\nkind: Service\nmetadata: {name: s%05d, namespace: bench}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n", i)
+	}
+	for i := range services {
+		doc.WriteString(service(i))
+	}
+	dec := source.NewDecoder()
+	objs, errs := dec.Decode(strings.NewReader(doc.String()), "bench.yaml")
+	if len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	a, err := New(Config{ConfigPath: "bench.yaml", NodeName: "node", StateDir: b.TempDir(), BPFFS: "/sys/fs/bpf"},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { a.speaker.Close(b.Context(), false) })
+	for _, o := range objs {
+		must(b, a.store.Apply(source.Event{Type: source.Upsert, Object: o}))
+	}
+	must(b, a.store.Apply(source.Event{Type: source.Synced}))
+	a.rebuild()
+	b.ResetTimer()
+	for i := range b.N {
+		more, errs := dec.Decode(strings.NewReader(service(services+i)), "more.yaml")
+		if len(errs) > 0 {
+			b.Fatal(errs)
+		}
+		must(b, a.store.Apply(source.Event{Type: source.Upsert, Object: more[0]}))
+		a.rebuild()
+	}
+}
+
+func must(b *testing.B, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+}
