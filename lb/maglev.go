@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"encoding/binary"
 	"slices"
+
+	"github.com/sluice-lb/sluice/internal/hashing"
 )
 
 // BuildMaglev returns the Maglev lookup table of size slots for a Service's backends: slot i
@@ -198,7 +200,7 @@ const (
 // maglevHashes returns the offset and skip hashes of a backend.
 func maglevHashes(b Backend) (uint64, uint64) {
 	k := maglevKey(b)
-	return hash64(k[:], maglevSeedOffset), hash64(k[:], maglevSeedSkip)
+	return hashing.Sum64(k[:], maglevSeedOffset), hashing.Sum64(k[:], maglevSeedSkip)
 }
 
 // maglevKey is the stable identity of a backend for Maglev: its address as 16 bytes (IPv4
@@ -209,25 +211,4 @@ func maglevKey(b Backend) [18]byte {
 	copy(k[:16], a[:])
 	binary.BigEndian.PutUint16(k[16:], b.Port)
 	return k
-}
-
-// hash64 is FNV-1a (64-bit) started from a seeded basis, finished with the MurmurHash3
-// 64-bit finaliser so that keys differing in one bit (neighbouring addresses) get unrelated
-// offsets and skips.
-func hash64(data []byte, seed uint64) uint64 {
-	const (
-		basis = 0xcbf29ce484222325
-		prime = 0x100000001b3
-	)
-	h := uint64(basis) ^ seed
-	for _, c := range data {
-		h ^= uint64(c)
-		h *= prime
-	}
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
 }

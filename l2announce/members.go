@@ -1,0 +1,287 @@
+package l2announce
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Heartbeat defaults: a node is taken for dead after DefaultTimeout without a heartbeat,
+// which with the announcement that follows keeps failover under half a second.
+const (
+	DefaultInterval = 100 * time.Millisecond
+	DefaultTimeout  = 350 * time.Millisecond
+	// DefaultPort is the UDP port agents exchange heartbeats on.
+	DefaultPort = 9474
+)
+
+// heartbeat is the wire format: magic, version, the sender's incarnation (its start time,
+// so that a restarted agent is told from a delayed packet of the old one), a sequence
+// number, and the sender's node name.
+//
+//	"SLHB" | version 1 (1 byte) | incarnation (8) | sequence (8) | name length (1) | name
+const (
+	magic        = "SLHB"
+	version      = 1
+	headerLen    = len(magic) + 1 + 8 + 8 + 1
+	maxNameBytes = 253
+)
+
+func marshalHeartbeat(name string, incarnation, seq uint64) ([]byte, error) {
+	if len(name) == 0 || len(name) > maxNameBytes {
+		return nil, fmt.Errorf("node name of %d bytes: want 1 to %d", len(name), maxNameBytes)
+	}
+	b := make([]byte, 0, headerLen+len(name))
+	b = append(b, magic...)
+	b = append(b, version)
+	b = binary.BigEndian.AppendUint64(b, incarnation)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	b = append(b, byte(len(name)))
+	return append(b, name...), nil
+}
+
+// parseHeartbeat parses a heartbeat; anything else is an error.
+func parseHeartbeat(b []byte) (name string, incarnation, seq uint64, err error) {
+	if len(b) < headerLen || string(b[:len(magic)]) != magic {
+		return "", 0, 0, errors.New("not a heartbeat")
+	}
+	if b[len(magic)] != version {
+		return "", 0, 0, fmt.Errorf("heartbeat version %d, want %d", b[len(magic)], version)
+	}
+	incarnation = binary.BigEndian.Uint64(b[len(magic)+1:])
+	seq = binary.BigEndian.Uint64(b[len(magic)+9:])
+	n := int(b[headerLen-1])
+	if n == 0 || len(b) != headerLen+n {
+		return "", 0, 0, fmt.Errorf("heartbeat of %d bytes with a name of %d", len(b), n)
+	}
+	return string(b[headerLen:]), incarnation, seq, nil
+}
+
+// Peer is another node's agent: its name and the address its heartbeats come from and go to.
+type Peer struct {
+	Name string
+	Addr netip.Addr
+}
+
+// MembersOptions configure Members; zero values take the defaults.
+type MembersOptions struct {
+	Node string
+	// Bind is the address to listen on (default: every address).
+	Bind              netip.Addr
+	Port              int
+	Interval, Timeout time.Duration
+	Log               *slog.Logger
+	// OnChange is called with the live nodes, sorted, whenever they change, and once at
+	// start; calls do not overlap. Empty means this agent is in doubt (see Fresh): it must
+	// answer for nothing.
+	OnChange func(alive []string)
+}
+
+// Members tells which nodes' agents are alive from heartbeats they exchange over UDP, with
+// no API server involved (the load does not grow with Services, and standalone mode works
+// alike). Every Interval each agent sends a heartbeat to every peer; a peer not heard from
+// for Timeout is dead. An agent that was itself stopped (SIGSTOP, a stall) longer than the
+// Timeout knows nothing about the others any more: for a Timeout after it noticed, while
+// heartbeats come in again, it is not Fresh, reports no live node (not even itself), and
+// its responders must not answer (Responder.Gate).
+type Members struct {
+	opts        MembersOptions
+	conn        *net.UDPConn
+	incarnation uint64
+
+	reportMu sync.Mutex // serializes report
+
+	mu        sync.Mutex
+	peers     map[string]netip.Addr // by name, from SetPeers
+	seen      map[string]time.Time  // last heartbeat, by name
+	inc       map[string]uint64     // last incarnation, by name
+	lastTick  time.Time             // when Run last ticked
+	stalledAt time.Time             // when Run noticed it had stalled (zero: not in doubt)
+	alive     []string              // as last reported to OnChange
+	byAddr    map[netip.Addr]string // peer address -> name, to drop spoofed names
+	errs      map[string]time.Time  // send errors logged, by peer, rate limited
+}
+
+// NewMembers listens on opts.Bind, port opts.Port (UDP).
+func NewMembers(opts MembersOptions) (*Members, error) {
+	if opts.Port == 0 {
+		opts.Port = DefaultPort
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultInterval
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Timeout <= opts.Interval {
+		return nil, fmt.Errorf("l2announce: heartbeat timeout %v must be longer than the interval %v", opts.Timeout, opts.Interval)
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := marshalHeartbeat(opts.Node, 0, 0); err != nil {
+		return nil, fmt.Errorf("l2announce: %w", err)
+	}
+	laddr := &net.UDPAddr{Port: opts.Port}
+	if opts.Bind.IsValid() {
+		laddr.IP = opts.Bind.AsSlice()
+	}
+	conn, err := net.ListenUDP("udp", laddr)
+	if err != nil {
+		return nil, fmt.Errorf("l2announce: heartbeats: %w", err)
+	}
+	return &Members{opts: opts, conn: conn, incarnation: uint64(time.Now().UnixNano()),
+		peers: map[string]netip.Addr{}, seen: map[string]time.Time{}, inc: map[string]uint64{},
+		byAddr: map[netip.Addr]string{}, errs: map[string]time.Time{}}, nil
+}
+
+// SetPeers sets the other nodes to exchange heartbeats with (this node is ignored in it).
+func (m *Members) SetPeers(peers []Peer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.peers, m.byAddr = map[string]netip.Addr{}, map[netip.Addr]string{}
+	for _, p := range peers {
+		if p.Name == m.opts.Node || !p.Addr.IsValid() {
+			continue
+		}
+		m.peers[p.Name] = p.Addr.Unmap()
+		m.byAddr[p.Addr.Unmap()] = p.Name
+	}
+}
+
+// Alive returns the live nodes (this one included), sorted.
+func (m *Members) Alive() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.aliveLocked(time.Now())
+}
+
+func (m *Members) aliveLocked(now time.Time) []string {
+	if !m.freshLocked(now) {
+		return nil
+	}
+	out := []string{m.opts.Node}
+	for name := range m.peers {
+		if t, ok := m.seen[name]; ok && now.Sub(t) < m.opts.Timeout {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Fresh reports whether this agent's view of the others is current: false for a Timeout
+// after it noticed that it had itself been stopped or stalled for longer than that.
+func (m *Members) Fresh() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.freshLocked(time.Now())
+}
+
+func (m *Members) freshLocked(now time.Time) bool {
+	if !m.lastTick.IsZero() && now.Sub(m.lastTick) > m.opts.Timeout {
+		return false // stalled right now, and Run has not noticed yet
+	}
+	return m.stalledAt.IsZero() || now.Sub(m.stalledAt) >= m.opts.Timeout
+}
+
+// Run sends and receives heartbeats until ctx ends.
+func (m *Members) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { m.conn.Close() })
+	defer stop()
+	go m.receive()
+	tick := time.NewTicker(m.opts.Interval)
+	defer tick.Stop()
+	var seq uint64
+	m.report(time.Now())
+	for {
+		now := time.Now()
+		m.mu.Lock()
+		if !m.lastTick.IsZero() && now.Sub(m.lastTick) > m.opts.Timeout {
+			// This process did not run for longer than a peer may be silent: the others have
+			// taken its addresses. Forget what it knew of them and doubt itself until fresh
+			// heartbeats come in.
+			m.opts.Log.Warn("l2announce: this agent was stalled; answering nothing until its peers are heard again",
+				"stalled", now.Sub(m.lastTick).Round(time.Millisecond))
+			m.stalledAt = now
+			m.seen = map[string]time.Time{}
+		}
+		m.lastTick = now
+		peers := make(map[string]netip.Addr, len(m.peers))
+		for k, v := range m.peers {
+			peers[k] = v
+		}
+		m.mu.Unlock()
+		seq++
+		b, _ := marshalHeartbeat(m.opts.Node, m.incarnation, seq) // the name was checked in NewMembers
+		for name, addr := range peers {
+			if _, err := m.conn.WriteToUDPAddrPort(b, netip.AddrPortFrom(addr, uint16(m.opts.Port))); err != nil {
+				m.sendFailed(name, err)
+			}
+		}
+		m.report(now)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// report calls OnChange if the live nodes changed.
+func (m *Members) report(now time.Time) {
+	m.reportMu.Lock()
+	defer m.reportMu.Unlock()
+	m.mu.Lock()
+	alive := m.aliveLocked(now)
+	changed := !slices.Equal(alive, m.alive)
+	m.alive = alive
+	m.mu.Unlock()
+	if changed && m.opts.OnChange != nil {
+		m.opts.OnChange(alive)
+	}
+}
+
+func (m *Members) sendFailed(peer string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.errs[peer]; ok && time.Since(t) < time.Minute {
+		return
+	}
+	m.errs[peer] = time.Now()
+	m.opts.Log.Warn("l2announce: sending a heartbeat", "peer", peer, "error", err)
+}
+
+// receive records heartbeats until the socket closes. A heartbeat counts only from the
+// address of the peer of that name, and not from an older incarnation.
+func (m *Members) receive() {
+	buf := make([]byte, 512)
+	for {
+		n, from, err := m.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		name, inc, _, err := parseHeartbeat(buf[:n])
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		m.mu.Lock()
+		if m.byAddr[from.Addr().Unmap()] == name && inc >= m.inc[name] {
+			m.inc[name] = inc
+			m.seen[name] = now
+		}
+		m.mu.Unlock()
+		m.report(now)
+	}
+}
