@@ -2,40 +2,17 @@ package bgp
 
 import (
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-lb/sluice/internal/model"
-	"github.com/sluice-lb/sluice/internal/source"
+	"github.com/sluice-lb/sluice/internal/modeltest"
 )
 
 // modelOf builds the model of a YAML document stream, as the agent reads it.
-func modelOf(t *testing.T, yaml string) *model.Model {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "in.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	objs, errs := source.NewFile(path).ReadOnce()
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	in, cerrs := model.Collect(objs)
-	if len(cerrs) > 0 {
-		t.Fatal(cerrs)
-	}
-	m, problems := model.Build(in, model.Options{})
-	for _, p := range problems {
-		if p.Rejected {
-			t.Fatalf("fixture rejected: %v", p)
-		}
-	}
-	return m
-}
+func modelOf(t *testing.T, yaml string) *model.Model { return modeltest.ModelOf(t, yaml) }
 
 // paths renders the desired paths of each peer as "peer: prefix attrs | prefix attrs".
 func paths(d Desired) map[string]string {

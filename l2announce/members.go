@@ -90,7 +90,7 @@ type MembersOptions struct {
 // for Timeout is dead. An agent that was itself stopped (SIGSTOP, a stall) longer than the
 // Timeout knows nothing about the others any more: for a Timeout after it noticed, while
 // heartbeats come in again, it is not Fresh, reports no live node (not even itself), and
-// its responders must not answer (Responder.Gate).
+// its responders must not answer (Responder.Gate). A starting agent doubts the same way.
 type Members struct {
 	opts        MembersOptions
 	conn        *net.UDPConn
@@ -141,6 +141,10 @@ func NewMembers(opts MembersOptions) (*Members, error) {
 		peers: map[string]netip.Addr{}, seen: map[string]time.Time{}, inc: map[string]uint64{},
 		byAddr: map[netip.Addr]string{}, errs: map[string]time.Time{}}, nil
 }
+
+// Interval and Timeout are the heartbeat settings in effect.
+func (m *Members) Interval() time.Duration { return m.opts.Interval }
+func (m *Members) Timeout() time.Duration  { return m.opts.Timeout }
 
 // SetPeers sets the other nodes to exchange heartbeats with (this node is ignored in it).
 func (m *Members) SetPeers(peers []Peer) {
@@ -200,6 +204,11 @@ func (m *Members) Run(ctx context.Context) error {
 	tick := time.NewTicker(m.opts.Interval)
 	defer tick.Stop()
 	var seq uint64
+	// A starting agent knows nothing of the others yet: it doubts for a Timeout, while their
+	// heartbeats come in, instead of taking every address for a moment.
+	m.mu.Lock()
+	m.stalledAt = time.Now()
+	m.mu.Unlock()
 	m.report(time.Now())
 	for {
 		now := time.Now()

@@ -109,6 +109,7 @@ func TestMembersSeeEachOther(t *testing.T) {
 func TestMembersIgnoreSpoofed(t *testing.T) {
 	port := freeUDPPort(t)
 	a := startMember(t, "a", "127.0.0.1", port, twoPeers)
+	waitAlive(t, a, []string{"a"}, time.Second) // past the start's doubt
 	c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +127,22 @@ func TestMembersIgnoreSpoofed(t *testing.T) {
 	}
 	if alive := a.m.Alive(); !slices.Equal(alive, []string{"a"}) {
 		t.Fatalf("live nodes %v after spoofed heartbeats for b from 127.0.0.3", alive)
+	}
+}
+
+// TestMembersStart: a starting agent doubts for a timeout — nobody alive, not fresh — before
+// it trusts what it hears.
+func TestMembersStart(t *testing.T) {
+	port := freeUDPPort(t)
+	a := startMember(t, "a", "127.0.0.1", port, twoPeers)
+	startMember(t, "b", "127.0.0.2", port, twoPeers)
+	time.Sleep(DefaultInterval)
+	if a.m.Fresh() || len(a.m.Alive()) != 0 {
+		t.Fatalf("just started: fresh %v, alive %v; want in doubt", a.m.Fresh(), a.m.Alive())
+	}
+	took := waitAlive(t, a, []string{"a", "b"}, time.Second)
+	if took < DefaultTimeout-2*DefaultInterval {
+		t.Errorf("trusted after %v, before the timeout %v", took, DefaultTimeout)
 	}
 }
 

@@ -174,6 +174,15 @@ func (r *Responder) Set(ctx context.Context, addrs []netip.Addr) []netip.Addr {
 	return added
 }
 
+// Reannounce sends the announcement burst for every address the responder answers for:
+// after a partition heals, neighbours may still hold the hardware address of a node that
+// answered for an address meanwhile.
+func (r *Responder) Reannounce(ctx context.Context) {
+	if owned := r.Owned(); len(owned) > 0 {
+		go r.announce(ctx, owned)
+	}
+}
+
 // join and leave keep the solicited-node group of a joined while an IPv6 address that maps
 // to it is owned. Called with mu held.
 func (r *Responder) join(a netip.Addr) {
@@ -233,14 +242,17 @@ func (r *Responder) announce(ctx context.Context, addrs []netip.Addr) {
 	}
 }
 
-// gratuitous sends one gratuitous ARP reply (IPv4) or unsolicited, overriding NA to all
-// nodes (IPv6) for a.
+// gratuitous sends one gratuitous ARP (IPv4) or unsolicited, overriding NA to all nodes
+// (IPv6) for a. The ARP is an announcement as RFC 5227 has it — a broadcast request with the
+// address as both sender and target — which Linux neighbours take at once, even within the
+// lock time after another update (a reply to broadcast would wait it out).
 func (r *Responder) gratuitous(a netip.Addr) error {
 	if a.Is4() {
-		p, err := arp.NewPacket(arp.OperationReply, r.ifi.HardwareAddr, a, ethernet.Broadcast, a)
+		p, err := arp.NewPacket(arp.OperationRequest, r.ifi.HardwareAddr, a, ethernet.Broadcast, a)
 		if err != nil {
 			return err
 		}
+		p.TargetHardwareAddr = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 		return r.arp.WriteTo(p, ethernet.Broadcast)
 	}
 	na := &ndp.NeighborAdvertisement{Override: true, TargetAddress: a,

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-lb/sluice/internal/agent"
 	"github.com/sluice-lb/sluice/internal/source"
 	"github.com/sluice-lb/sluice/internal/version"
+	"github.com/sluice-lb/sluice/l2announce"
 	"github.com/sluice-lb/sluice/lb"
 )
 
@@ -55,6 +56,9 @@ func run(args []string, stderr io.Writer) int {
 	fs.Func("maglev-table-size", "datapath: smallest Maglev table of a Service, rounded up to a prime (default 251)", uintFlag(&cfg.BPF.MaglevMinimum))
 	fs.StringVar(&algorithm, "lb-algorithm", "maglev", "datapath: backend selection for new flows: maglev or random")
 	fs.DurationVar(&cfg.BPF.GCInterval, "conntrack-gc-interval", 30*time.Second, "datapath: how often expired conntrack entries are deleted")
+	fs.IntVar(&cfg.L2.Port, "l2-heartbeat-port", l2announce.DefaultPort, "L2 announcements: the UDP port agents exchange heartbeats on (open it between nodes)")
+	fs.DurationVar(&cfg.L2.Interval, "l2-heartbeat-interval", l2announce.DefaultInterval, "L2 announcements: how often an agent sends each peer a heartbeat")
+	fs.DurationVar(&cfg.L2.Timeout, "l2-heartbeat-timeout", l2announce.DefaultTimeout, "L2 announcements: silence after which a node is dead and its addresses move (failover takes about this long)")
 	fs.BoolVar(&cfg.IPAMController, "ipam-controller", true, "Kubernetes mode: run the leader-elected LB-IPAM controller that gives LoadBalancer Services their addresses (one agent leads)")
 	fs.BoolVar(&ipamOnly, "ipam-only", false, "Kubernetes mode: run only the LB-IPAM controller (a Deployment of its own), no datapath, no announcements")
 	fs.BoolVar(&cfg.RequireLBClass, "require-lb-class", false, "serve only LoadBalancer Services whose spec.loadBalancerClass is sluice.dev/lb; by default Services without a class are served too")

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -29,6 +30,7 @@ Usage:
   sluicectl ipam [--state-dir DIR] [-o text|json]             the addresses the agent gave LoadBalancer Services (standalone)
   sluicectl bgp peers [--state-dir DIR] [-o text|json]        the agent's BGP sessions
   sluicectl bgp routes [--state-dir DIR] [-o text|json]       what the agent announces to each peer
+  sluicectl l2 owners [--state-dir DIR] [-o text|json]        which node answers ARP/NDP for each address
   sluicectl bpf conntrack [--state-dir DIR] [-n N] [-o text|json]  the datapath's tracked flows
   sluicectl version                                           print the version
 
@@ -58,6 +60,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return bgpPeers(args[1], args[2:], stdout, stderr)
 		}
 		fmt.Fprintf(stderr, "usage: sluicectl bgp peers|routes [--state-dir DIR] [-o text|json]\n")
+		return 2
+	case "l2":
+		if len(args) > 1 && args[1] == "owners" {
+			return l2Owners(args[2:], stdout, stderr)
+		}
+		fmt.Fprintf(stderr, "usage: sluicectl l2 owners [--state-dir DIR] [-o text|json]\n")
 		return 2
 	case "bpf":
 		if len(args) > 1 && args[1] == "conntrack" {
@@ -207,6 +215,33 @@ func agentFlags(name string, stderr io.Writer) (*flag.FlagSet, *string, *string)
 	return fs, stateDir, output
 }
 
+// ask is a command that asks the running agent one thing: it parses the agent flags (and
+// any the command adds with more), fetches with get, and prints the answer as JSON with
+// -o json, else with text.
+func ask[T any](name string, args []string, stdout, stderr io.Writer, more func(*flag.FlagSet),
+	get func(*localapi.Client, context.Context) (T, error), text func(io.Writer, T)) int {
+	fs, stateDir, output := agentFlags(name, stderr)
+	if more != nil {
+		more(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := get(localapi.NewClient(*stateDir), ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluicectl:", err)
+		return 1
+	}
+	if *output == "json" {
+		writeJSON(stdout, v)
+		return 0
+	}
+	text(stdout, v)
+	return 0
+}
+
 func writeJSON(w io.Writer, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -265,58 +300,45 @@ func services(args []string, stdout, stderr io.Writer) int {
 // bgpPeers prints the agent's BGP sessions (what "peers") or the paths announced on each
 // (what "routes").
 func bgpPeers(what string, args []string, stdout, stderr io.Writer) int {
-	fs, stateDir, output := agentFlags("bgp "+what, stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	list, err := localapi.NewClient(*stateDir).BGPPeers(ctx)
-	if err != nil {
-		fmt.Fprintln(stderr, "sluicectl:", err)
-		return 1
-	}
-	if *output == "json" {
-		writeJSON(stdout, list)
-		return 0
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	if what == "peers" {
-		fmt.Fprintln(tw, "PEER\tADDRESS\tASN\tROUTER ID\tSTATE\tUPTIME\tSENT\tLAST ERROR")
-		for _, p := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", p.Name, p.Address, p.ASN, p.RouterID, p.State, p.Uptime, p.Sent, p.LastError)
-		}
-	} else {
-		fmt.Fprintln(tw, "PEER\tPREFIX AND ATTRIBUTES")
-		for _, p := range list {
-			for _, r := range p.Routes {
-				fmt.Fprintf(tw, "%s\t%s\n", p.Name, r)
+	return ask("bgp "+what, args, stdout, stderr, nil, (*localapi.Client).BGPPeers, func(w io.Writer, list []localapi.BGPPeer) {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		if what == "peers" {
+			fmt.Fprintln(tw, "PEER\tADDRESS\tASN\tROUTER ID\tSTATE\tUPTIME\tSENT\tLAST ERROR")
+			for _, p := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", p.Name, p.Address, p.ASN, p.RouterID, p.State, p.Uptime, p.Sent, p.LastError)
+			}
+		} else {
+			fmt.Fprintln(tw, "PEER\tPREFIX AND ATTRIBUTES")
+			for _, p := range list {
+				for _, r := range p.Routes {
+					fmt.Fprintf(tw, "%s\t%s\n", p.Name, r)
+				}
 			}
 		}
-	}
-	tw.Flush()
-	return 0
+		tw.Flush()
+	})
+}
+
+// l2Owners prints which node answers ARP/NDP for each Service address, as the agent sees it.
+func l2Owners(args []string, stdout, stderr io.Writer) int {
+	return ask("l2 owners", args, stdout, stderr, nil, (*localapi.Client).L2, func(w io.Writer, st *localapi.L2Status) {
+		alive := strings.Join(st.Alive, ", ")
+		if alive == "" {
+			alive = "none yet (the agent has just started or was stalled: it answers for nothing until it hears its peers)"
+		}
+		fmt.Fprintf(w, "Node %s hears: %s\n", st.Node, alive)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ADDRESS\tSERVICE\tOWNER\tCANDIDATES\tINTERFACES HERE")
+		for _, o := range st.Owners {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Address, o.Service, cmp.Or(o.Owner, "none"), strings.Join(o.Candidates, ","), strings.Join(o.Interfaces, ","))
+		}
+		tw.Flush()
+	})
 }
 
 // allocations prints the addresses the agent's allocator gave LoadBalancer Services.
 func allocations(args []string, stdout, stderr io.Writer) int {
-	fs, stateDir, output := agentFlags("ipam", stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	allocs, err := localapi.NewClient(*stateDir).Allocations(ctx)
-	if err != nil {
-		fmt.Fprintln(stderr, "sluicectl:", err)
-		return 1
-	}
-	if *output == "json" {
-		writeJSON(stdout, allocs)
-		return 0
-	}
-	printAllocations(stdout, allocs)
-	return 0
+	return ask("ipam", args, stdout, stderr, nil, (*localapi.Client).Allocations, printAllocations)
 }
 
 func printAllocations(w io.Writer, allocs []localapi.Allocation) {
@@ -337,27 +359,17 @@ func printAllocations(w io.Writer, allocs []localapi.Allocation) {
 }
 
 func conntrack(args []string, stdout, stderr io.Writer) int {
-	fs, stateDir, output := agentFlags("bpf conntrack", stderr)
-	limit := fs.Int("n", 1000, "at most this many entries")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	entries, err := localapi.NewClient(*stateDir).Conntrack(ctx, *limit)
-	if err != nil {
-		fmt.Fprintln(stderr, "sluicectl:", err)
-		return 1
-	}
-	if *output == "json" {
-		writeJSON(stdout, entries)
-		return 0
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROTO\tDIR\tSOURCE\tDESTINATION\tNAT\tSTATE\tAGE\tIDLE\tPACKETS\tBYTES")
-	for _, e := range entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", e.Proto, e.Direction, e.Src, e.Dst, e.NAT, e.State, e.Age, e.Idle, e.Packets, e.Bytes)
-	}
-	tw.Flush()
-	return 0
+	var limit *int
+	return ask("bpf conntrack", args, stdout, stderr, func(fs *flag.FlagSet) { limit = fs.Int("n", 1000, "at most this many entries") },
+		func(c *localapi.Client, ctx context.Context) ([]localapi.ConntrackEntry, error) {
+			return c.Conntrack(ctx, *limit)
+		},
+		func(w io.Writer, entries []localapi.ConntrackEntry) {
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PROTO\tDIR\tSOURCE\tDESTINATION\tNAT\tSTATE\tAGE\tIDLE\tPACKETS\tBYTES")
+			for _, e := range entries {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", e.Proto, e.Direction, e.Src, e.Dst, e.NAT, e.State, e.Age, e.Idle, e.Packets, e.Bytes)
+			}
+			tw.Flush()
+		})
 }

@@ -30,7 +30,7 @@ func features(cfg Config) map[string]string {
 		"ipam":       "not implemented yet in Kubernetes mode: Services keep only addresses they already have",
 		"datapath":   "off: no --devices given",
 		"bgp":        "running: embedded GoBGP, advertise only",
-		"l2announce": "not implemented yet: no ARP/NDP answers",
+		"l2announce": "running: ARP/NDP answers for the addresses this node owns, heartbeats between agents",
 	}
 	if len(cfg.Devices) > 0 {
 		f["datapath"] = "running: XDP and TCX on " + strings.Join(cfg.Devices, ", ")
@@ -74,6 +74,8 @@ type Agent struct {
 	speaker     *bgp.Speaker
 	bgpWarnings string
 	nodeSeen    bool // this node's Node object was in a model: its disappearance means it left
+	// l2 answers ARP/NDP for the addresses this node owns.
+	l2 *l2
 }
 
 // ipamLease names the Lease the agents' IPAM controllers elect their leader with.
@@ -85,9 +87,10 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log, src: src, store: source.NewStore(), metrics: newMetrics(), understood: map[string]bool{},
-		trigger: make(chan struct{}, 1), features: features(cfg), speaker: bgp.NewSpeaker(log.With("component", "bgp"))}
+		trigger: make(chan struct{}, 1), features: features(cfg), speaker: bgp.NewSpeaker(log.With("component", "bgp")),
+		l2: newL2(cfg, log.With("component", "l2"))}
 	a.status = localapi.Status{Version: version.Version, Node: cfg.NodeName, Mode: cfg.Mode(), Source: cfg.ConfigPath, Features: a.features}
-	a.metrics.registry.MustRegister(newBGPCollector(a))
+	a.metrics.registry.MustRegister(newBGPCollector(a), l2Collector{a.l2})
 	var err error
 	if a.http, err = a.listenHTTP(); err != nil {
 		return nil, err
@@ -99,7 +102,7 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 		}
 		a.metrics.registry.MustRegister(a.dp.collector())
 	}
-	h := localapi.Handlers{Status: a.Status, BGPPeers: a.BGPPeers}
+	h := localapi.Handlers{Status: a.Status, BGPPeers: a.BGPPeers, L2: a.l2.status}
 	if a.dp != nil {
 		h.Services, h.Conntrack = a.dp.services, a.dp.conntrack
 	}
@@ -161,6 +164,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.checkDevices()
+	a.l2.start(ctx)
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 6+len(a.http))
@@ -305,7 +309,10 @@ func (a *Agent) rebuild() {
 	programmed := time.Since(phase)
 	phase = time.Now()
 	a.announce(m, lbIPs)
-	a.log.Debug("rebuild", "model", elapsed, "allocation", allocated, "datapath", programmed, "bgp", time.Since(phase), "total", time.Since(start))
+	announced := time.Since(phase)
+	phase = time.Now()
+	a.l2.update(m, lbIPs)
+	a.log.Debug("rebuild", "model", elapsed, "allocation", allocated, "datapath", programmed, "bgp", announced, "l2", time.Since(phase), "total", time.Since(start))
 }
 
 // applyDatapath programs the model into the datapath; on failure it retries with backoff

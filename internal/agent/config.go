@@ -37,6 +37,15 @@ type Config struct {
 	// Rest to reach the API server.
 	IPAMController bool
 	Rest           *rest.Config
+	// L2 configures the heartbeats of the L2 announcements.
+	L2 L2Config
+}
+
+// L2Config are the heartbeat settings of L2 announcements; zero values take the defaults
+// (l2announce.DefaultPort, DefaultInterval, DefaultTimeout).
+type L2Config struct {
+	Port              int
+	Interval, Timeout time.Duration
 }
 
 // BPFConfig sizes the datapath's maps and picks the selection algorithm. Zero sizes keep
@@ -77,6 +86,12 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %v", flag, addr, err))
 		}
+	}
+	if c.L2.Port < 0 || c.L2.Port > 65535 {
+		errs = append(errs, fmt.Errorf("--l2-heartbeat-port: %d is not a port", c.L2.Port))
+	}
+	if c.L2.Interval < 0 || c.L2.Timeout < 0 || (c.L2.Interval > 0 && c.L2.Timeout > 0 && c.L2.Timeout <= c.L2.Interval) {
+		errs = append(errs, fmt.Errorf("--l2-heartbeat-timeout %v must be longer than --l2-heartbeat-interval %v", c.L2.Timeout, c.L2.Interval))
 	}
 	return errors.Join(errs...)
 }

@@ -40,6 +40,12 @@ func (c *Client) Allocations(ctx context.Context) ([]Allocation, error) {
 	return v, c.get(ctx, "/v1/allocations", &v)
 }
 
+// L2 fetches the agent's view of the L2 announcements: who owns which address.
+func (c *Client) L2(ctx context.Context) (*L2Status, error) {
+	var v L2Status
+	return &v, c.get(ctx, "/v1/l2/owners", &v)
+}
+
 // BGPPeers fetches the agent's BGP sessions and what it announces on each.
 func (c *Client) BGPPeers(ctx context.Context) ([]BGPPeer, error) {
 	var v []BGPPeer

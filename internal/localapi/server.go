@@ -21,6 +21,7 @@ type Handlers struct {
 	Conntrack   func(limit int) ([]ConntrackEntry, error)
 	Allocations func() []Allocation
 	BGPPeers    func(context.Context) []BGPPeer
+	L2          func() L2Status
 }
 
 // Server serves the local API on a unix socket.
@@ -73,6 +74,13 @@ func Listen(stateDir string, h Handlers) (*Server, error) {
 			return
 		}
 		reply(w, s.h.BGPPeers(r.Context()), nil)
+	})
+	mux.HandleFunc("GET /v1/l2/owners", func(w http.ResponseWriter, _ *http.Request) {
+		if s.h.L2 == nil {
+			http.Error(w, "this agent runs no L2 announcements", http.StatusNotFound)
+			return
+		}
+		reply(w, s.h.L2(), nil)
 	})
 	mux.HandleFunc("GET /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
 		if s.h.Conntrack == nil {

@@ -90,6 +90,28 @@ type BGPPeer struct {
 	Routes    []string `json:"routes"` // the paths announced to it: prefix and attributes
 }
 
+// L2Owner is a Service address answered for over ARP/NDP: GET /v1/l2/owners. Every agent
+// computes every owner, so any agent lists them all.
+type L2Owner struct {
+	Address string `json:"address"`
+	Service string `json:"service"`
+	// Owner is the node that answers for the address ("" while none may: no live node).
+	Owner string `json:"owner"`
+	// Candidates are the nodes that may answer for it, alive or not.
+	Candidates []string `json:"candidates"`
+	// Interfaces are where this agent answers, when it is the owner.
+	Interfaces []string `json:"interfaces,omitempty"`
+}
+
+// L2Status is this agent's view of the L2 announcements: GET /v1/l2/owners.
+type L2Status struct {
+	Node string `json:"node"`
+	// Alive are the nodes whose agents this one hears (itself included); empty while it
+	// doubts its view (just started, or back from a stall).
+	Alive  []string  `json:"alive"`
+	Owners []L2Owner `json:"owners"`
+}
+
 // BackendStatus is a backend of a programmed service.
 type BackendStatus struct {
 	ID      uint32 `json:"id"`

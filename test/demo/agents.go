@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -417,9 +418,20 @@ func (d *demo) summary(ctx context.Context) error {
 	}
 	row(running && established == len(sessions) && len(learned) > 0, "BGP announcements", bgp...)
 	running, says = feature("l2announce")
-	row(running, "ARP/NDP answers", says)
-	fmt.Fprintln(d.out, "\n  Later issues fill in the \"not yet\" rows: ARP/NDP answers for LANs without a BGP router,")
-	fmt.Fprintln(d.out, "  then Services of every type across nodes (SNAT and DSR), in place of kube-proxy.")
+	l2 := []string{says}
+	if st, err := localapi.NewClient(d.entry().stateDir).L2(ctx); err == nil {
+		l2 = append(l2, fmt.Sprintf("%s hears %s; on the LAN, these addresses are answered for by:", d.entry().name, strings.Join(st.Alive, ", ")))
+		for _, o := range st.Owners {
+			l2 = append(l2, fmt.Sprintf("%s (%s): %s", o.Address, o.Service, cmp.Or(o.Owner, "nobody")))
+		}
+		running = running && len(st.Owners) > 0 && !slices.ContainsFunc(st.Owners, func(o localapi.L2Owner) bool { return o.Owner == "" })
+	} else {
+		l2 = append(l2, fmt.Sprintf("%s: %v", d.entry().name, err))
+		running = false
+	}
+	row(running, "ARP/NDP answers", l2...)
+	fmt.Fprintln(d.out, "\n  Next: the demo shows a client on the nodes' LAN reaching a Service by ARP and surviving the")
+	fmt.Fprintln(d.out, "  owner's death; then Services of every type across nodes (SNAT and DSR), in place of kube-proxy.")
 	return nil
 }
 

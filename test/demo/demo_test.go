@@ -84,7 +84,9 @@ func TestDemo(t *testing.T) {
 		`^ +FRR learned 2001:db8:100::1/128 via 2001:db8:1::11, 2001:db8:1::12 \(AS 64513\)$`,
 		`^ +FRR learned 203\.0\.113\.1/32 via 198\.51\.100\.11, 198\.51\.100\.12 \(AS 64513\)$`,
 		`^ +FRR learned 203\.0\.113\.10/32 via 198\.51\.100\.11, 198\.51\.100\.12 \(AS 64513\)$`,
-		`^ +not yet +ARP/NDP answers `,
+		`^ +running +ARP/NDP answers +the agents say: running: ARP/NDP answers`,
+		`^ +203\.0\.113\.1 \(demo/web\): node-[12]$`,
+		`^ +203\.0\.113\.10 \(demo/legacy\): node-[12]$`,
 	)
 	for _, re := range want {
 		if !regexp.MustCompile(`(?m)` + re).MatchString(out) {

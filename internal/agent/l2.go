@@ -1,0 +1,267 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sluice-lb/sluice/internal/localapi"
+	"github.com/sluice-lb/sluice/internal/model"
+	"github.com/sluice-lb/sluice/l2announce"
+)
+
+// l2 runs the node's L2 announcements: the candidates of the last model, the live nodes from
+// the heartbeats, and a responder per interface answering for the addresses this node owns.
+// It starts its heartbeats with the first model in which this node may answer for an address.
+type l2 struct {
+	cfg Config
+	log *slog.Logger
+
+	mu         sync.Mutex
+	ctx        context.Context // the agent's run context, once Run has started
+	members    *l2announce.Members
+	cands      []l2announce.Candidate
+	alive      []string
+	responders map[string]*l2announce.Responder // by interface
+	owned      map[netip.Addr][]string          // address -> interfaces answered on
+	takeovers  uint64
+}
+
+func newL2(cfg Config, log *slog.Logger) *l2 {
+	return &l2{cfg: cfg, log: log, responders: map[string]*l2announce.Responder{}, owned: map[netip.Addr][]string{}}
+}
+
+// start records the agent's run context: the heartbeats and responders live as long.
+func (l *l2) start(ctx context.Context) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ctx = ctx
+}
+
+// update takes the candidates of a new model.
+func (l *l2) update(m *model.Model, lbIPs map[types.NamespacedName][]netip.Addr) {
+	cands := l2announce.Candidates(m, lbIPs)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cands = cands
+	mine := slices.ContainsFunc(cands, func(c l2announce.Candidate) bool { return slices.Contains(c.Nodes, l.cfg.NodeName) })
+	if l.members == nil && mine && l.ctx != nil {
+		l.startMembers()
+	}
+	if l.members != nil {
+		l.members.SetPeers(peersOf(m, cands))
+	}
+	l.recompute()
+}
+
+// startMembers starts the heartbeats. Called with mu held. A failure (the port taken) is
+// logged and tried again at the next model.
+func (l *l2) startMembers() {
+	m, err := l2announce.NewMembers(l2announce.MembersOptions{
+		Node: l.cfg.NodeName, Port: l.cfg.L2.Port, Interval: l.cfg.L2.Interval, Timeout: l.cfg.L2.Timeout,
+		Log: l.log, OnChange: l.aliveChanged,
+	})
+	if err != nil {
+		l.log.Error("l2: cannot exchange heartbeats: answering for no address", "error", err)
+		return
+	}
+	l.members = m
+	ctx := l.ctx
+	go func() {
+		if err := m.Run(ctx); err != nil {
+			l.log.Error("l2: heartbeats stopped", "error", err)
+		}
+	}()
+	l.log.Info("l2: heartbeats started", "port", l.cfg.L2.Port, "interval", m.Interval(), "timeout", m.Timeout())
+}
+
+// peersOf are the nodes that may answer for some candidate, at their first address.
+func peersOf(m *model.Model, cands []l2announce.Candidate) []l2announce.Peer {
+	want := map[string]bool{}
+	for _, c := range cands {
+		for _, n := range c.Nodes {
+			want[n] = true
+		}
+	}
+	var peers []l2announce.Peer
+	for _, n := range m.Nodes {
+		if want[n.Name] && len(n.Addresses) > 0 {
+			peers = append(peers, l2announce.Peer{Name: n.Name, Addr: n.Addresses[0]})
+		}
+	}
+	return peers
+}
+
+func (l *l2) aliveChanged(alive []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed := !slices.Equal(alive, l.alive)
+	if changed {
+		l.log.Info("l2: live nodes", "alive", alive)
+	}
+	l.alive = alive
+	l.recompute()
+	if changed && l.ctx != nil {
+		// A node joining may have answered for this node's addresses while they could not
+		// hear each other: tell the neighbours again who answers now.
+		for _, r := range l.responders {
+			r.Reannounce(l.ctx)
+		}
+	}
+}
+
+// recompute sets every responder to the addresses this node owns now. Called with mu held.
+func (l *l2) recompute() {
+	owned := map[netip.Addr][]string{}
+	byIface := map[string][]netip.Addr{}
+	alive := l.alive
+	if l.members == nil {
+		alive = nil
+	}
+	for _, c := range l2announce.Owned(l.cands, alive, l.cfg.NodeName) {
+		ifaces := c.Interfaces
+		if len(ifaces) == 0 {
+			ifaces = l.defaultInterfaces()
+		}
+		owned[c.Addr] = ifaces
+		for _, i := range ifaces {
+			byIface[i] = append(byIface[i], c.Addr)
+		}
+	}
+	for a, ifaces := range owned {
+		if _, had := l.owned[a]; !had {
+			l.takeovers++
+			l.log.Info("l2: answering for an address", "address", a, "interfaces", ifaces)
+		}
+	}
+	for a := range l.owned {
+		if _, has := owned[a]; !has {
+			l.log.Info("l2: no longer answering for an address", "address", a)
+		}
+	}
+	l.owned = owned
+	for name := range byIface {
+		if _, ok := l.responders[name]; !ok && l.ctx != nil {
+			l.openResponder(name)
+		}
+	}
+	for name, r := range l.responders {
+		r.Set(l.ctx, byIface[name])
+	}
+}
+
+// openResponder opens the responder of an interface. Called with mu held. A failure (the
+// interface missing) is logged; the next recompute tries again.
+func (l *l2) openResponder(name string) {
+	r, err := l2announce.NewResponder(name, l.log)
+	if err != nil {
+		l.log.Warn("l2: cannot answer on an interface", "interface", name, "error", err)
+		return
+	}
+	r.Gate = l.members.Fresh
+	l.responders[name] = r
+	ctx := l.ctx
+	go func() {
+		if err := r.Run(ctx); err != nil {
+			l.log.Warn("l2: responder stopped", "interface", name, "error", err)
+		}
+	}()
+}
+
+// virtualPrefixes are interfaces answered on only when named: loopback and the virtual
+// interfaces of containers and bridges.
+var virtualPrefixes = []string{"lo", "veth", "docker", "cni", "lxc", "flannel", "cilium", "kube-", "vxlan", "tunl", "dummy"}
+
+// defaultInterfaces are the interfaces answered on for an advertisement naming none: the
+// datapath's --devices when given (traffic must arrive where it is balanced), else every
+// interface that is up, has an Ethernet address, is not virtual and not a bridge port.
+func (l *l2) defaultInterfaces() []string {
+	if len(l.cfg.Devices) > 0 {
+		return l.cfg.Devices
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		l.log.Warn("l2: listing interfaces", "error", err)
+		return nil
+	}
+	var out []string
+	for _, link := range links {
+		a := link.Attrs()
+		if a.Flags&net.FlagUp == 0 || len(a.HardwareAddr) != 6 || a.MasterIndex != 0 ||
+			slices.ContainsFunc(virtualPrefixes, func(p string) bool { return strings.HasPrefix(a.Name, p) }) {
+			continue
+		}
+		out = append(out, a.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// status is the local API's view: every candidate address with its owner.
+func (l *l2) status() localapi.L2Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := localapi.L2Status{Node: l.cfg.NodeName, Alive: slices.Clone(l.alive), Owners: []localapi.L2Owner{}}
+	if st.Alive == nil || l.members == nil {
+		st.Alive = []string{}
+	}
+	live := map[string]bool{}
+	for _, n := range st.Alive {
+		live[n] = true
+	}
+	wants := make([]l2announce.Want, 0, len(l.cands))
+	for _, c := range l.cands {
+		var nodes []string
+		for _, n := range c.Nodes {
+			if live[n] {
+				nodes = append(nodes, n)
+			}
+		}
+		wants = append(wants, l2announce.Want{Addr: c.Addr, Nodes: nodes})
+	}
+	owners := l2announce.Assign(wants)
+	for _, c := range l.cands {
+		st.Owners = append(st.Owners, localapi.L2Owner{Address: c.Addr.String(), Service: c.Service.String(), Owner: owners[c.Addr],
+			Candidates: c.Nodes, Interfaces: l.owned[c.Addr]})
+	}
+	return st
+}
+
+// l2Collector reads the L2 state at scrape time.
+type l2Collector struct{ l *l2 }
+
+var (
+	l2OwnedDesc     = prometheus.NewDesc("sluice_l2_owned_addresses", "Service addresses this node answers for over ARP/NDP.", nil, nil)
+	l2AliveDesc     = prometheus.NewDesc("sluice_l2_live_nodes", "Nodes whose agents this one hears (itself included; 0 while it doubts its view).", nil, nil)
+	l2TakeoverDesc  = prometheus.NewDesc("sluice_l2_takeovers_total", "Addresses this node started answering for.", nil, nil)
+	l2AnswersDesc   = prometheus.NewDesc("sluice_l2_answers_total", "ARP replies and neighbor advertisements sent in answer, by interface and protocol.", []string{"interface", "protocol"}, nil)
+	l2GratuitousDes = prometheus.NewDesc("sluice_l2_announcements_total", "Gratuitous ARP and unsolicited neighbor advertisements sent, by interface.", []string{"interface"}, nil)
+)
+
+func (c l2Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{l2OwnedDesc, l2AliveDesc, l2TakeoverDesc, l2AnswersDesc, l2GratuitousDes} {
+		ch <- d
+	}
+}
+
+func (c l2Collector) Collect(ch chan<- prometheus.Metric) {
+	l := c.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(l2OwnedDesc, prometheus.GaugeValue, float64(len(l.owned)))
+	ch <- prometheus.MustNewConstMetric(l2AliveDesc, prometheus.GaugeValue, float64(len(l.alive)))
+	ch <- prometheus.MustNewConstMetric(l2TakeoverDesc, prometheus.CounterValue, float64(l.takeovers))
+	for name, r := range l.responders {
+		ch <- prometheus.MustNewConstMetric(l2AnswersDesc, prometheus.CounterValue, float64(r.Counters.ARPReplies.Load()), name, "arp")
+		ch <- prometheus.MustNewConstMetric(l2AnswersDesc, prometheus.CounterValue, float64(r.Counters.NDPAdvertisements.Load()), name, "ndp")
+		ch <- prometheus.MustNewConstMetric(l2GratuitousDes, prometheus.CounterValue, float64(r.Counters.Gratuitous.Load()), name)
+	}
+}

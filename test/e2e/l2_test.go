@@ -1,0 +1,253 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/internal/localapi"
+	"github.com/sluice-lb/sluice/internal/testenv"
+	"github.com/sluice-lb/sluice/test/lab"
+	"github.com/sluice-lb/sluice/test/traffic"
+)
+
+// The L2 topology: a LAN (bridge "br" in namespace lan) with a client and two nodes, each
+// node with one backend of Service web (externalTrafficPolicy Local) behind it. The Service
+// address is on the LAN: the client finds it by ARP.
+//
+//	client 198.18.6.2 ─┬─ 198.18.6.11 node-a ── be-a 198.51.100.11
+//	   (bridge br)     └─ 198.18.6.12 node-b ── be-b 198.51.100.139
+const l2VIP = "198.18.6.100"
+
+type l2Node struct {
+	name, addr, bridge, backend string
+	ns                          *lab.Namespace
+	dir                         string
+	agent                       *lab.Process
+	mac                         string
+}
+
+type l2Lab struct {
+	lan, client *lab.Namespace
+	nodes       []*l2Node
+	config      string
+}
+
+func l2Config(t *testing.T, path string) {
+	config := fmt.Sprintf(`apiVersion: v1
+kind: Node
+metadata: {name: node-a}
+status: {addresses: [{type: InternalIP, address: 198.18.6.11}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-b}
+status: {addresses: [{type: InternalIP, address: 198.18.6.12}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: IPPool
+metadata: {name: lan}
+spec: {blocks: [{start: 198.18.6.100, stop: 198.18.6.110}]}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: L2Advertisement
+metadata: {name: lan}
+spec: {pools: [lan]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{name: tcp, port: 80, protocol: TCP}]}
+status: {loadBalancer: {ingress: [{ip: %s}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web, namespace: demo, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: tcp, port: 8080, protocol: TCP}]
+endpoints:
+  - {addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: true}}
+  - {addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: true}}
+`, l2VIP)
+	must(t, os.WriteFile(path+".tmp", []byte(config), 0o644))
+	must(t, os.Rename(path+".tmp", path))
+}
+
+func newL2Lab(t *testing.T) *l2Lab {
+	testenv.RequirePrivileged(t)
+	testenv.RequireCommands(t, "arping")
+	l := lab.ForTest(t)
+	dir := t.TempDir()
+	x := &l2Lab{config: filepath.Join(dir, "config.yaml")}
+	var err error
+	x.lan, err = l.Namespace("lan")
+	must(t, err)
+	must(t, x.lan.AddBridge("br"))
+	x.client, err = l.Namespace("client")
+	must(t, err)
+	must(t, l.Connect(lab.Endpoint{NS: x.lan, Name: "client", Bridge: "br"},
+		lab.Endpoint{NS: x.client, Name: "eth0", Addrs: []string{"198.18.6.2/24"}}))
+	x.nodes = []*l2Node{
+		{name: "node-a", addr: "198.18.6.11", bridge: "198.51.100.1/25", backend: "198.51.100.11/25"},
+		{name: "node-b", addr: "198.18.6.12", bridge: "198.51.100.129/25", backend: "198.51.100.139/25"},
+	}
+	for _, n := range x.nodes {
+		n.ns, err = l.Namespace(n.name)
+		must(t, err)
+		n.dir = filepath.Join(dir, n.name)
+		mountBPFFS(t, n.dir)
+		must(t, l.Connect(lab.Endpoint{NS: x.lan, Name: n.name, Bridge: "br"},
+			lab.Endpoint{NS: n.ns, Name: "eth0", Addrs: []string{n.addr + "/24"}}))
+		must(t, x.lan.ReceiveXDPFrames(n.name)) // the node's XDP answers (RST) come back through it
+		must(t, n.ns.EnableForwarding())
+		must(t, n.ns.AddBridge("pods", n.bridge))
+		beName := "be-" + n.name[len("node-"):]
+		be, err := l.Namespace(beName)
+		must(t, err)
+		must(t, l.Connect(lab.Endpoint{NS: be, Name: "eth0", Addrs: []string{n.backend}},
+			lab.Endpoint{NS: n.ns, Name: "be", Bridge: "pods"}))
+		must(t, be.AddRoute("default", strings.Split(n.bridge, "/")[0]))
+		srv, err := traffic.Serve(be, beName, 8080)
+		must(t, err)
+		t.Cleanup(func() { srv.Close() })
+		out, err := n.ns.Exec(context.Background(), "cat", "/sys/class/net/eth0/address")
+		must(t, err)
+		n.mac = strings.TrimSpace(string(out))
+	}
+	l2Config(t, x.config)
+	for _, n := range x.nodes {
+		n.agent = startAgent(t, n.ns, n.name, n.dir, x.config)
+	}
+	return x
+}
+
+// owner asks node-a's agent who owns the Service address, waiting until both agents hear
+// each other and agree.
+func (x *l2Lab) owner(t *testing.T) *l2Node {
+	t.Helper()
+	var owner string
+	waitFor(t, "both agents to agree on an owner", func() bool {
+		owners := map[string]bool{}
+		for _, n := range x.nodes {
+			st := x.l2Status(t, n)
+			if len(st.Alive) != 2 || len(st.Owners) != 1 {
+				return false
+			}
+			owners[st.Owners[0].Owner] = true
+			owner = st.Owners[0].Owner
+		}
+		return len(owners) == 1 && owner != ""
+	})
+	i := slices.IndexFunc(x.nodes, func(n *l2Node) bool { return n.name == owner })
+	return x.nodes[i]
+}
+
+func (x *l2Lab) l2Status(t *testing.T, n *l2Node) localapi.L2Status {
+	t.Helper()
+	out, err := exec.Command(ctlBin, "l2", "owners", "-o", "json", "--state-dir", filepath.Join(n.dir, "state")).CombinedOutput()
+	must(t, err)
+	var st localapi.L2Status
+	must(t, json.Unmarshal(out, &st))
+	return st
+}
+
+var arpingFrom = regexp.MustCompile(`(?m)^\d+ bytes from ([0-9a-f:]{17}) \(` + regexp.QuoteMeta(l2VIP) + `\)`)
+
+// arping sends count ARP requests for the Service address from the client and returns the
+// hardware address of every reply.
+func (x *l2Lab) arping(t *testing.T, count int) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, _ := x.client.Exec(ctx, "arping", "-i", "eth0", "-c", fmt.Sprint(count), "-W", "0.1", l2VIP)
+	var macs []string
+	for _, m := range arpingFrom.FindAllStringSubmatch(string(out), -1) {
+		macs = append(macs, m[1])
+	}
+	return macs
+}
+
+// TestL2AnswerAndFailover: exactly one node answers ARP for the Service address — the owner
+// both agents agree on — and serves the client through its datapath. Then, while the client
+// opens a connection every 10 ms, the owner fails — its link goes down, or its agent is
+// killed, or frozen — and the other node takes the address over; the longest gap between
+// answered requests is measured against the 1 s target.
+func TestL2AnswerAndFailover(t *testing.T) {
+	x := newL2Lab(t)
+	owner := x.owner(t)
+	time.Sleep(600 * time.Millisecond) // the takeover's announcement burst is over
+	macs := x.arping(t, 3)
+	if len(macs) != 3 || macs[0] != owner.mac || macs[1] != owner.mac || macs[2] != owner.mac {
+		t.Fatalf("arping %s: replies from %v, want 3, all from the owner %s (%s)", l2VIP, macs, owner.name, owner.mac)
+	}
+	c := traffic.NewClient(x.client)
+	c.Timeout = 500 * time.Millisecond
+	addr := l2VIP + ":80"
+	r := c.Spread("tcp", addr, 50, 4)
+	backend := "be-" + owner.name[len("node-"):]
+	if r.Failed != 0 || r.ByServer[backend] != 50 {
+		t.Fatalf("50 connections to %s: %v; want all answered by the owner's own backend %s", addr, r, backend)
+	}
+
+	var gaps []time.Duration
+	for _, how := range []string{"link down", "link down", "link down", "SIGKILL", "SIGSTOP"} {
+		owner := x.owner(t)
+		other := x.nodes[0]
+		if other == owner {
+			other = x.nodes[1]
+		}
+		time.Sleep(600 * time.Millisecond)
+		probe := c.Probe("tcp", addr, 10*time.Millisecond)
+		time.Sleep(300 * time.Millisecond)
+		failed := time.Now()
+		switch how {
+		case "link down":
+			must(t, owner.ns.Do(func() error { return exec.Command("ip", "link", "set", "eth0", "down").Run() }))
+		case "SIGKILL":
+			must(t, syscall.Kill(owner.agent.PID, syscall.SIGKILL))
+		case "SIGSTOP":
+			must(t, syscall.Kill(owner.agent.PID, syscall.SIGSTOP))
+		}
+		waitFor(t, other.name+" to own the address", func() bool {
+			st := x.l2Status(t, other)
+			return len(st.Owners) == 1 && st.Owners[0].Owner == other.name && len(st.Owners[0].Interfaces) > 0
+		})
+		tookOver := time.Since(failed)
+		time.Sleep(1500 * time.Millisecond)
+		res := probe.Stop()
+		gap := res.MaxGap()
+		gaps = append(gaps, gap)
+		t.Logf("%s of %s: %s owns the address after %v; longest gap between answered requests %v (%d of %d answered)",
+			how, owner.name, other.name, tookOver.Round(time.Millisecond), gap.Round(time.Millisecond), len(res.Answers), res.Sent)
+		if gap > time.Second {
+			t.Errorf("%s: a gap of %v, want at most 1s", how, gap)
+		}
+		// Restore the failed node for the next round.
+		switch how {
+		case "link down":
+			must(t, owner.ns.Do(func() error { return exec.Command("ip", "link", "set", "eth0", "up").Run() }))
+		case "SIGKILL":
+			<-owner.agent.Done()
+			owner.agent = startAgent(t, owner.ns, owner.name, owner.dir, x.config)
+		case "SIGSTOP":
+			// Resumed, it must not answer from its stale view: only one node answers.
+			must(t, syscall.Kill(owner.agent.PID, syscall.SIGCONT))
+			for range 5 {
+				if macs := x.arping(t, 1); len(macs) > 1 {
+					t.Errorf("after SIGCONT: ARP replies from %v", macs)
+				}
+			}
+		}
+	}
+	slices.Sort(gaps)
+	t.Logf("failover gaps: p50 %v, max %v", gaps[len(gaps)/2].Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+}
