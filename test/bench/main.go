@@ -81,6 +81,7 @@ func run(rounds, repeat, flows, changes int, write string) error {
 		{"ipam", "^BenchmarkController$", "1x", true},
 		{"internal/agent", "^BenchmarkRebuildOneMore$", "20x", false},
 		{"test/e2e", "^BenchmarkBGP$", "1x", true},
+		{"test/e2e", "^BenchmarkL2Failover$", "1x", true},
 	}
 	res := results{}
 	start := time.Now()
@@ -360,7 +361,20 @@ func render(r results, rounds, repeat, flows, changes int) string {
 		{"agent resident memory with 10k Services announced", r.get("BenchmarkBGP", "agent-rss-MiB").cell(0) + " MiB", "—"},
 	})
 
-	// 6. IPAM.
+	// 6. L2 failover.
+	fmt.Fprintf(&b, "**L2 failover: two real agents and a client on a LAN in network namespaces** (BenchmarkL2Failover, one run of 10 failovers each): the client opens a connection to the Service address every 10 ms; the longest time between two answered requests while the owner fails:\n\n")
+	rows = nil
+	for _, k := range []struct{ name, label string }{
+		{"linkdown", "the owner's link goes down"},
+		{"sigkill", "the owner's agent is killed (SIGKILL; its node's pinned datapath keeps serving)"},
+		{"sigstop", "the owner's agent is frozen (SIGSTOP, then SIGCONT)"},
+	} {
+		rows = append(rows, []string{k.label, r.get("BenchmarkL2Failover", k.name+"-p50-ms").cell(0) + " ms",
+			r.get("BenchmarkL2Failover", k.name+"-max-ms").cell(0) + " ms", "p50 ≤ 500 ms, max ≤ 1000 ms"})
+	}
+	table(&b, []string{"owner fails by", "gap p50", "gap max", "target"}, rows)
+
+	// 7. IPAM.
 	fmt.Fprintf(&b, "**LB-IPAM controller against a real kube-apiserver + etcd on this machine** (BenchmarkController, one run): 10k LoadBalancer Services exist, the controller starts:\n\n")
 	t := r.get("BenchmarkController", "s/10k-services")
 	heap := r.get("BenchmarkController", "heap-MiB")

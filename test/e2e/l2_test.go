@@ -42,7 +42,8 @@ type l2Lab struct {
 	config      string
 }
 
-func l2Config(t *testing.T, path string) {
+// l2Config writes the config both agents read; ready says which nodes' endpoints are ready.
+func l2Config(t testing.TB, path string, ready map[string]bool) {
 	config := fmt.Sprintf(`apiVersion: v1
 kind: Node
 metadata: {name: node-a}
@@ -75,14 +76,14 @@ metadata: {name: web, namespace: demo, labels: {kubernetes.io/service-name: web}
 addressType: IPv4
 ports: [{name: tcp, port: 8080, protocol: TCP}]
 endpoints:
-  - {addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: true}}
-  - {addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: true}}
-`, l2VIP)
+  - {addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: %v}}
+  - {addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: %v}}
+`, l2VIP, ready["node-a"], ready["node-b"])
 	must(t, os.WriteFile(path+".tmp", []byte(config), 0o644))
 	must(t, os.Rename(path+".tmp", path))
 }
 
-func newL2Lab(t *testing.T) *l2Lab {
+func newL2Lab(t testing.TB) *l2Lab {
 	testenv.RequirePrivileged(t)
 	testenv.RequireCommands(t, "arping")
 	l := lab.ForTest(t)
@@ -123,7 +124,7 @@ func newL2Lab(t *testing.T) *l2Lab {
 		must(t, err)
 		n.mac = strings.TrimSpace(string(out))
 	}
-	l2Config(t, x.config)
+	l2Config(t, x.config, map[string]bool{"node-a": true, "node-b": true})
 	for _, n := range x.nodes {
 		n.agent = startAgent(t, n.ns, n.name, n.dir, x.config)
 	}
@@ -132,7 +133,7 @@ func newL2Lab(t *testing.T) *l2Lab {
 
 // owner asks node-a's agent who owns the Service address, waiting until both agents hear
 // each other and agree.
-func (x *l2Lab) owner(t *testing.T) *l2Node {
+func (x *l2Lab) owner(t testing.TB) *l2Node {
 	t.Helper()
 	var owner string
 	waitFor(t, "both agents to agree on an owner", func() bool {
@@ -151,7 +152,7 @@ func (x *l2Lab) owner(t *testing.T) *l2Node {
 	return x.nodes[i]
 }
 
-func (x *l2Lab) l2Status(t *testing.T, n *l2Node) localapi.L2Status {
+func (x *l2Lab) l2Status(t testing.TB, n *l2Node) localapi.L2Status {
 	t.Helper()
 	out, err := exec.Command(ctlBin, "l2", "owners", "-o", "json", "--state-dir", filepath.Join(n.dir, "state")).CombinedOutput()
 	must(t, err)
@@ -164,7 +165,7 @@ var arpingFrom = regexp.MustCompile(`(?m)^\d+ bytes from ([0-9a-f:]{17}) \(` + r
 
 // arping sends count ARP requests for the Service address from the client and returns the
 // hardware address of every reply.
-func (x *l2Lab) arping(t *testing.T, count int) []string {
+func (x *l2Lab) arping(t testing.TB, count int) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -200,54 +201,106 @@ func TestL2AnswerAndFailover(t *testing.T) {
 
 	var gaps []time.Duration
 	for _, how := range []string{"link down", "link down", "link down", "SIGKILL", "SIGSTOP"} {
-		owner := x.owner(t)
-		other := x.nodes[0]
-		if other == owner {
-			other = x.nodes[1]
-		}
-		time.Sleep(600 * time.Millisecond)
-		probe := c.Probe("tcp", addr, 10*time.Millisecond)
-		time.Sleep(300 * time.Millisecond)
-		failed := time.Now()
-		switch how {
-		case "link down":
-			must(t, owner.ns.Do(func() error { return exec.Command("ip", "link", "set", "eth0", "down").Run() }))
-		case "SIGKILL":
-			must(t, syscall.Kill(owner.agent.PID, syscall.SIGKILL))
-		case "SIGSTOP":
-			must(t, syscall.Kill(owner.agent.PID, syscall.SIGSTOP))
-		}
-		waitFor(t, other.name+" to own the address", func() bool {
-			st := x.l2Status(t, other)
-			return len(st.Owners) == 1 && st.Owners[0].Owner == other.name && len(st.Owners[0].Interfaces) > 0
-		})
-		tookOver := time.Since(failed)
-		time.Sleep(1500 * time.Millisecond)
-		res := probe.Stop()
-		gap := res.MaxGap()
+		gap := x.failover(t, c, how)
 		gaps = append(gaps, gap)
-		t.Logf("%s of %s: %s owns the address after %v; longest gap between answered requests %v (%d of %d answered)",
-			how, owner.name, other.name, tookOver.Round(time.Millisecond), gap.Round(time.Millisecond), len(res.Answers), res.Sent)
 		if gap > time.Second {
 			t.Errorf("%s: a gap of %v, want at most 1s", how, gap)
-		}
-		// Restore the failed node for the next round.
-		switch how {
-		case "link down":
-			must(t, owner.ns.Do(func() error { return exec.Command("ip", "link", "set", "eth0", "up").Run() }))
-		case "SIGKILL":
-			<-owner.agent.Done()
-			owner.agent = startAgent(t, owner.ns, owner.name, owner.dir, x.config)
-		case "SIGSTOP":
-			// Resumed, it must not answer from its stale view: only one node answers.
-			must(t, syscall.Kill(owner.agent.PID, syscall.SIGCONT))
-			for range 5 {
-				if macs := x.arping(t, 1); len(macs) > 1 {
-					t.Errorf("after SIGCONT: ARP replies from %v", macs)
-				}
-			}
 		}
 	}
 	slices.Sort(gaps)
 	t.Logf("failover gaps: p50 %v, max %v", gaps[len(gaps)/2].Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+}
+
+// failover makes the current owner fail (how: "link down", "SIGKILL" or "SIGSTOP") while c
+// opens a connection to the Service every 10 ms, waits for the other node to take the
+// address over, restores the failed node, and returns the longest gap between answered
+// requests.
+func (x *l2Lab) failover(t testing.TB, c *traffic.Client, how string) time.Duration {
+	t.Helper()
+	addr := l2VIP + ":80"
+	owner := x.owner(t)
+	other := x.nodes[0]
+	if other == owner {
+		other = x.nodes[1]
+	}
+	time.Sleep(600 * time.Millisecond) // the last takeover's announcements are over
+	probe := c.Probe("tcp", addr, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	failed := time.Now()
+	switch how {
+	case "link down":
+		must(t, owner.ns.Do(func() error { return exec.Command("ip", "link", "set", "eth0", "down").Run() }))
+	case "SIGKILL":
+		must(t, syscall.Kill(owner.agent.PID, syscall.SIGKILL))
+	case "SIGSTOP":
+		must(t, syscall.Kill(owner.agent.PID, syscall.SIGSTOP))
+	}
+	waitFor(t, other.name+" to own the address", func() bool {
+		st := x.l2Status(t, other)
+		return len(st.Owners) == 1 && st.Owners[0].Owner == other.name && len(st.Owners[0].Interfaces) > 0
+	})
+	tookOver := time.Since(failed)
+	time.Sleep(1500 * time.Millisecond)
+	res := probe.Stop()
+	gap := res.MaxGap()
+	t.Logf("%s of %s: %s owns the address after %v; longest gap between answered requests %v (%d of %d answered)",
+		how, owner.name, other.name, tookOver.Round(time.Millisecond), gap.Round(time.Millisecond), len(res.Answers), res.Sent)
+	// Restore the failed node for the next round.
+	switch how {
+	case "link down":
+		must(t, owner.ns.Do(func() error { return exec.Command("ip", "link", "set", "eth0", "up").Run() }))
+	case "SIGKILL":
+		<-owner.agent.Done()
+		owner.agent = startAgent(t, owner.ns, owner.name, owner.dir, x.config)
+	case "SIGSTOP":
+		// Resumed, it must not answer from its stale view: only one node answers.
+		must(t, syscall.Kill(owner.agent.PID, syscall.SIGCONT))
+		for range 5 {
+			if macs := x.arping(t, 1); len(macs) > 1 {
+				t.Errorf("after SIGCONT: ARP replies from %v", macs)
+			}
+		}
+	}
+	return gap
+}
+
+// TestL2ExternalTrafficPolicyLocal: with externalTrafficPolicy Local only a node with a ready
+// endpoint answers: the address moves to the node that has one, and with none anywhere nobody
+// answers ARP for it.
+func TestL2ExternalTrafficPolicyLocal(t *testing.T) {
+	x := newL2Lab(t)
+	owner := x.owner(t)
+	other := x.nodes[0]
+	if other == owner {
+		other = x.nodes[1]
+	}
+	// The owner's endpoint stops being ready: the other node takes the address.
+	l2Config(t, x.config, map[string]bool{owner.name: false, other.name: true})
+	waitFor(t, other.name+" to own the address", func() bool {
+		for _, n := range x.nodes {
+			st := x.l2Status(t, n)
+			if len(st.Owners) != 1 || st.Owners[0].Owner != other.name || !slices.Equal(st.Owners[0].Candidates, []string{other.name}) {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(600 * time.Millisecond)
+	if macs := x.arping(t, 2); len(macs) != 2 || macs[0] != other.mac || macs[1] != other.mac {
+		t.Fatalf("arping after %s's endpoint went: replies from %v, want 2 from %s (%s)", owner.name, macs, other.name, other.mac)
+	}
+	c := traffic.NewClient(x.client)
+	backend := "be-" + other.name[len("node-"):]
+	if r := c.Spread("tcp", l2VIP+":80", 20, 4); r.Failed != 0 || r.ByServer[backend] != 20 {
+		t.Fatalf("after the move: %v; want every connection answered by %s", r, backend)
+	}
+	// No ready endpoint anywhere: nobody answers.
+	l2Config(t, x.config, map[string]bool{})
+	waitFor(t, "no owner", func() bool {
+		st := x.l2Status(t, other)
+		return len(st.Owners) == 1 && st.Owners[0].Owner == "" && len(st.Owners[0].Interfaces) == 0
+	})
+	if macs := x.arping(t, 3); len(macs) != 0 {
+		t.Fatalf("arping with no ready endpoint anywhere: replies from %v, want none", macs)
+	}
 }

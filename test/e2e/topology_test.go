@@ -163,7 +163,7 @@ func (s *singleNode) startAgent(t *testing.T, config string) {
 
 // startAgent runs sluice-agent as node in namespace ns with XDP/TCX on eth0, its state and
 // bpffs (mounted by the caller) under dir, and waits until it is ready.
-func startAgent(t *testing.T, ns *lab.Namespace, node, dir, config string) *lab.Process {
+func startAgent(t testing.TB, ns *lab.Namespace, node, dir, config string) *lab.Process {
 	t.Helper()
 	agent, err := ns.Start(agentBin, "--config", config, "--node-name", node, "--devices", "eth0",
 		"--state-dir", filepath.Join(dir, "state"), "--bpffs", filepath.Join(dir, "bpffs"),
@@ -192,7 +192,7 @@ func startAgent(t *testing.T, ns *lab.Namespace, node, dir, config string) *lab.
 // mountBPFFS mounts a bpffs on dir/bpffs, in the host's mount namespace, as a DaemonSet's
 // hostPath is: `ip netns exec` gives every agent a mount namespace of its own, and pins on
 // a bpffs the agent mounted itself would die with it.
-func mountBPFFS(t *testing.T, dir string) {
+func mountBPFFS(t testing.TB, dir string) {
 	bpffs := filepath.Join(dir, "bpffs")
 	must(t, os.MkdirAll(bpffs, 0o700))
 	if _, err := bpf.MountBPFFS(bpffs); err != nil {
@@ -228,7 +228,7 @@ func (s *singleNode) metric(t *testing.T, name string) string {
 	return ""
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
