@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -80,7 +81,7 @@ func TestBinarySIGTERM(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if len(st.Pools) != 1 || st.Pools[0].Name != "quickstart" || len(st.Peers) != 2 || len(st.Problems) != 0 {
+	if len(st.Pools) != 2 || !slices.ContainsFunc(st.Pools, func(p localapi.PoolStatus) bool { return p.Name == "quickstart" }) || len(st.Peers) != 2 || len(st.Problems) != 0 {
 		t.Fatalf("status = %+v", st)
 	}
 

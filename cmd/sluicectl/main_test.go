@@ -33,7 +33,7 @@ func TestValidateQuickstart(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	for _, want := range []string{"quickstart           203.0.113.0/28, 2001:db8:100::1-2001:db8:100::ff (271 addresses)", "router               198.51.100.1 AS64512", "Problems: none", "Services: 2 (2 LoadBalancer", "demo/web      203.0.113.1, 2001:db8:100::1  quickstart, quickstart  Allocated"} {
+	for _, want := range []string{"quickstart           203.0.113.0/28, 2001:db8:100::1-2001:db8:100::ff (271 addresses)", "router               198.51.100.1 AS64512", "Problems: none", "Services: 3 (3 LoadBalancer", "demo/web      203.0.113.1, 2001:db8:100::1  quickstart, quickstart  Allocated"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("output lacks %q:\n%s", want, out)
 		}

@@ -429,9 +429,14 @@ func (d *demo) summary(ctx context.Context) error {
 		l2 = append(l2, fmt.Sprintf("%s: %v", d.entry().name, err))
 		running = false
 	}
+	if d.lan != nil {
+		l2 = append(l2, fmt.Sprintf("lan-client -> %s:80 while %s's link was down: %s took over after %v, longest gap %v, %d of %d answered",
+			lanVIP, d.lan.owner, d.lan.other, d.lan.tookOver.Round(time.Millisecond), d.lan.gap.Round(time.Millisecond), d.lan.answered, d.lan.sent))
+	}
+	running = running && d.lan != nil && d.lan.gap <= time.Second
 	row(running, "ARP/NDP answers", l2...)
-	fmt.Fprintln(d.out, "\n  Next: the demo shows a client on the nodes' LAN reaching a Service by ARP and surviving the")
-	fmt.Fprintln(d.out, "  owner's death; then Services of every type across nodes (SNAT and DSR), in place of kube-proxy.")
+	fmt.Fprintln(d.out, "\n  Next: Services of every type across nodes (SNAT and DSR), in place of kube-proxy; then the")
+	fmt.Fprintln(d.out, "  manifests, the Helm chart and the MetalLB migration.")
 	return nil
 }
 

@@ -23,7 +23,7 @@ import (
 // and that it leaves nothing behind: namespaces, processes, bpffs mounts, its work directory.
 func TestDemo(t *testing.T) {
 	testenv.RequirePrivileged(t)
-	testenv.RequireCommands(t, "go", "ip", "ping", peers.FRRBgpd, peers.FRRZebra, "vtysh")
+	testenv.RequireCommands(t, "go", "ip", "ping", "arping", peers.FRRBgpd, peers.FRRZebra, "vtysh")
 	root := t.TempDir()
 	bin := filepath.Join(root, "bin")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -85,8 +85,9 @@ func TestDemo(t *testing.T) {
 		`^ +FRR learned 203\.0\.113\.1/32 via 198\.51\.100\.11, 198\.51\.100\.12 \(AS 64513\)$`,
 		`^ +FRR learned 203\.0\.113\.10/32 via 198\.51\.100\.11, 198\.51\.100\.12 \(AS 64513\)$`,
 		`^ +running +ARP/NDP answers +the agents say: running: ARP/NDP answers`,
-		`^ +203\.0\.113\.1 \(demo/web\): node-[12]$`,
-		`^ +203\.0\.113\.10 \(demo/legacy\): node-[12]$`,
+		`^ +198\.51\.100\.100 \(demo/lan\): node-[12]$`,
+		`lan-client: arping -c 3 198\.51\.100\.100: 3 replies, every one from `,
+		`^ +lan-client -> 198\.51\.100\.100:80 while node-[12]'s link was down: node-[12] took over after [0-9.]+m?s, longest gap [0-9.]+m?s, `,
 	)
 	for _, re := range want {
 		if !regexp.MustCompile(`(?m)` + re).MatchString(out) {

@@ -130,6 +130,9 @@ func (d *demo) buildLab(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := d.buildLANClient(); err != nil {
+		return err
+	}
 	return d.podNetwork(ctx)
 }
 

@@ -80,6 +80,8 @@ type demo struct {
 	nodes          []*node
 	frr            *peers.FRR
 	spreads        []spread // what the client saw, per Service address
+	lanClient      *lab.Namespace
+	lan            *lanResult // what the LAN client saw through the failover
 }
 
 // run runs the demo's steps in order, stopping at the first failure or when ctx ends, and
@@ -104,6 +106,7 @@ func run(ctx context.Context, opts options, out io.Writer) (err error) {
 		{"Start sluice-agent on both nodes, in standalone mode, datapath on eth0", d.startAgents},
 		{"The router learns the Service addresses over BGP: ECMP routes via both nodes", d.learnRoutes},
 		{"The client connects to the Services; which pod answered?", d.sendTraffic},
+		{"A client on the nodes' LAN finds demo/lan by ARP; its owner's link goes down", d.l2Failover},
 		{"Ask node-1's agent: sluicectl status, datapath metrics", d.showStatus},
 		{"What runs today, and what is not there yet", d.summary},
 	}
@@ -127,6 +130,7 @@ const topology = `
                      |       198.18.0.0/24, 2001:db8:2::/64
                   router     198.51.100.1, 2001:db8:1::1      AS 64512, FRR zebra + bgpd
                      |       node LAN 198.51.100.0/24, 2001:db8:1::/64 (a bridge)
+                     +------ lan-client 198.51.100.50              finds demo/lan by ARP
            +---------+---------+
         node-1              node-2                            AS 64513, sluice-agent:
      198.51.100.11       198.51.100.12                        XDP and TCX on eth0
@@ -142,6 +146,7 @@ const topology = `
   externalTrafficPolicy Local (a node sends what it receives to its own pods):
     demo/web     203.0.113.1:80, [2001:db8:100::1]:80   from pool quickstart (the agents' LB-IPAM)
     demo/legacy  203.0.113.10:8080                      MetalLB annotation, as MetalLB users write it
+    demo/lan     198.51.100.100:80                      pool lan, on the nodes' LAN: answered by ARP
 `
 
 // prepare checks the inputs and makes the work directory with a copy of the configuration.
@@ -158,7 +163,7 @@ func (d *demo) prepare() error {
 			return fmt.Errorf("%s is not an executable (build it first: go build -o bin/ ./cmd/...)", bin)
 		}
 	}
-	for _, cmd := range []string{"ip", "ping", peers.FRRBgpd, peers.FRRZebra, "vtysh"} {
+	for _, cmd := range []string{"ip", "ping", "arping", peers.FRRBgpd, peers.FRRZebra, "vtysh"} {
 		if _, err := exec.LookPath(cmd); err != nil {
 			return fmt.Errorf("%s is needed (apt-get install iproute2 iputils-ping frr): %w", cmd, err)
 		}
