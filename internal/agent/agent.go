@@ -164,7 +164,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.checkDevices()
-	a.l2.start(ctx)
+	var event func(types.NamespacedName, string)
+	if a.cfg.Mode() == "kubernetes" {
+		event = a.startEvents(ctx)
+	}
+	a.l2.start(ctx, event)
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 6+len(a.http))

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -33,17 +34,21 @@ type l2 struct {
 	responders map[string]*l2announce.Responder // by interface
 	owned      map[netip.Addr][]string          // address -> interfaces answered on
 	takeovers  uint64
+	// event, when set (Kubernetes mode), records an Event on a Service this node starts
+	// answering for.
+	event func(svc types.NamespacedName, note string)
 }
 
 func newL2(cfg Config, log *slog.Logger) *l2 {
 	return &l2{cfg: cfg, log: log, responders: map[string]*l2announce.Responder{}, owned: map[netip.Addr][]string{}}
 }
 
-// start records the agent's run context: the heartbeats and responders live as long.
-func (l *l2) start(ctx context.Context) {
+// start records the agent's run context — the heartbeats and responders live as long — and
+// the Event recorder (nil: none).
+func (l *l2) start(ctx context.Context, event func(types.NamespacedName, string)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.ctx = ctx
+	l.ctx, l.event = ctx, event
 }
 
 // update takes the candidates of a new model.
@@ -136,10 +141,17 @@ func (l *l2) recompute() {
 			byIface[i] = append(byIface[i], c.Addr)
 		}
 	}
+	svcOf := map[netip.Addr]types.NamespacedName{}
+	for _, c := range l.cands {
+		svcOf[c.Addr] = c.Service
+	}
 	for a, ifaces := range owned {
 		if _, had := l.owned[a]; !had {
 			l.takeovers++
-			l.log.Info("l2: answering for an address", "address", a, "interfaces", ifaces)
+			l.log.Info("l2: answering for an address", "address", a, "service", svcOf[a].String(), "interfaces", ifaces)
+			if l.event != nil {
+				l.event(svcOf[a], fmt.Sprintf("%s answers ARP/NDP for %s on %s", l.cfg.NodeName, a, strings.Join(ifaces, ", ")))
+			}
 		}
 	}
 	for a := range l.owned {
