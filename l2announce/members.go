@@ -22,46 +22,93 @@ const (
 	DefaultPort = 9474
 )
 
-// heartbeat is the wire format: magic, version, the sender's incarnation (its start time,
-// so that a restarted agent is told from a delayed packet of the old one), a sequence
-// number, and the sender's node name.
+// heartbeat is one agent's message to another: who it is, its incarnation (its start
+// time, so that a restarted agent is told from a delayed packet of the old one), a sequence
+// number, and the interfaces it can answer on (up, with an Ethernet address). On the wire:
 //
-//	"SLHB" | version 1 (1 byte) | incarnation (8) | sequence (8) | name length (1) | name
+//	"SLHB" | version 2 (1 byte) | incarnation (8) | sequence (8) | name length (1) | name |
+//	interface count (1) | per interface: name length (1) | name
+type heartbeat struct {
+	Name        string
+	Incarnation uint64
+	Seq         uint64
+	Interfaces  []string
+}
+
 const (
-	magic        = "SLHB"
-	version      = 1
-	headerLen    = len(magic) + 1 + 8 + 8 + 1
-	maxNameBytes = 253
+	magic         = "SLHB"
+	version       = 2
+	headerLen     = len(magic) + 1 + 8 + 8
+	maxNameBytes  = 253
+	maxInterfaces = 64
+	maxIfaceBytes = 15
 )
 
-func marshalHeartbeat(name string, incarnation, seq uint64) ([]byte, error) {
-	if len(name) == 0 || len(name) > maxNameBytes {
-		return nil, fmt.Errorf("node name of %d bytes: want 1 to %d", len(name), maxNameBytes)
+func (h heartbeat) marshal() ([]byte, error) {
+	if len(h.Name) == 0 || len(h.Name) > maxNameBytes {
+		return nil, fmt.Errorf("node name of %d bytes: want 1 to %d", len(h.Name), maxNameBytes)
 	}
-	b := make([]byte, 0, headerLen+len(name))
+	if len(h.Interfaces) > maxInterfaces {
+		return nil, fmt.Errorf("%d interfaces: at most %d", len(h.Interfaces), maxInterfaces)
+	}
+	b := make([]byte, 0, headerLen+2+len(h.Name)+16*len(h.Interfaces))
 	b = append(b, magic...)
 	b = append(b, version)
-	b = binary.BigEndian.AppendUint64(b, incarnation)
-	b = binary.BigEndian.AppendUint64(b, seq)
-	b = append(b, byte(len(name)))
-	return append(b, name...), nil
+	b = binary.BigEndian.AppendUint64(b, h.Incarnation)
+	b = binary.BigEndian.AppendUint64(b, h.Seq)
+	b = append(b, byte(len(h.Name)))
+	b = append(b, h.Name...)
+	b = append(b, byte(len(h.Interfaces)))
+	for _, i := range h.Interfaces {
+		if len(i) == 0 || len(i) > maxIfaceBytes {
+			return nil, fmt.Errorf("interface name %q: want 1 to %d bytes", i, maxIfaceBytes)
+		}
+		b = append(b, byte(len(i)))
+		b = append(b, i...)
+	}
+	return b, nil
 }
 
 // parseHeartbeat parses a heartbeat; anything else is an error.
-func parseHeartbeat(b []byte) (name string, incarnation, seq uint64, err error) {
+func parseHeartbeat(b []byte) (heartbeat, error) {
+	var h heartbeat
 	if len(b) < headerLen || string(b[:len(magic)]) != magic {
-		return "", 0, 0, errors.New("not a heartbeat")
+		return h, errors.New("not a heartbeat")
 	}
 	if b[len(magic)] != version {
-		return "", 0, 0, fmt.Errorf("heartbeat version %d, want %d", b[len(magic)], version)
+		return h, fmt.Errorf("heartbeat version %d, want %d", b[len(magic)], version)
 	}
-	incarnation = binary.BigEndian.Uint64(b[len(magic)+1:])
-	seq = binary.BigEndian.Uint64(b[len(magic)+9:])
-	n := int(b[headerLen-1])
-	if n == 0 || len(b) != headerLen+n {
-		return "", 0, 0, fmt.Errorf("heartbeat of %d bytes with a name of %d", len(b), n)
+	h.Incarnation = binary.BigEndian.Uint64(b[len(magic)+1:])
+	h.Seq = binary.BigEndian.Uint64(b[len(magic)+9:])
+	rest := b[headerLen:]
+	next := func(max int) (string, bool) {
+		if len(rest) < 1 || int(rest[0]) == 0 || int(rest[0]) > max || len(rest) < 1+int(rest[0]) {
+			return "", false
+		}
+		s := string(rest[1 : 1+int(rest[0])])
+		rest = rest[1+int(rest[0]):]
+		return s, true
 	}
-	return string(b[headerLen:]), incarnation, seq, nil
+	var ok bool
+	if h.Name, ok = next(maxNameBytes); !ok {
+		return heartbeat{}, errors.New("heartbeat with a bad node name")
+	}
+	if len(rest) < 1 || int(rest[0]) > maxInterfaces {
+		return heartbeat{}, errors.New("heartbeat with a bad interface count")
+	}
+	n := int(rest[0])
+	rest = rest[1:]
+	for range n {
+		i, ok := next(maxIfaceBytes)
+		if !ok {
+			return heartbeat{}, errors.New("heartbeat with a bad interface name")
+		}
+		h.Interfaces = append(h.Interfaces, i)
+	}
+	if len(rest) != 0 {
+		return heartbeat{}, fmt.Errorf("heartbeat with %d bytes too many", len(rest))
+	}
+	return h, nil
 }
 
 // Peer is another node's agent: its name and the address its heartbeats come from and go to.
@@ -78,6 +125,9 @@ type MembersOptions struct {
 	Port              int
 	Interval, Timeout time.Duration
 	Log               *slog.Logger
+	// Interfaces, when set, is called every Interval: the interfaces this node can answer
+	// on, sent to the others in each heartbeat.
+	Interfaces func() []string
 	// OnChange is called with the live nodes, sorted, whenever they change, and once at
 	// start; calls do not overlap. Empty means this agent is in doubt (see Fresh): it must
 	// answer for nothing.
@@ -102,6 +152,7 @@ type Members struct {
 	peers     map[string]netip.Addr // by name, from SetPeers
 	seen      map[string]time.Time  // last heartbeat, by name
 	inc       map[string]uint64     // last incarnation, by name
+	ifaces    map[string][]string   // interfaces each node can answer on, by name (this one too)
 	lastTick  time.Time             // when Run last ticked
 	stalledAt time.Time             // when Run noticed it had stalled (zero: not in doubt)
 	alive     []string              // as last reported to OnChange
@@ -126,7 +177,7 @@ func NewMembers(opts MembersOptions) (*Members, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	if _, err := marshalHeartbeat(opts.Node, 0, 0); err != nil {
+	if _, err := (heartbeat{Name: opts.Node}).marshal(); err != nil {
 		return nil, fmt.Errorf("l2announce: %w", err)
 	}
 	laddr := &net.UDPAddr{Port: opts.Port}
@@ -138,7 +189,7 @@ func NewMembers(opts MembersOptions) (*Members, error) {
 		return nil, fmt.Errorf("l2announce: heartbeats: %w", err)
 	}
 	return &Members{opts: opts, conn: conn, incarnation: uint64(time.Now().UnixNano()),
-		peers: map[string]netip.Addr{}, seen: map[string]time.Time{}, inc: map[string]uint64{},
+		peers: map[string]netip.Addr{}, seen: map[string]time.Time{}, inc: map[string]uint64{}, ifaces: map[string][]string{},
 		byAddr: map[netip.Addr]string{}, errs: map[string]time.Time{}}, nil
 }
 
@@ -229,7 +280,26 @@ func (m *Members) Run(ctx context.Context) error {
 		}
 		m.mu.Unlock()
 		seq++
-		b, _ := marshalHeartbeat(m.opts.Node, m.incarnation, seq) // the name was checked in NewMembers
+		hb := heartbeat{Name: m.opts.Node, Incarnation: m.incarnation, Seq: seq}
+		if m.opts.Interfaces != nil {
+			hb.Interfaces = m.opts.Interfaces()
+			if len(hb.Interfaces) > maxInterfaces {
+				hb.Interfaces = hb.Interfaces[:maxInterfaces]
+			}
+			hb.Interfaces = slices.DeleteFunc(hb.Interfaces, func(i string) bool { return len(i) == 0 || len(i) > maxIfaceBytes })
+			m.mu.Lock()
+			changed := !slices.Equal(m.ifaces[m.opts.Node], hb.Interfaces)
+			m.ifaces[m.opts.Node] = hb.Interfaces
+			m.mu.Unlock()
+			if changed {
+				m.forceReport()
+			}
+		}
+		b, err := hb.marshal()
+		if err != nil {
+			m.opts.Log.Warn("l2announce: heartbeat", "error", err)
+			continue
+		}
 		for name, addr := range peers {
 			if _, err := m.conn.WriteToUDPAddrPort(b, netip.AddrPortFrom(addr, uint16(m.opts.Port))); err != nil {
 				m.sendFailed(name, err)
@@ -242,6 +312,26 @@ func (m *Members) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// Interfaces returns the interfaces each node said it can answer on (this one's included),
+// by node name.
+func (m *Members) Interfaces() map[string][]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]string, len(m.ifaces))
+	for k, v := range m.ifaces {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
+// forceReport makes the next report call OnChange even if the live nodes are the same: a
+// node's interfaces changed, which can change the owners.
+func (m *Members) forceReport() {
+	m.mu.Lock()
+	m.alive = append([]string{}, "\x00") // no real node list equals it
+	m.mu.Unlock()
 }
 
 // report calls OnChange if the live nodes changed.
@@ -280,17 +370,23 @@ func (m *Members) receive() {
 			}
 			continue
 		}
-		name, inc, _, err := parseHeartbeat(buf[:n])
+		hb, err := parseHeartbeat(buf[:n])
 		if err != nil {
 			continue
 		}
 		now := time.Now()
 		m.mu.Lock()
-		if m.byAddr[from.Addr().Unmap()] == name && inc >= m.inc[name] {
-			m.inc[name] = inc
-			m.seen[name] = now
+		changed := false
+		if m.byAddr[from.Addr().Unmap()] == hb.Name && hb.Incarnation >= m.inc[hb.Name] {
+			m.inc[hb.Name] = hb.Incarnation
+			m.seen[hb.Name] = now
+			changed = !slices.Equal(m.ifaces[hb.Name], hb.Interfaces)
+			m.ifaces[hb.Name] = hb.Interfaces
 		}
 		m.mu.Unlock()
+		if changed {
+			m.forceReport()
+		}
 		m.report(now)
 	}
 }

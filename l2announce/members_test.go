@@ -115,7 +115,7 @@ func TestMembersIgnoreSpoofed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	hb, err := marshalHeartbeat("b", 1, 1)
+	hb, err := heartbeat{Name: "b", Incarnation: 1, Seq: 1}.marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,36 +169,83 @@ func TestMembersStall(t *testing.T) {
 }
 
 func TestHeartbeatRoundTrip(t *testing.T) {
-	b, err := marshalHeartbeat("node-1", 42, 7)
+	in := heartbeat{Name: "node-1", Incarnation: 42, Seq: 7, Interfaces: []string{"eth0", "bond0.100"}}
+	b, err := in.marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	name, inc, seq, err := parseHeartbeat(b)
-	if err != nil || name != "node-1" || inc != 42 || seq != 7 {
-		t.Fatalf("parsed %q %d %d %v", name, inc, seq, err)
+	out, err := parseHeartbeat(b)
+	if err != nil || out.Name != "node-1" || out.Incarnation != 42 || out.Seq != 7 || !slices.Equal(out.Interfaces, in.Interfaces) {
+		t.Fatalf("parsed %+v %v", out, err)
 	}
-	for _, bad := range [][]byte{nil, []byte("SLHB"), b[:len(b)-1], append(b, 0), append([]byte("XXXX"), b[4:]...)} {
-		if _, _, _, err := parseHeartbeat(bad); err == nil {
+	for _, bad := range [][]byte{nil, []byte("SLHB"), b[:len(b)-1], append(slices.Clone(b), 0), append([]byte("XXXX"), b[4:]...)} {
+		if _, err := parseHeartbeat(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
 	}
-	if _, err := marshalHeartbeat("", 1, 1); err == nil {
-		t.Error("empty name marshalled")
+	for _, h := range []heartbeat{{}, {Name: "n", Interfaces: []string{""}}, {Name: "n", Interfaces: []string{"a-name-far-too-long"}}} {
+		if _, err := h.marshal(); err == nil {
+			t.Errorf("%+v marshalled", h)
+		}
+	}
+}
+
+// TestMembersInterfaces: each agent tells the others the interfaces it can answer on; a
+// change is reported like a change of the live nodes.
+func TestMembersInterfaces(t *testing.T) {
+	port := freeUDPPort(t)
+	a := startMember(t, "a", "127.0.0.1", port, twoPeers)
+	x := &member{done: make(chan error, 1)}
+	var mu sync.Mutex
+	ifaces := []string{"eth0"}
+	var err error
+	x.m, err = NewMembers(MembersOptions{Node: "b", Bind: netip.MustParseAddr("127.0.0.2"), Port: port,
+		Interfaces: func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(ifaces) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.m.SetPeers(twoPeers)
+	ctx, cancel := context.WithCancel(context.Background())
+	x.cancel = cancel
+	go func() { x.done <- x.m.Run(ctx) }()
+	t.Cleanup(x.stop)
+	waitAlive(t, a, []string{"a", "b"}, time.Second)
+	wait := func(want []string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Second)
+		for !slices.Equal(a.m.Interfaces()["b"], want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a knows b's interfaces as %v, want %v", a.m.Interfaces()["b"], want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	wait([]string{"eth0"})
+	calls := len(a.seen)
+	mu.Lock()
+	ifaces = []string{"eth0", "eth1"}
+	mu.Unlock()
+	wait([]string{"eth0", "eth1"})
+	time.Sleep(3 * DefaultInterval)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.seen) == calls {
+		t.Error("a change of b's interfaces was not reported")
 	}
 }
 
 func FuzzParseHeartbeat(f *testing.F) {
-	b, _ := marshalHeartbeat("node-1", 1, 2)
+	b, _ := heartbeat{Name: "node-1", Incarnation: 1, Seq: 2, Interfaces: []string{"eth0"}}.marshal()
 	f.Add(b)
-	f.Add([]byte("SLHB\x01"))
+	f.Add([]byte("SLHB\x02"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		name, inc, seq, err := parseHeartbeat(data)
+		h, err := parseHeartbeat(data)
 		if err != nil {
 			return
 		}
-		again, err := marshalHeartbeat(name, inc, seq)
+		again, err := h.marshal()
 		if err != nil || string(again) != string(data) {
-			t.Fatalf("%q parsed as %q %d %d, which marshals to %q (%v)", data, name, inc, seq, again, err)
+			t.Fatalf("%q parsed as %+v, which marshals to %q (%v)", data, h, again, err)
 		}
 	})
 }

@@ -72,7 +72,7 @@ func (l *l2) update(m *model.Model, lbIPs map[types.NamespacedName][]netip.Addr)
 func (l *l2) startMembers() {
 	m, err := l2announce.NewMembers(l2announce.MembersOptions{
 		Node: l.cfg.NodeName, Port: l.cfg.L2.Port, Interval: l.cfg.L2.Interval, Timeout: l.cfg.L2.Timeout,
-		Log: l.log, OnChange: l.aliveChanged,
+		Log: l.log, OnChange: l.aliveChanged, Interfaces: l.answerable,
 	})
 	if err != nil {
 		l.log.Error("l2: cannot exchange heartbeats: answering for no address", "error", err)
@@ -131,7 +131,7 @@ func (l *l2) recompute() {
 	if l.members == nil {
 		alive = nil
 	}
-	for _, c := range l2announce.Owned(l.cands, alive, l.cfg.NodeName) {
+	for _, c := range l2announce.Owned(l.eligible(), alive, l.cfg.NodeName) {
 		ifaces := c.Interfaces
 		if len(ifaces) == 0 {
 			ifaces = l.defaultInterfaces()
@@ -188,6 +188,53 @@ func (l *l2) openResponder(name string) {
 	}()
 }
 
+// eligible are the candidates less, for each, the nodes that cannot answer on its
+// interfaces: those whose heartbeats name none of the advertisement's interfaces (or none at
+// all, for the default ones). Called with mu held.
+func (l *l2) eligible() []l2announce.Candidate {
+	if l.members == nil {
+		return l.cands
+	}
+	has := l.members.Interfaces()
+	out := make([]l2announce.Candidate, 0, len(l.cands))
+	for _, c := range l.cands {
+		c.Nodes = slices.DeleteFunc(slices.Clone(c.Nodes), func(n string) bool {
+			ifaces := has[n]
+			if len(c.Interfaces) == 0 {
+				return len(ifaces) == 0
+			}
+			return !slices.ContainsFunc(c.Interfaces, func(i string) bool { return slices.Contains(ifaces, i) })
+		})
+		out = append(out, c)
+	}
+	return out
+}
+
+// answerable are the interfaces this node can answer on now: of those the candidates name,
+// and the default ones, those that exist, are up and have an Ethernet address. Its
+// heartbeats carry them, every interval.
+func (l *l2) answerable() []string {
+	l.mu.Lock()
+	names := l.defaultInterfaces()
+	for _, c := range l.cands {
+		names = append(names, c.Interfaces...)
+	}
+	l.mu.Unlock()
+	slices.Sort(names)
+	var out []string
+	for _, name := range slices.Compact(names) {
+		link, err := netlink.LinkByName(name)
+		if err != nil {
+			continue
+		}
+		a := link.Attrs()
+		if a.Flags&net.FlagUp != 0 && len(a.HardwareAddr) == 6 {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // virtualPrefixes are interfaces answered on only when named: loopback and the virtual
 // interfaces of containers and bridges.
 var virtualPrefixes = []string{"lo", "veth", "docker", "cni", "lxc", "flannel", "cilium", "kube-", "vxlan", "tunl", "dummy"}
@@ -229,8 +276,9 @@ func (l *l2) status() localapi.L2Status {
 	for _, n := range st.Alive {
 		live[n] = true
 	}
-	wants := make([]l2announce.Want, 0, len(l.cands))
-	for _, c := range l.cands {
+	cands := l.eligible()
+	wants := make([]l2announce.Want, 0, len(cands))
+	for _, c := range cands {
 		var nodes []string
 		for _, n := range c.Nodes {
 			if live[n] {
@@ -240,7 +288,7 @@ func (l *l2) status() localapi.L2Status {
 		wants = append(wants, l2announce.Want{Addr: c.Addr, Nodes: nodes})
 	}
 	owners := l2announce.Assign(wants)
-	for _, c := range l.cands {
+	for _, c := range cands {
 		st.Owners = append(st.Owners, localapi.L2Owner{Address: c.Addr.String(), Service: c.Service.String(), Owner: owners[c.Addr],
 			Candidates: c.Nodes, Interfaces: l.owned[c.Addr]})
 	}

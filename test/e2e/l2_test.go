@@ -37,13 +37,19 @@ type l2Node struct {
 }
 
 type l2Lab struct {
+	lab         *lab.Lab
 	lan, client *lab.Namespace
 	nodes       []*l2Node
 	config      string
 }
 
-// l2Config writes the config both agents read; ready says which nodes' endpoints are ready.
-func l2Config(t testing.TB, path string, ready map[string]bool) {
+// l2Config writes the config both agents read; ready says which nodes' endpoints are ready,
+// interfaces are the advertisement's (none: the default).
+func l2Config(t testing.TB, path string, ready map[string]bool, interfaces ...string) {
+	ifaces := ""
+	if len(interfaces) > 0 {
+		ifaces = ", interfaces: [" + strings.Join(interfaces, ", ") + "]"
+	}
 	config := fmt.Sprintf(`apiVersion: v1
 kind: Node
 metadata: {name: node-a}
@@ -62,7 +68,7 @@ spec: {blocks: [{start: 198.18.6.100, stop: 198.18.6.110}]}
 apiVersion: sluice.dev/v1alpha1
 kind: L2Advertisement
 metadata: {name: lan}
-spec: {pools: [lan]}
+spec: {pools: [lan]%s}
 ---
 apiVersion: v1
 kind: Service
@@ -78,7 +84,7 @@ ports: [{name: tcp, port: 8080, protocol: TCP}]
 endpoints:
   - {addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: %v}}
   - {addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: %v}}
-`, l2VIP, ready["node-a"], ready["node-b"])
+`, ifaces, l2VIP, ready["node-a"], ready["node-b"])
 	must(t, os.WriteFile(path+".tmp", []byte(config), 0o644))
 	must(t, os.Rename(path+".tmp", path))
 }
@@ -88,7 +94,7 @@ func newL2Lab(t testing.TB) *l2Lab {
 	testenv.RequireCommands(t, "arping")
 	l := lab.ForTest(t)
 	dir := t.TempDir()
-	x := &l2Lab{config: filepath.Join(dir, "config.yaml")}
+	x := &l2Lab{lab: l, config: filepath.Join(dir, "config.yaml")}
 	var err error
 	x.lan, err = l.Namespace("lan")
 	must(t, err)
@@ -302,5 +308,29 @@ func TestL2ExternalTrafficPolicyLocal(t *testing.T) {
 	})
 	if macs := x.arping(t, 3); len(macs) != 0 {
 		t.Fatalf("arping with no ready endpoint anywhere: replies from %v, want none", macs)
+	}
+}
+
+// TestL2Interfaces: an advertisement naming an interface only node-b has makes node-b the
+// owner, answering on that interface with its hardware address; node-a, without it, never
+// owns the address however the hash ranks it.
+func TestL2Interfaces(t *testing.T) {
+	x := newL2Lab(t)
+	b := x.nodes[1]
+	must(t, x.lab.Connect(lab.Endpoint{NS: x.lan, Name: "node-b-2", Bridge: "br"},
+		lab.Endpoint{NS: b.ns, Name: "lan2", Addrs: []string{"198.18.6.22/24"}}))
+	out, err := b.ns.Exec(context.Background(), "cat", "/sys/class/net/lan2/address")
+	must(t, err)
+	lan2MAC := strings.TrimSpace(string(out))
+	l2Config(t, x.config, map[string]bool{"node-a": true, "node-b": true}, "lan2")
+	waitFor(t, "node-b to own the address on lan2", func() bool {
+		st := x.l2Status(t, b)
+		a := x.l2Status(t, x.nodes[0])
+		return len(st.Owners) == 1 && st.Owners[0].Owner == "node-b" && slices.Equal(st.Owners[0].Interfaces, []string{"lan2"}) &&
+			len(a.Owners) == 1 && a.Owners[0].Owner == "node-b"
+	})
+	time.Sleep(600 * time.Millisecond)
+	if macs := x.arping(t, 2); len(macs) != 2 || macs[0] != lan2MAC || macs[1] != lan2MAC {
+		t.Fatalf("arping: replies from %v, want 2 from node-b's lan2 %s", macs, lan2MAC)
 	}
 }
