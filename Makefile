@@ -23,7 +23,9 @@ generate: ## regenerate bpf2go output, deepcopy and CRD YAML (needs clang: make 
 verify-generated: deps
 	@hack/verify-generated.sh
 
-lint: ## go vet + staticcheck
+lint: ## gofmt + go vet + staticcheck
+	@echo "lint: gofmt"
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "lint: not gofmt-ed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	@echo "lint: go vet"
 	@go vet ./...
 	@echo "lint: staticcheck"
