@@ -196,6 +196,13 @@ func TestL2AnswerAndFailover(t *testing.T) {
 	if len(macs) != 3 || macs[0] != owner.mac || macs[1] != owner.mac || macs[2] != owner.mac {
 		t.Fatalf("arping %s: replies from %v, want 3, all from the owner %s (%s)", l2VIP, macs, owner.name, owner.mac)
 	}
+	// The owner's metrics say so.
+	if v := nodeMetric(t, owner.ns, "sluice_l2_owned_addresses"); v != "1" {
+		t.Errorf("%s: sluice_l2_owned_addresses = %s, want 1", owner.name, v)
+	}
+	if v := nodeMetric(t, owner.ns, `sluice_l2_answers_total{interface="eth0",protocol="arp"}`); atoi(t, v) < 3 {
+		t.Errorf("%s: ARP answers = %s, want at least the 3 just seen", owner.name, v)
+	}
 	c := traffic.NewClient(x.client)
 	c.Timeout = 500 * time.Millisecond
 	addr := l2VIP + ":80"
@@ -255,6 +262,15 @@ func (x *l2Lab) failover(t testing.TB, c *traffic.Client, how string) time.Durat
 	switch how {
 	case "link down":
 		must(t, owner.ns.Do(func() error { return exec.Command("ip", "link", "set", "eth0", "up").Run() }))
+		// The partition heals: both answered meanwhile; within a detection interval of
+		// hearing each other again only one does.
+		x.owner(t)
+		time.Sleep(350 * time.Millisecond)
+		for range 3 {
+			if macs := x.arping(t, 1); len(macs) != 1 {
+				t.Errorf("after the link came back: ARP replies from %v, want exactly one", macs)
+			}
+		}
 	case "SIGKILL":
 		<-owner.agent.Done()
 		owner.agent = startAgent(t, owner.ns, owner.name, owner.dir, x.config)

@@ -212,12 +212,19 @@ func (s *singleNode) ctl(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// metric returns the value of an unlabelled metric of the node's agent.
+// metric returns the value of a metric of the node's agent.
 func (s *singleNode) metric(t *testing.T, name string) string {
+	t.Helper()
+	return nodeMetric(t, s.node, name)
+}
+
+// nodeMetric returns the value of a metric (name with its labels, as exposed) of the agent in
+// namespace ns, served on 127.0.0.1:9472 there.
+func nodeMetric(t testing.TB, ns *lab.Namespace, name string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := s.node.Exec(ctx, "curl", "-sf", "http://127.0.0.1:9472/metrics")
+	out, err := ns.Exec(ctx, "curl", "-sf", "http://127.0.0.1:9472/metrics")
 	must(t, err)
 	for _, line := range strings.Split(string(out), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
