@@ -18,6 +18,8 @@ type Options struct {
 	LoadBalancerIPs map[types.NamespacedName][]netip.Addr
 	// Algorithm is the backend selection of every Service.
 	Algorithm Algorithm
+	// NodeAddresses are this node's addresses: NodePort frontends listen on each.
+	NodeAddresses []netip.Addr
 	// Node is the node the datapath runs on: frontends whose traffic policy is Local
 	// (externalTrafficPolicy for External ones, internalTrafficPolicy for Internal ones)
 	// balance over the endpoints on this node only.
@@ -38,8 +40,10 @@ type Conflict struct {
 //
 // Frontends are, with scope External, the status.loadBalancer.ingress addresses of a
 // LoadBalancer Service (whoever assigned them, as kube-proxy does) or, for ours, its
-// addresses in opts.LoadBalancerIPs when that is set, and spec.externalIPs; with scope Internal,
-// the cluster IPs. An address listed twice is kept once, External winning. A frontend
+// addresses in opts.LoadBalancerIPs when that is set, spec.externalIPs, and each of
+// opts.NodeAddresses on the port's nodePort (NodePort and LoadBalancer Services); with scope
+// Internal, the cluster IPs. Headless Services, ExternalName ones and those whose
+// ServiceProxyNameLabel names another proxy are left out, as kube-proxy leaves them. An address listed twice is kept once, External winning. A frontend
 // claimed by two Services goes to the first in key order and the other one is reported as a
 // Conflict; a Service left without frontends is dropped.
 //
@@ -85,9 +89,19 @@ func FromModel(svcs []*model.Service, opts Options) ([]Service, []Conflict) {
 	return kept, conflicts
 }
 
+// ServiceProxyNameLabel names the proxy that serves a Service; kube-proxy and Sluice leave
+// Services that carry it alone (unless it names Sluice), as their mesh or gateway serves them.
+const (
+	ServiceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
+	ServiceProxyName      = "sluice"
+)
+
 // fromModelService returns the Services of one model Service, in no particular order.
 func fromModelService(s *model.Service, opts Options) []Service {
-	if s.Type == corev1.ServiceTypeExternalName {
+	if s.Type == corev1.ServiceTypeExternalName || s.Headless {
+		return nil
+	}
+	if name, ok := s.Labels[ServiceProxyNameLabel]; ok && name != ServiceProxyName {
 		return nil
 	}
 	var external []netip.Addr
@@ -130,6 +144,14 @@ func fromModelService(s *model.Service, opts Options) []Service {
 					fronts[externalLocal] = append(fronts[externalLocal], Frontend{Addr: a, Port: p.Port, Protocol: proto, Scope: ScopeExternal})
 				}
 			}
+			inFamily := hasFamily(s, fam)
+			if p.NodePort != 0 && inFamily && (s.Type == corev1.ServiceTypeNodePort || s.Type == corev1.ServiceTypeLoadBalancer) {
+				for _, a := range opts.NodeAddresses {
+					if familyOf(a) == fam {
+						fronts[externalLocal] = append(fronts[externalLocal], Frontend{Addr: a, Port: p.NodePort, Protocol: proto, Scope: ScopeExternal})
+					}
+				}
+			}
 			for _, a := range s.ClusterIPs {
 				if familyOf(a) == fam {
 					fronts[internalLocal] = append(fronts[internalLocal], Frontend{Addr: a, Port: p.Port, Protocol: proto, Scope: ScopeInternal})
@@ -168,10 +190,28 @@ func fromModelService(s *model.Service, opts Options) []Service {
 	return out
 }
 
-// uniqueFrontends sorts frontends and keeps one per address, the External one if any.
+// hasFamily says whether Service s is of family fam, for its node ports: spec.ipFamilies
+// when set, else its cluster IPs' families, else (a Service written by hand for standalone
+// mode, with neither) every family.
+func hasFamily(s *model.Service, fam Family) bool {
+	if len(s.IPFamilies) > 0 {
+		want := corev1.IPv4Protocol
+		if fam == IPv6 {
+			want = corev1.IPv6Protocol
+		}
+		return slices.Contains(s.IPFamilies, want)
+	}
+	if len(s.ClusterIPs) > 0 {
+		return slices.ContainsFunc(s.ClusterIPs, func(a netip.Addr) bool { return familyOf(a) == fam })
+	}
+	return true
+}
+
+// uniqueFrontends sorts frontends and keeps one per address and port, the External one if
+// any.
 func uniqueFrontends(fronts []Frontend) []Frontend {
 	slices.SortFunc(fronts, compareFrontends)
-	return slices.CompactFunc(fronts, func(a, b Frontend) bool { return a.Addr == b.Addr })
+	return slices.CompactFunc(fronts, func(a, b Frontend) bool { return a.Addr == b.Addr && a.Port == b.Port })
 }
 
 // backendsOf returns, sorted, the backends of the endpoints of family fam for a Service port;

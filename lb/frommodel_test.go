@@ -330,6 +330,61 @@ func TestFromModel(t *testing.T) {
 			Frontends: []Frontend{fe("10.96.0.23", 80, TCP, ScopeInternal), fe("198.51.100.23", 80, TCP, ScopeExternal)},
 			Backends:  []Backend{be("10.1.0.2", 8080, TCP, BackendActive)},
 		}},
+	}, {
+		name: "NodePort frontends on every node address of the family, Local with externalTrafficPolicy Local",
+		in: []*model.Service{
+			svc("np", corev1.ServiceTypeNodePort, func(s *model.Service) {
+				s.ClusterIPs = addrs("10.96.0.30", "fd00::30")
+				s.Ports[0].NodePort = 30080
+				s.Endpoints = []model.Endpoint{on("node-a", ready("10.1.0.1", http8080)), on("node-b", ready("10.1.0.2", http8080))}
+			}),
+			svc("lbl", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+				s.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+				s.ClusterIPs = addrs("10.96.0.31")
+				s.IngressIPs = addrs("198.51.100.31")
+				s.Ports[0].NodePort = 30081
+				s.Endpoints = []model.Endpoint{on("node-a", ready("10.1.0.1", http8080)), on("node-b", ready("10.1.0.2", http8080))}
+			}),
+		},
+		opts: Options{Node: "node-a", NodeAddresses: addrs("192.0.2.11", "192.0.2.12", "2001:db8::11")},
+		want: []Service{{
+			Key:       key("lbl", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.31", 80, TCP, ScopeInternal)},
+			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive), be("10.1.0.2", 8080, TCP, BackendActive)},
+		}, {
+			Key: localKey("lbl", "http", IPv4),
+			Frontends: []Frontend{fe("192.0.2.11", 30081, TCP, ScopeExternal), fe("192.0.2.12", 30081, TCP, ScopeExternal),
+				fe("198.51.100.31", 80, TCP, ScopeExternal)},
+			Backends: []Backend{be("10.1.0.1", 8080, TCP, BackendActive)},
+		}, {
+			Key:       key("np", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.30", 80, TCP, ScopeInternal), fe("192.0.2.11", 30080, TCP, ScopeExternal), fe("192.0.2.12", 30080, TCP, ScopeExternal)},
+			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive), be("10.1.0.2", 8080, TCP, BackendActive)},
+		}, {
+			Key:       key("np", "http", IPv6),
+			Frontends: []Frontend{fe("2001:db8::11", 30080, TCP, ScopeExternal), fe("fd00::30", 80, TCP, ScopeInternal)},
+		}},
+	}, {
+		name: "headless, and another proxy's Services, are left alone",
+		in: []*model.Service{
+			svc("headless", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+				s.Headless = true
+				s.ExternalIPs = addrs("198.51.100.40")
+				s.Endpoints = []model.Endpoint{ready("10.1.0.1", http8080)}
+			}),
+			svc("mesh", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+				s.Labels = map[string]string{ServiceProxyNameLabel: "istio"}
+				s.ClusterIPs = addrs("10.96.0.41")
+			}),
+			svc("ours", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+				s.Labels = map[string]string{ServiceProxyNameLabel: ServiceProxyName}
+				s.ClusterIPs = addrs("10.96.0.42")
+			}),
+		},
+		want: []Service{{
+			Key:       key("ours", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.42", 80, TCP, ScopeInternal)},
+		}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, conflicts := FromModel(tc.in, tc.opts)

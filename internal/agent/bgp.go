@@ -43,17 +43,23 @@ func (a *Agent) announce(m *model.Model, lbIPs map[types.NamespacedName][]netip.
 
 // nodeIPv4 is the first IPv4 address of the node (InternalIP first): the default router ID.
 func nodeIPv4(m *model.Model, node string) netip.Addr {
-	for _, n := range m.Nodes {
-		if n.Name != node {
-			continue
-		}
-		for _, a := range n.Addresses {
-			if a.Is4() {
-				return a
-			}
+	for _, a := range nodeAddresses(m, node) {
+		if a.Is4() {
+			return a
 		}
 	}
 	return netip.Addr{}
+}
+
+// nodeAddresses are the addresses of the node's Node object (InternalIP first), none when it
+// is unknown.
+func nodeAddresses(m *model.Model, node string) []netip.Addr {
+	for _, n := range m.Nodes {
+		if n.Name == node {
+			return n.Addresses
+		}
+	}
+	return nil
 }
 
 // BGPPeers returns the speaker's sessions and routes, for the local API.

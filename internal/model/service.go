@@ -48,6 +48,8 @@ type Service struct {
 	ClassSet   bool
 	CreatedAt  time.Time
 	ClusterIPs []netip.Addr
+	// Headless is spec.clusterIP None: no load balancing, as with kube-proxy.
+	Headless bool
 	// ExternalIPs are spec.externalIPs.
 	ExternalIPs []netip.Addr
 	// RequestedIPs are the addresses asked for by annotation or spec.loadBalancerIP.
@@ -131,6 +133,7 @@ func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Serv
 			s.AffinityTimeout = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
 		}
 	}
+	s.Headless = o.Spec.ClusterIP == corev1.ClusterIPNone
 	for i, ip := range o.Spec.ClusterIPs {
 		if ip == "" || ip == corev1.ClusterIPNone {
 			continue

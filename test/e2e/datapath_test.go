@@ -203,3 +203,44 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestNodePort: a NodePort Service answers on the node's addresses, IPv4 and IPv6, at its
+// node port, through the datapath.
+func TestNodePort(t *testing.T) {
+	s := newSingleNode(t, 2)
+	s.extra = `---
+apiVersion: v1
+kind: Node
+metadata: {name: node}
+status: {addresses: [{type: InternalIP, address: 198.18.0.1}, {type: InternalIP, address: "2001:db8:18::1"}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: np, namespace: demo}
+spec: {type: NodePort, ipFamilyPolicy: PreferDualStack, ports: [{name: tcp, port: 80, nodePort: 30080, protocol: TCP}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: np-ipv4, namespace: demo, labels: {kubernetes.io/service-name: np}}
+addressType: IPv4
+ports: [{name: tcp, port: 8080, protocol: TCP}]
+endpoints: [{addresses: [198.51.100.11], conditions: {ready: true}}, {addresses: [198.51.100.12], conditions: {ready: true}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: np-ipv6, namespace: demo, labels: {kubernetes.io/service-name: np}}
+addressType: IPv6
+ports: [{name: tcp, port: 8080, protocol: TCP}]
+endpoints: [{addresses: ["2001:db8:51::11"], conditions: {ready: true}}]
+`
+	s.startAgent(t, s.config(t, "1"))
+	c := traffic.NewClient(s.client)
+	r := c.Spread("tcp", "198.18.0.1:30080", 100, 4)
+	if r.Failed != 0 || len(r.ByServer) != 2 {
+		t.Fatalf("198.18.0.1:30080: %v; want every connection answered, by both IPv4 endpoints", r)
+	}
+	r = c.Spread("tcp", "[2001:db8:18::1]:30080", 20, 4)
+	if r.Failed != 0 || r.ByServer["be1"] != 20 {
+		t.Fatalf("[2001:db8:18::1]:30080: %v; want every connection answered by be1", r)
+	}
+}
