@@ -48,7 +48,8 @@ type Conflict struct {
 // Conflict; a Service left without frontends is dropped.
 //
 // Backends are the endpoints of the frontends' family that have the port: ready ones are
-// Active, serving and terminating ones Terminating, the others left out. Frontends of a scope
+// Active, serving and terminating ones Terminating (Active when no endpoint is ready), the
+// others left out. Frontends of a scope
 // whose traffic policy is Local form a Service of their own (ServiceKey.Local) whose backends
 // are only the endpoints on opts.Node: as with kube-proxy, such traffic is never sent to
 // another node, so the client's address is kept and replies leave through this node; with no
@@ -236,6 +237,13 @@ func backendsOf(eps []model.Endpoint, portName string, proto Protocol, fam Famil
 			state = BackendActive
 		}
 		out = append(out, Backend{Addr: ep.Addr, Port: port, Weight: DefaultWeight, State: state})
+	}
+	// With no ready endpoint, serving terminating ones take new flows rather than none (as
+	// kube-proxy does): a rolling update of a one-replica Deployment keeps answering.
+	if !slices.ContainsFunc(out, func(b Backend) bool { return b.State == BackendActive }) {
+		for i := range out {
+			out[i].State = BackendActive
+		}
 	}
 	slices.SortFunc(out, func(a, b Backend) int { return compareBackendKeys(a.Key(), b.Key()) })
 	return slices.CompactFunc(out, func(a, b Backend) bool { return a.Key() == b.Key() })

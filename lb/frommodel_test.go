@@ -365,6 +365,21 @@ func TestFromModel(t *testing.T) {
 			Frontends: []Frontend{fe("2001:db8::11", 30080, TCP, ScopeExternal), fe("fd00::30", 80, TCP, ScopeInternal)},
 		}},
 	}, {
+		name: "no ready endpoint: the serving terminating ones take new flows",
+		in: []*model.Service{svc("rolling", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.50")
+			s.Endpoints = []model.Endpoint{
+				{Addr: netip.MustParseAddr("10.1.0.1"), Serving: true, Terminating: true, Ports: http8080},
+				{Addr: netip.MustParseAddr("10.1.0.2"), Terminating: true, Ports: http8080}, // not serving: never
+				{Addr: netip.MustParseAddr("10.1.0.3"), Ports: http8080},                    // not ready: never
+			}
+		})},
+		want: []Service{{
+			Key:       key("rolling", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.50", 80, TCP, ScopeInternal)},
+			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive)},
+		}},
+	}, {
 		name: "headless, and another proxy's Services, are left alone",
 		in: []*model.Service{
 			svc("headless", corev1.ServiceTypeClusterIP, func(s *model.Service) {

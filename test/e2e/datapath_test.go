@@ -244,3 +244,20 @@ endpoints: [{addresses: ["2001:db8:51::11"], conditions: {ready: true}}]
 		t.Fatalf("[2001:db8:18::1]:30080: %v; want every connection answered by be1", r)
 	}
 }
+
+// TestTerminatingFallback: when a Service's only endpoints are terminating but still serving
+// (a rolling update of one replica), new connections go to them rather than being refused;
+// once a ready endpoint is back, new flows go to it alone.
+func TestTerminatingFallback(t *testing.T) {
+	s := newSingleNode(t, 2)
+	s.startAgent(t, s.config(t, "~1"))
+	c := traffic.NewClient(s.client)
+	if r := c.Spread("tcp", tcp4, 20, 4); r.Failed != 0 || r.ByServer["be1"] != 20 {
+		t.Fatalf("only a terminating, serving endpoint: %v; want every connection answered by be1", r)
+	}
+	s.config(t, "~1", "2")
+	waitFor(t, "new flows on the ready endpoint only", func() bool {
+		r := c.Spread("tcp", tcp4, 20, 4)
+		return r.Failed == 0 && r.ByServer["be2"] == 20
+	})
+}
