@@ -64,10 +64,16 @@ kind: BGPPeer
 metadata: {name: ibgp}
 spec: {peerAddress: 198.51.100.3, peerASN: 64513, localASN: 64513}
 ---
+# Where external IPs may be (CVE-2020-8554): an IPPool nothing is allocated from.
+apiVersion: sluice.dev/v1alpha1
+kind: IPPool
+metadata: {name: external-ips}
+spec: {autoAssign: false, blocks: [{cidr: 198.18.0.48/29}]}
+---
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: demo, labels: {app: web}}
-spec: {type: LoadBalancer, clusterIPs: [10.96.0.10], externalIPs: [198.18.0.50], ports: [{port: 80}]}
+spec: {type: LoadBalancer, clusterIPs: [10.96.0.10], externalIPs: [198.18.0.50, 192.0.2.99], ports: [{port: 80}]}
 status: {loadBalancer: {ingress: [{ip: 203.0.113.1}, {ip: "2001:db8:100::1"}]}}
 ---
 apiVersion: v1

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -56,6 +57,23 @@ func run(args []string, stderr io.Writer) int {
 	fs.Func("maglev-table-size", "datapath: smallest Maglev table of a Service, rounded up to a prime (default 251)", uintFlag(&cfg.BPF.MaglevMinimum))
 	fs.StringVar(&algorithm, "lb-algorithm", "maglev", "datapath: backend selection for new flows: maglev or random")
 	fs.DurationVar(&cfg.BPF.GCInterval, "conntrack-gc-interval", 30*time.Second, "datapath: how often expired conntrack entries are deleted")
+	fs.Func("external-ip-cidrs", "where Services' spec.externalIPs may lie besides the IPPools, comma-separated CIDRs (others are ignored: CVE-2020-8554)", func(v string) error {
+		cfg.ExternalIPCIDRs = nil
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.TrimSpace(c); c == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				return fmt.Errorf("%q is not a CIDR", c)
+			}
+			if p != p.Masked() {
+				return fmt.Errorf("%q has host bits set (did you mean %s?)", c, p.Masked())
+			}
+			cfg.ExternalIPCIDRs = append(cfg.ExternalIPCIDRs, p)
+		}
+		return nil
+	})
 	fs.IntVar(&cfg.L2.Port, "l2-heartbeat-port", l2announce.DefaultPort, "L2 announcements: the UDP port agents exchange heartbeats on (open it between nodes)")
 	fs.DurationVar(&cfg.L2.Interval, "l2-heartbeat-interval", l2announce.DefaultInterval, "L2 announcements: how often an agent sends each peer a heartbeat")
 	fs.DurationVar(&cfg.L2.Timeout, "l2-heartbeat-timeout", l2announce.DefaultTimeout, "L2 announcements: silence after which a node is dead and its addresses move (failover takes about this long)")

@@ -29,6 +29,8 @@ func TestFlagErrors(t *testing.T) {
 		"both sources":  {[]string{"--config", "a.yaml", "--kubeconfig", "k"}, 1, "--config and --kubeconfig exclude each other"},
 		"bad device":    {[]string{"--config", "a.yaml", "--devices", "eth0,a/b", "--state-dir", t.TempDir()}, 1, `--devices: \"a/b\" is not an interface name`},
 		"no kubeconfig": {[]string{"--state-dir", t.TempDir()}, 1, "outside a cluster, pass --kubeconfig, or --config for standalone mode"},
+		"external ips":  {[]string{"--external-ip-cidrs", "198.18.0.0/24,10.0.0.1/8"}, 2, `"10.0.0.1/8" has host bits set (did you mean 10.0.0.0/8?)`},
+		"l2 timeout":    {[]string{"--config", "a.yaml", "--state-dir", t.TempDir(), "--l2-heartbeat-interval", "1s", "--l2-heartbeat-timeout", "500ms"}, 1, "--l2-heartbeat-timeout 500ms must be longer than --l2-heartbeat-interval 1s"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -286,7 +286,7 @@ func (a *Agent) rebuild() {
 	objs, inputProblems := a.store.List()
 	in, errs := model.Collect(objs)
 	inputProblems = append(inputProblems, errs...)
-	m, problems := model.Build(in, model.Options{Namespace: a.cfg.Namespace})
+	m, problems := model.Build(in, model.Options{Namespace: a.cfg.Namespace, ExternalIPCIDRs: a.cfg.ExternalIPCIDRs})
 	elapsed := time.Since(start)
 	a.metrics.builds.Inc()
 	a.metrics.buildSeconds.Observe(elapsed.Seconds())

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -39,6 +40,8 @@ type Config struct {
 	Rest           *rest.Config
 	// L2 configures the heartbeats of the L2 announcements.
 	L2 L2Config
+	// ExternalIPCIDRs are where Services' spec.externalIPs may lie besides the IPPools.
+	ExternalIPCIDRs []netip.Prefix
 }
 
 // L2Config are the heartbeat settings of L2 announcements; zero values take the defaults

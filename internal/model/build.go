@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
@@ -31,6 +32,10 @@ type Options struct {
 	// Namespace is where a BGPPeer's password Secret is looked up when its reference names no
 	// namespace: the agent's own namespace.
 	Namespace string
+	// ExternalIPCIDRs are where spec.externalIPs may lie besides the IPPools' ranges: an
+	// external IP anywhere else is ignored (CVE-2020-8554: any user who can create a Service
+	// could otherwise take over traffic to any address).
+	ExternalIPCIDRs []netip.Prefix
 }
 
 // Model is a validated snapshot. Slices are sorted (pools and peers oldest first, the rest by
@@ -131,6 +136,7 @@ func Build(in Objects, opts Options) (*Model, []Problem) {
 	for _, o := range sortedByName(in.Services) {
 		s, ps := buildService(o, slices[types.NamespacedName{Namespace: o.Namespace, Name: o.Name}])
 		list = append(list, ps...)
+		list = append(list, m.allowExternalIPs(s, opts.ExternalIPCIDRs)...)
 		m.Services = append(m.Services, s)
 	}
 	for _, o := range sortedByName(in.Nodes) {
@@ -143,6 +149,24 @@ func Build(in Objects, opts Options) (*Model, []Problem) {
 	}
 	sortProblems(list)
 	return m, list
+}
+
+// allowExternalIPs keeps the external IPs of s that lie in an IPPool or in cidrs, and reports
+// each other one as ignored.
+func (m *Model) allowExternalIPs(s *Service, cidrs []netip.Prefix) []Problem {
+	var list []Problem
+	kept := s.ExternalIPs[:0]
+	for i, ip := range s.ExternalIPs {
+		if m.PoolOf(ip) != nil || slices.ContainsFunc(cidrs, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+			kept = append(kept, ip)
+			continue
+		}
+		list = append(list, Problem{Object: ObjectRef{Kind: "Service", Namespace: s.Key.Namespace, Name: s.Key.Name},
+			Field:   fmt.Sprintf("spec.externalIPs[%d]", i),
+			Message: fmt.Sprintf("%s is in no IPPool and no --external-ip-cidrs: ignored (external IPs are served only where the administrator allows them, CVE-2020-8554)", ip)})
+	}
+	s.ExternalIPs = kept
+	return list
 }
 
 // sortedByAge returns the objects oldest first (creationTimestamp, then name): on a conflict

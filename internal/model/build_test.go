@@ -2,6 +2,7 @@ package model
 
 import (
 	"math/rand"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -218,4 +219,19 @@ func shuffle[T any](r *rand.Rand, in []T) []T {
 	out := append([]T(nil), in...)
 	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
+}
+
+// TestExternalIPsPolicy: an external IP is kept only inside an IPPool or --external-ip-cidrs
+// (CVE-2020-8554); each other one is reported, and ignored, not the whole Service.
+func TestExternalIPsPolicy(t *testing.T) {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web"}, Spec: corev1.ServiceSpec{
+		Type: corev1.ServiceTypeClusterIP, ExternalIPs: []string{"203.0.113.5", "198.18.0.7", "192.0.2.1"}}}
+	m, problems := Build(Objects{Pools: []*v1alpha1.IPPool{pool("p", 1, cidr("203.0.113.0/24"))}, Services: []*corev1.Service{svc}},
+		Options{ExternalIPCIDRs: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")}})
+	if len(m.Services) != 1 || !slices.Equal(m.Services[0].ExternalIPs, []netip.Addr{netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("198.18.0.7")}) {
+		t.Fatalf("external IPs kept: %+v", m.Services)
+	}
+	if len(problems) != 1 || problems[0].Rejected || problems[0].Field != "spec.externalIPs[2]" || !strings.Contains(problems[0].Message, "192.0.2.1 is in no IPPool") {
+		t.Fatalf("problems = %v", problems)
+	}
 }

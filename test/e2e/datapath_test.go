@@ -261,3 +261,46 @@ func TestTerminatingFallback(t *testing.T) {
 		return r.Failed == 0 && r.ByServer["be2"] == 20
 	})
 }
+
+// TestExternalIPsPolicy: an external IP inside an IPPool is served; one outside every pool
+// is ignored, and said so, until --external-ip-cidrs allows it (CVE-2020-8554).
+func TestExternalIPsPolicy(t *testing.T) {
+	s := newSingleNode(t, 1)
+	must(t, s.client.AddRoute("203.0.114.0/24", "198.18.0.1"))
+	s.extra = `---
+apiVersion: sluice.dev/v1alpha1
+kind: IPPool
+metadata: {name: lab}
+spec: {autoAssign: false, blocks: [{cidr: 203.0.113.0/24}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: demo}
+spec: {type: ClusterIP, externalIPs: [203.0.113.60, 203.0.114.1], ports: [{name: tcp, port: 80, protocol: TCP}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ext, namespace: demo, labels: {kubernetes.io/service-name: ext}}
+addressType: IPv4
+ports: [{name: tcp, port: 8080, protocol: TCP}]
+endpoints: [{addresses: [198.51.100.11], conditions: {ready: true}}]
+`
+	config := s.config(t, "1")
+	s.startAgent(t, config)
+	c := traffic.NewClient(s.client)
+	c.Timeout = 500 * time.Millisecond
+	if r := c.Spread("tcp", "203.0.113.60:80", 10, 2); r.Failed != 0 || r.ByServer["be1"] != 10 {
+		t.Fatalf("external IP in an IPPool: %v; want every connection answered", r)
+	}
+	if r := c.Spread("tcp", "203.0.114.1:80", 4, 2); r.OK() != 0 {
+		t.Fatalf("external IP outside every pool: %v; want no answer", r)
+	}
+	if st := s.ctl(t, "status"); !strings.Contains(st, "203.0.114.1 is in no IPPool and no --external-ip-cidrs: ignored") {
+		t.Fatalf("sluicectl status does not say why 203.0.114.1 is ignored:\n%s", st)
+	}
+	must(t, s.agent.Stop(5*time.Second))
+	s.startAgent(t, config, "--external-ip-cidrs", "203.0.114.0/24")
+	if r := c.Spread("tcp", "203.0.114.1:80", 10, 2); r.Failed != 0 || r.ByServer["be1"] != 10 {
+		t.Fatalf("external IP allowed by --external-ip-cidrs: %v; want every connection answered", r)
+	}
+}

@@ -156,18 +156,19 @@ endpoints:
 
 // startAgent runs sluice-agent in the node namespace with XDP/TCX on eth0 and waits until it
 // is ready.
-func (s *singleNode) startAgent(t *testing.T, config string) {
+func (s *singleNode) startAgent(t *testing.T, config string, flags ...string) {
 	t.Helper()
-	s.agent = startAgent(t, s.node, "node", s.dir, config)
+	s.agent = startAgent(t, s.node, "node", s.dir, config, flags...)
 }
 
 // startAgent runs sluice-agent as node in namespace ns with XDP/TCX on eth0, its state and
-// bpffs (mounted by the caller) under dir, and waits until it is ready.
-func startAgent(t testing.TB, ns *lab.Namespace, node, dir, config string) *lab.Process {
+// bpffs (mounted by the caller) under dir, and more flags, and waits until it is ready.
+func startAgent(t testing.TB, ns *lab.Namespace, node, dir, config string, flags ...string) *lab.Process {
 	t.Helper()
-	agent, err := ns.Start(agentBin, "--config", config, "--node-name", node, "--devices", "eth0",
+	args := append([]string{"--config", config, "--node-name", node, "--devices", "eth0",
 		"--state-dir", filepath.Join(dir, "state"), "--bpffs", filepath.Join(dir, "bpffs"),
-		"--metrics-addr", "127.0.0.1:9472", "--health-addr", "127.0.0.1:9473")
+		"--metrics-addr", "127.0.0.1:9472", "--health-addr", "127.0.0.1:9473"}, flags...)
+	agent, err := ns.Start(agentBin, args...)
 	must(t, err)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
