@@ -76,6 +76,8 @@ type Agent struct {
 	nodeSeen    bool // this node's Node object was in a model: its disappearance means it left
 	// l2 answers ARP/NDP for the addresses this node owns.
 	l2 *l2
+	// health serves the healthCheckNodePorts of externalTrafficPolicy Local Services.
+	health *healthChecks
 }
 
 // ipamLease names the Lease the agents' IPAM controllers elect their leader with.
@@ -88,7 +90,7 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: log, src: src, store: source.NewStore(), metrics: newMetrics(), understood: map[string]bool{},
 		trigger: make(chan struct{}, 1), features: features(cfg), speaker: bgp.NewSpeaker(log.With("component", "bgp")),
-		l2: newL2(cfg, log.With("component", "l2"))}
+		l2: newL2(cfg, log.With("component", "l2")), health: newHealthChecks(cfg.NodeName, log.With("component", "healthcheck"))}
 	a.status = localapi.Status{Version: version.Version, Node: cfg.NodeName, Mode: cfg.Mode(), Source: cfg.ConfigPath, Features: a.features}
 	a.metrics.registry.MustRegister(newBGPCollector(a), l2Collector{a.l2})
 	var err error
@@ -169,6 +171,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		event = a.startEvents(ctx)
 	}
 	a.l2.start(ctx, event)
+	a.health.start(ctx)
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 6+len(a.http))
@@ -316,6 +319,9 @@ func (a *Agent) rebuild() {
 	announced := time.Since(phase)
 	phase = time.Now()
 	a.l2.update(m, lbIPs)
+	if a.dp != nil { // the datapath replaces kube-proxy, which would serve them otherwise
+		a.health.update(m)
+	}
 	a.log.Debug("rebuild", "model", elapsed, "allocation", allocated, "datapath", programmed, "bgp", announced, "l2", time.Since(phase), "total", time.Since(start))
 }
 

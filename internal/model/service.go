@@ -69,6 +69,8 @@ type Service struct {
 	IngressIPs            []netip.Addr
 	Ports                 []Port
 	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy
+	// HealthCheckNodePort is spec.healthCheckNodePort (externalTrafficPolicy Local), 0 if none.
+	HealthCheckNodePort   uint16
 	InternalTrafficPolicy corev1.ServiceInternalTrafficPolicy
 	SessionAffinity       corev1.ServiceAffinity
 	AffinityTimeout       time.Duration
@@ -103,6 +105,7 @@ func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Serv
 		Type:                  o.Spec.Type,
 		CreatedAt:             o.CreationTimestamp.Time,
 		ExternalTrafficPolicy: o.Spec.ExternalTrafficPolicy,
+		HealthCheckNodePort:   uint16(o.Spec.HealthCheckNodePort),
 		InternalTrafficPolicy: corev1.ServiceInternalTrafficPolicyCluster,
 		SessionAffinity:       o.Spec.SessionAffinity,
 	}

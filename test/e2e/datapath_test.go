@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -302,5 +304,55 @@ endpoints: [{addresses: [198.51.100.11], conditions: {ready: true}}]
 	s.startAgent(t, config, "--external-ip-cidrs", "203.0.114.0/24")
 	if r := c.Spread("tcp", "203.0.114.1:80", 10, 2); r.Failed != 0 || r.ByServer["be1"] != 10 {
 		t.Fatalf("external IP allowed by --external-ip-cidrs: %v; want every connection answered", r)
+	}
+}
+
+// TestHealthCheckNodePort: the healthCheckNodePort of a LoadBalancer Service with
+// externalTrafficPolicy Local answers as kube-proxy's: 200 and the count while the node has a
+// ready endpoint, 503 once it has none.
+func TestHealthCheckNodePort(t *testing.T) {
+	s := newSingleNode(t, 1)
+	svc := func(ready bool) string {
+		return fmt.Sprintf(`---
+apiVersion: v1
+kind: Service
+metadata: {name: local, namespace: demo}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32000, ports: [{name: tcp, port: 80, protocol: TCP}]}
+status: {loadBalancer: {ingress: [{ip: 203.0.113.20}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: local, namespace: demo, labels: {kubernetes.io/service-name: local}}
+addressType: IPv4
+ports: [{name: tcp, port: 8080, protocol: TCP}]
+endpoints: [{addresses: [198.51.100.11], nodeName: node, conditions: {ready: %v}}]
+`, ready)
+	}
+	probe := func() (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		out, err := s.client.Exec(ctx, "curl", "-s", "-w", "\n%{http_code}", "http://198.18.0.1:32000/")
+		if err != nil {
+			return 0, err.Error()
+		}
+		fields := strings.Fields(string(out)) // the JSON body (no spaces), then the status code
+		if len(fields) != 2 {
+			return 0, string(out)
+		}
+		return atoi(t, fields[1]), fields[0]
+	}
+	s.extra = nodeObject + svc(true)
+	s.startAgent(t, s.config(t, "1"))
+	var code int
+	var body string
+	waitFor(t, "200 from the health check node port", func() bool { code, body = probe(); return code == 200 })
+	if !strings.Contains(body, `"localEndpoints":1`) || !strings.Contains(body, `"name":"local"`) {
+		t.Fatalf("health check: %d %s", code, body)
+	}
+	s.extra = nodeObject + svc(false)
+	s.config(t, "1")
+	waitFor(t, "503 once the endpoint is not ready", func() bool { code, body = probe(); return code == 503 })
+	if !strings.Contains(body, `"localEndpoints":0`) {
+		t.Fatalf("health check: %d %s", code, body)
 	}
 }
