@@ -17,8 +17,10 @@ const ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 // Candidate is a Service address to answer for over ARP/NDP: the nodes that may answer for
 // it (liveness aside) and the interfaces named by its advertisements (none: the default).
 type Candidate struct {
-	Addr       netip.Addr
-	Service    types.NamespacedName
+	Addr    netip.Addr
+	Service types.NamespacedName
+	// ServiceUID is the Service's metadata.uid, for Events about it.
+	ServiceUID types.UID
 	Nodes      []string
 	Interfaces []string
 }
@@ -55,7 +57,7 @@ func Candidates(m *model.Model, lbIPs map[types.NamespacedName][]netip.Addr) []C
 				}
 				c := byAddr[ip]
 				if c == nil {
-					c = &Candidate{Addr: ip, Service: s.Key}
+					c = &Candidate{Addr: ip, Service: s.Key, ServiceUID: s.UID}
 					byAddr[ip] = c
 				}
 				for _, n := range nodes {

@@ -42,6 +42,8 @@ const (
 	maxNameBytes  = 253
 	maxInterfaces = 64
 	maxIfaceBytes = 15
+	// maxHeartbeat is the longest heartbeat.
+	maxHeartbeat = headerLen + 1 + maxNameBytes + 1 + maxInterfaces*(1+maxIfaceBytes)
 )
 
 func (h heartbeat) marshal() ([]byte, error) {
@@ -152,6 +154,7 @@ type Members struct {
 	peers     map[string]netip.Addr // by name, from SetPeers
 	seen      map[string]time.Time  // last heartbeat, by name
 	inc       map[string]uint64     // last incarnation, by name
+	seq       map[string]uint64     // last sequence number, by name
 	ifaces    map[string][]string   // interfaces each node can answer on, by name (this one too)
 	lastTick  time.Time             // when Run last ticked
 	stalledAt time.Time             // when Run noticed it had stalled (zero: not in doubt)
@@ -189,7 +192,7 @@ func NewMembers(opts MembersOptions) (*Members, error) {
 		return nil, fmt.Errorf("l2announce: heartbeats: %w", err)
 	}
 	return &Members{opts: opts, conn: conn, incarnation: uint64(time.Now().UnixNano()),
-		peers: map[string]netip.Addr{}, seen: map[string]time.Time{}, inc: map[string]uint64{}, ifaces: map[string][]string{},
+		peers: map[string]netip.Addr{}, seen: map[string]time.Time{}, inc: map[string]uint64{}, seq: map[string]uint64{}, ifaces: map[string][]string{},
 		byAddr: map[netip.Addr]string{}, errs: map[string]time.Time{}}, nil
 }
 
@@ -250,8 +253,13 @@ func (m *Members) freshLocked(now time.Time) bool {
 // Run sends and receives heartbeats until ctx ends.
 func (m *Members) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { m.conn.Close() })
-	defer stop()
-	go m.receive()
+	received := make(chan struct{})
+	go func() { defer close(received); m.receive() }()
+	defer func() {
+		stop()
+		m.conn.Close()
+		<-received // the socket is closed and nothing uses it when Run returns
+	}()
 	tick := time.NewTicker(m.opts.Interval)
 	defer tick.Stop()
 	var seq uint64
@@ -260,7 +268,7 @@ func (m *Members) Run(ctx context.Context) error {
 	m.mu.Lock()
 	m.stalledAt = time.Now()
 	m.mu.Unlock()
-	m.report(time.Now())
+	m.report()
 	for {
 		now := time.Now()
 		m.mu.Lock()
@@ -305,7 +313,7 @@ func (m *Members) Run(ctx context.Context) error {
 				m.sendFailed(name, err)
 			}
 		}
-		m.report(now)
+		m.report()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -334,12 +342,13 @@ func (m *Members) forceReport() {
 	m.mu.Unlock()
 }
 
-// report calls OnChange if the live nodes changed.
-func (m *Members) report(now time.Time) {
+// report calls OnChange if the live nodes changed. It reads the clock once it has the
+// report lock: a report of an older moment must not follow a newer one.
+func (m *Members) report() {
 	m.reportMu.Lock()
 	defer m.reportMu.Unlock()
 	m.mu.Lock()
-	alive := m.aliveLocked(now)
+	alive := m.aliveLocked(time.Now())
 	changed := !slices.Equal(alive, m.alive)
 	m.alive = alive
 	m.mu.Unlock()
@@ -358,10 +367,25 @@ func (m *Members) sendFailed(peer string, err error) {
 	m.opts.Log.Warn("l2announce: sending a heartbeat", "peer", peer, "error", err)
 }
 
+// newer reports whether hb is newer than the last heartbeat counted from its sender: a later
+// sequence number of the same incarnation, or a later incarnation — or any once the sender
+// has been silent for a Timeout (a restart whose clock went back must not be shut out).
+// Called with mu held.
+func (m *Members) newer(hb heartbeat, now time.Time) bool {
+	inc, seq, seen := m.inc[hb.Name], m.seq[hb.Name], m.seen[hb.Name]
+	switch {
+	case seen.IsZero() || now.Sub(seen) >= m.opts.Timeout:
+		return true
+	case hb.Incarnation != inc:
+		return hb.Incarnation > inc
+	}
+	return hb.Seq > seq
+}
+
 // receive records heartbeats until the socket closes. A heartbeat counts only from the
 // address of the peer of that name, and not from an older incarnation.
 func (m *Members) receive() {
-	buf := make([]byte, 512)
+	buf := make([]byte, maxHeartbeat+1) // one more: a longer datagram is not a heartbeat
 	for {
 		n, from, err := m.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -377,8 +401,8 @@ func (m *Members) receive() {
 		now := time.Now()
 		m.mu.Lock()
 		changed := false
-		if m.byAddr[from.Addr().Unmap()] == hb.Name && hb.Incarnation >= m.inc[hb.Name] {
-			m.inc[hb.Name] = hb.Incarnation
+		if m.byAddr[from.Addr().Unmap()] == hb.Name && m.newer(hb, now) {
+			m.inc[hb.Name], m.seq[hb.Name] = hb.Incarnation, hb.Seq
 			m.seen[hb.Name] = now
 			changed = !slices.Equal(m.ifaces[hb.Name], hb.Interfaces)
 			m.ifaces[hb.Name] = hb.Interfaces
@@ -387,6 +411,6 @@ func (m *Members) receive() {
 		if changed {
 			m.forceReport()
 		}
-		m.report(now)
+		m.report()
 	}
 }

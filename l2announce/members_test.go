@@ -2,9 +2,11 @@ package l2announce
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -248,4 +250,69 @@ func FuzzParseHeartbeat(f *testing.F) {
 			t.Fatalf("%q parsed as %+v, which marshals to %q (%v)", data, h, again, err)
 		}
 	})
+}
+
+// TestMembersLargestHeartbeat: a heartbeat of the largest size (a 253-byte name, 64
+// interfaces of 15 bytes) makes it across a real socket whole.
+func TestMembersLargestHeartbeat(t *testing.T) {
+	port := freeUDPPort(t)
+	long := strings.Repeat("n", 253)
+	peers := []Peer{{Name: "a", Addr: netip.MustParseAddr("127.0.0.1")}, {Name: long, Addr: netip.MustParseAddr("127.0.0.2")}}
+	a := startMember(t, "a", "127.0.0.1", port, peers)
+	var ifaces []string
+	for i := range maxInterfaces {
+		ifaces = append(ifaces, fmt.Sprintf("if%013d", i))
+	}
+	b, err := NewMembers(MembersOptions{Node: long, Bind: netip.MustParseAddr("127.0.0.2"), Port: port, Interfaces: func() []string { return ifaces }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetPeers(peers)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if hb, _ := (heartbeat{Name: long, Interfaces: ifaces}).marshal(); len(hb) != maxHeartbeat {
+		t.Fatalf("the largest heartbeat is %d bytes, maxHeartbeat says %d", len(hb), maxHeartbeat)
+	}
+	want := []string{"a", long}
+	slices.Sort(want)
+	waitAlive(t, a, want, 2*time.Second)
+	if got := a.m.Interfaces()[long]; len(got) != maxInterfaces {
+		t.Fatalf("a knows %d of b's interfaces, want %d", len(got), maxInterfaces)
+	}
+}
+
+// TestMembersNewer: a heartbeat counts if it is newer than the last one of its sender — a
+// later sequence number, a later incarnation — or, after a Timeout of silence, whatever its
+// incarnation (a peer restarted after its clock went back).
+func TestMembersNewer(t *testing.T) {
+	m := &Members{opts: MembersOptions{Timeout: DefaultTimeout}, inc: map[string]uint64{"b": 100}, seq: map[string]uint64{"b": 5},
+		seen: map[string]time.Time{}}
+	now := time.Now()
+	m.seen["b"] = now.Add(-50 * time.Millisecond)
+	for _, c := range []struct {
+		inc, seq uint64
+		want     bool
+	}{{100, 6, true}, {100, 5, false}, {100, 4, false}, {101, 1, true}, {99, 9, false}} {
+		if got := m.newer(heartbeat{Name: "b", Incarnation: c.inc, Seq: c.seq}, now); got != c.want {
+			t.Errorf("incarnation %d seq %d: newer %v, want %v", c.inc, c.seq, got, c.want)
+		}
+	}
+	m.seen["b"] = now.Add(-time.Second)
+	if !m.newer(heartbeat{Name: "b", Incarnation: 1, Seq: 1}, now) {
+		t.Error("an earlier incarnation after a second of silence is not taken")
+	}
+}
+
+// TestMembersRunReleasesPort: once Run has returned, the port is free again.
+func TestMembersRunReleasesPort(t *testing.T) {
+	port := freeUDPPort(t)
+	x := startMember(t, "a", "127.0.0.1", port, twoPeers)
+	x.stop()
+	y, err := NewMembers(MembersOptions{Node: "a", Bind: netip.MustParseAddr("127.0.0.1"), Port: port})
+	if err != nil {
+		t.Fatalf("port still taken after Run returned: %v", err)
+	}
+	y.conn.Close()
 }

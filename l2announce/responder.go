@@ -16,6 +16,7 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
@@ -39,7 +40,7 @@ type Counters struct {
 type Responder struct {
 	ifi *net.Interface
 	log *slog.Logger
-	arp *arp.Client      // nil: no IPv4 on the interface
+	arp *arpConn         // nil: no ARP socket
 	ndp *ipv6.PacketConn // ICMPv6 (NDP messages only); nil: no IPv6
 	// Counters of this responder.
 	Counters Counters
@@ -66,8 +67,7 @@ func NewResponder(name string, log *slog.Logger) (*Responder, error) {
 	}
 	r := &Responder{ifi: ifi, log: log.With("interface", name), owned: map[netip.Addr]bool{}, groups: map[netip.Addr]int{}}
 	var errs []error
-	if r.arp, err = arp.Dial(ifi); err != nil {
-		r.arp = nil
+	if r.arp, err = listenARP(ifi); err != nil {
 		errs = append(errs, fmt.Errorf("ARP: %w", err))
 	}
 	if r.ndp, err = listenNDP(); err != nil {
@@ -115,6 +115,57 @@ func listenNDP() (*ipv6.PacketConn, error) {
 		}
 	}
 	return pc, nil
+}
+
+// arpConn is a raw socket for ARP on one interface. Unlike arp.Client it needs no IPv4 address
+// on the interface: a node may answer for Service addresses on an interface that has none
+// (a dedicated VIP interface, one still waiting for DHCP).
+type arpConn struct {
+	ifi *net.Interface
+	c   *packet.Conn
+	buf []byte
+}
+
+func listenARP(ifi *net.Interface) (*arpConn, error) {
+	c, err := packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil)
+	if err != nil {
+		return nil, err
+	}
+	return &arpConn{ifi: ifi, c: c, buf: make([]byte, 1514)}, nil
+}
+
+// read returns the next ARP packet; an error for a frame that is not one.
+func (a *arpConn) read() (*arp.Packet, error) {
+	n, _, err := a.c.ReadFrom(a.buf)
+	if err != nil {
+		return nil, err
+	}
+	var f ethernet.Frame
+	if err := f.UnmarshalBinary(a.buf[:n]); err != nil {
+		return nil, err
+	}
+	if f.EtherType != ethernet.EtherTypeARP {
+		return nil, errors.New("not ARP")
+	}
+	p := new(arp.Packet)
+	if err := p.UnmarshalBinary(f.Payload); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// write sends p in an Ethernet frame to dst.
+func (a *arpConn) write(p *arp.Packet, dst net.HardwareAddr) error {
+	pb, err := p.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	fb, err := (&ethernet.Frame{Destination: dst, Source: a.ifi.HardwareAddr, EtherType: ethernet.EtherTypeARP, Payload: pb}).MarshalBinary()
+	if err != nil {
+		return err
+	}
+	_, err = a.c.WriteTo(fb, &packet.Addr{HardwareAddr: dst})
+	return err
 }
 
 // sendNDP sends m from src to dst out of the responder's interface.
@@ -253,7 +304,7 @@ func (r *Responder) gratuitous(a netip.Addr) error {
 			return err
 		}
 		p.TargetHardwareAddr = net.HardwareAddr{0, 0, 0, 0, 0, 0}
-		return r.arp.WriteTo(p, ethernet.Broadcast)
+		return r.arp.write(p, ethernet.Broadcast)
 	}
 	na := &ndp.NeighborAdvertisement{Override: true, TargetAddress: a,
 		Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: r.ifi.HardwareAddr}}}
@@ -294,7 +345,7 @@ func (r *Responder) closeSockets() error {
 	}
 	var errs []error
 	if r.arp != nil {
-		errs = append(errs, r.arp.Close())
+		errs = append(errs, r.arp.c.Close())
 	}
 	if r.ndp != nil {
 		errs = append(errs, r.ndp.Close())
@@ -304,7 +355,7 @@ func (r *Responder) closeSockets() error {
 
 func (r *Responder) serveARP(ctx context.Context) error {
 	for {
-		p, _, err := r.arp.Read()
+		p, err := r.arp.read()
 		if err != nil {
 			if r.readFailed(ctx, err) {
 				return nil
@@ -314,7 +365,11 @@ func (r *Responder) serveARP(ctx context.Context) error {
 		if !r.shouldAnswerARP(p) {
 			continue
 		}
-		if err := r.arp.Reply(p, r.ifi.HardwareAddr, p.TargetIP); err != nil {
+		reply, err := arp.NewPacket(arp.OperationReply, r.ifi.HardwareAddr, p.TargetIP, p.SenderHardwareAddr, p.SenderIP)
+		if err == nil {
+			err = r.arp.write(reply, p.SenderHardwareAddr)
+		}
+		if err != nil {
 			r.log.Warn("l2announce: ARP reply", "address", p.TargetIP, "to", p.SenderIP, "error", err)
 			continue
 		}

@@ -23,6 +23,8 @@ import (
 // l2Lab is a LAN (a bridge in namespace "lan") with a client and two nodes, each node
 // running a Responder on its eth0.
 type l2Lab struct {
+	lab    *lab.Lab
+	lan    *lab.Namespace
 	client *lab.Namespace
 	nodes  map[string]*l2Node
 }
@@ -40,7 +42,7 @@ func newL2Lab(t *testing.T) *l2Lab {
 	lan, err := l.Namespace("lan")
 	must(t, err)
 	must(t, lan.AddBridge("br"))
-	x := &l2Lab{nodes: map[string]*l2Node{}}
+	x := &l2Lab{lab: l, lan: lan, nodes: map[string]*l2Node{}}
 	x.client, err = l.Namespace("client")
 	must(t, err)
 	must(t, l.Connect(lab.Endpoint{NS: lan, Name: "client", Bridge: "br"},
@@ -279,4 +281,29 @@ func neigh(t *testing.T, ns *lab.Namespace, addr string) string {
 		return m[1]
 	}
 	return ""
+}
+
+// TestResponderNoIPv4: a node answers ARP on an interface that has no IPv4 address of its own
+// (a dedicated VIP interface).
+func TestResponderNoIPv4(t *testing.T) {
+	x := newL2Lab(t)
+	must(t, x.lab.Connect(lab.Endpoint{NS: x.lan, Name: "node-c", Bridge: "br"},
+		lab.Endpoint{NS: x.nodes["node-a"].ns, Name: "vip0"}))
+	var r *Responder
+	must(t, x.nodes["node-a"].ns.Do(func() error {
+		var err error
+		r, err = NewResponder("vip0", slog.New(slog.DiscardHandler))
+		return err
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); r.Close(); <-done })
+	if got := r.Set(ctx, addrs("198.18.5.30")); len(got) != 1 {
+		t.Fatalf("Set took %v, want the IPv4 address", got)
+	}
+	settle()
+	if macs := x.arping(t, "198.18.5.30", 2); len(macs) != 2 || macs[0] != r.HardwareAddr().String() {
+		t.Fatalf("arping on an interface without IPv4: replies from %v, want 2 from %s", macs, r.HardwareAddr())
+	}
 }

@@ -73,7 +73,7 @@ func TestBinaryKubernetesL2Event(t *testing.T) {
 		}
 		found := false
 		for _, e := range list.Items {
-			if e.Reason == "L2Announced" && e.Regarding.Kind == "Service" && e.Regarding.Name == "web" &&
+			if e.Reason == "L2Announced" && e.Regarding.Kind == "Service" && e.Regarding.Name == "web" && e.Regarding.UID != "" &&
 				strings.Contains(e.Note, "node-1 answers ARP/NDP for 203.0.113.") && strings.Contains(e.Note, "on "+dummy) {
 				t.Logf("Event: %s %s: %s", e.Type, e.Reason, e.Note)
 				found = true

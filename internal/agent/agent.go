@@ -166,7 +166,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.checkDevices()
-	var event func(types.NamespacedName, string)
+	var event func(types.NamespacedName, types.UID, string)
 	if a.cfg.Mode() == "kubernetes" {
 		event = a.startEvents(ctx)
 	}

@@ -25,6 +25,10 @@ const (
 	// bgpCountInterval is how often, at most, a change in the number of prefixes sent alone
 	// is written, so that Service churn does not turn into API writes.
 	bgpCountInterval = 30 * time.Second
+	// bgpRefreshInterval is how often an unchanged entry is applied again (an unchanged
+	// apply writes nothing): a BGPPeer deleted and created again, or its status wiped, gets
+	// the node's entry back within it.
+	bgpRefreshInterval = 5 * time.Minute
 )
 
 // writtenSession is a session entry the agent applied, and when.
@@ -62,7 +66,7 @@ func (a *Agent) writeBGPStatus(ctx context.Context) error {
 		for name, s := range want {
 			prev, ok := w.written[name]
 			if ok && prev.s.State == s.State && prev.s.Message == s.Message && prev.s.Since.Equal(s.Since) &&
-				(prev.s.PrefixesSent == s.PrefixesSent || now.Sub(prev.at) < bgpCountInterval) {
+				(prev.s.PrefixesSent == s.PrefixesSent || now.Sub(prev.at) < bgpCountInterval) && now.Sub(prev.at) < bgpRefreshInterval {
 				continue
 			}
 			w.apply(ctx, name, &s)
@@ -144,14 +148,14 @@ func (w *bgpStatusWriter) apply(ctx context.Context, peer string, s *v1alpha1.Pe
 // stopped marks the node's sessions Idle as the agent stops: a router with graceful restart
 // keeps the routes meanwhile, but the sessions are down.
 func (w *bgpStatusWriter) stopped() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	now := metav1.NewTime(time.Now().Truncate(time.Second))
 	for name, prev := range w.written {
 		s := prev.s
 		s.State, s.Since, s.PrefixesSent = "Idle", &now, 0
 		s.Message = "the agent stopped"
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // each peer its own
 		w.apply(ctx, name, &s)
+		cancel()
 	}
 }
 

@@ -19,7 +19,7 @@ const eventReason = "L2Announced"
 
 // startEvents records Events on Services for the agent (Kubernetes mode) until ctx ends, and
 // returns the function that records one. nil when there is no API server to write to.
-func (a *Agent) startEvents(ctx context.Context) func(svc types.NamespacedName, note string) {
+func (a *Agent) startEvents(ctx context.Context) func(svc types.NamespacedName, uid types.UID, note string) {
 	if a.cfg.Rest == nil {
 		return nil
 	}
@@ -35,9 +35,10 @@ func (a *Agent) startEvents(ctx context.Context) func(svc types.NamespacedName, 
 	}
 	context.AfterFunc(ctx, b.Shutdown)
 	rec := b.NewRecorder(scheme.Scheme, "sluice.dev/agent")
-	return func(svc types.NamespacedName, note string) {
+	return func(svc types.NamespacedName, uid types.UID, note string) {
+		// The UID makes the Event show in kubectl describe, which matches on it.
 		ref := &corev1.Service{TypeMeta: metav1.TypeMeta{Kind: "Service", APIVersion: "v1"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name}}
+			ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name, UID: uid}}
 		rec.Eventf(ref, nil, corev1.EventTypeNormal, eventReason, "Announce", "%s", note)
 	}
 }

@@ -36,7 +36,7 @@ type l2 struct {
 	takeovers  uint64
 	// event, when set (Kubernetes mode), records an Event on a Service this node starts
 	// answering for.
-	event func(svc types.NamespacedName, note string)
+	event func(svc types.NamespacedName, uid types.UID, note string)
 }
 
 func newL2(cfg Config, log *slog.Logger) *l2 {
@@ -45,7 +45,7 @@ func newL2(cfg Config, log *slog.Logger) *l2 {
 
 // start records the agent's run context — the heartbeats and responders live as long — and
 // the Event recorder (nil: none).
-func (l *l2) start(ctx context.Context, event func(types.NamespacedName, string)) {
+func (l *l2) start(ctx context.Context, event func(types.NamespacedName, types.UID, string)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ctx, l.event = ctx, event
@@ -131,26 +131,31 @@ func (l *l2) recompute() {
 	if l.members == nil {
 		alive = nil
 	}
+	var here []string // the interfaces this node can answer on
+	if l.members != nil {
+		here = l.members.Interfaces()[l.cfg.NodeName]
+	}
 	for _, c := range l2announce.Owned(l.eligible(), alive, l.cfg.NodeName) {
 		ifaces := c.Interfaces
 		if len(ifaces) == 0 {
 			ifaces = l.defaultInterfaces()
 		}
+		ifaces = slices.DeleteFunc(slices.Clone(ifaces), func(i string) bool { return !slices.Contains(here, i) })
 		owned[c.Addr] = ifaces
 		for _, i := range ifaces {
 			byIface[i] = append(byIface[i], c.Addr)
 		}
 	}
-	svcOf := map[netip.Addr]types.NamespacedName{}
+	svcOf := map[netip.Addr]l2announce.Candidate{}
 	for _, c := range l.cands {
-		svcOf[c.Addr] = c.Service
+		svcOf[c.Addr] = c
 	}
 	for a, ifaces := range owned {
 		if _, had := l.owned[a]; !had {
 			l.takeovers++
-			l.log.Info("l2: answering for an address", "address", a, "service", svcOf[a].String(), "interfaces", ifaces)
+			l.log.Info("l2: answering for an address", "address", a, "service", svcOf[a].Service.String(), "interfaces", ifaces)
 			if l.event != nil {
-				l.event(svcOf[a], fmt.Sprintf("%s answers ARP/NDP for %s on %s", l.cfg.NodeName, a, strings.Join(ifaces, ", ")))
+				l.event(svcOf[a].Service, svcOf[a].ServiceUID, fmt.Sprintf("%s answers ARP/NDP for %s on %s", l.cfg.NodeName, a, strings.Join(ifaces, ", ")))
 			}
 		}
 	}
@@ -166,6 +171,14 @@ func (l *l2) recompute() {
 		}
 	}
 	for name, r := range l.responders {
+		if len(byIface[name]) == 0 {
+			// Nothing to answer for here: close it, so that an interface gone or recreated
+			// (a bond, a VLAN) is opened afresh when it is needed again.
+			r.Set(l.ctx, nil)
+			_ = r.Close()
+			delete(l.responders, name)
+			continue
+		}
 		r.Set(l.ctx, byIface[name])
 	}
 }
@@ -235,16 +248,17 @@ func (l *l2) answerable() []string {
 	return out
 }
 
-// virtualPrefixes are interfaces answered on only when named: loopback and the virtual
-// interfaces of containers and bridges.
-var virtualPrefixes = []string{"lo", "veth", "docker", "cni", "lxc", "flannel", "cilium", "kube-", "vxlan", "tunl", "dummy"}
+// defaultTypes are the kinds of link answered on when no interface is named: NICs, bonds,
+// VLANs and bridges — not the veths, tunnels and pod interfaces of container networking
+// (Calico's cali*, Cilium's lxc*, ...), whatever their names.
+var defaultTypes = []string{"device", "bond", "vlan", "bridge"}
 
 // defaultInterfaces are the interfaces answered on for an advertisement naming none: the
 // datapath's --devices when given (traffic must arrive where it is balanced), else every
-// interface that is up, has an Ethernet address, is not virtual and not a bridge port.
+// NIC, bond, VLAN or bridge that is up, has an Ethernet address and is not a bridge port.
 func (l *l2) defaultInterfaces() []string {
 	if len(l.cfg.Devices) > 0 {
-		return l.cfg.Devices
+		return slices.Clone(l.cfg.Devices)
 	}
 	links, err := netlink.LinkList()
 	if err != nil {
@@ -254,8 +268,7 @@ func (l *l2) defaultInterfaces() []string {
 	var out []string
 	for _, link := range links {
 		a := link.Attrs()
-		if a.Flags&net.FlagUp == 0 || len(a.HardwareAddr) != 6 || a.MasterIndex != 0 ||
-			slices.ContainsFunc(virtualPrefixes, func(p string) bool { return strings.HasPrefix(a.Name, p) }) {
+		if a.Flags&net.FlagUp == 0 || len(a.HardwareAddr) != 6 || a.MasterIndex != 0 || !slices.Contains(defaultTypes, link.Type()) {
 			continue
 		}
 		out = append(out, a.Name)

@@ -39,7 +39,9 @@ var (
 
 // Service is a Service with its backends.
 type Service struct {
-	Key    types.NamespacedName
+	Key types.NamespacedName
+	// UID is the Service's metadata.uid (empty in standalone files, usually).
+	UID    types.UID
 	Labels labels.Set
 	Type   corev1.ServiceType
 	// Ours is true for a LoadBalancer Service whose class is unset or LoadBalancerClass.
@@ -101,6 +103,7 @@ func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Serv
 	ps := &problems{ref: ObjectRef{Kind: "Service", Namespace: o.Namespace, Name: o.Name}}
 	s := &Service{
 		Key:                   types.NamespacedName{Namespace: o.Namespace, Name: o.Name},
+		UID:                   o.UID,
 		Labels:                labels.Set(o.Labels),
 		Type:                  o.Spec.Type,
 		CreatedAt:             o.CreationTimestamp.Time,
