@@ -102,6 +102,7 @@ func TestParentDeathStopsServer(t *testing.T) {
 			os.Exit(2)
 		}
 		os.Stdout.WriteString("dir " + e.dir + "\n")
+		os.Stdout.WriteString("certs " + e.env.WebhookInstallOptions.LocalServingCertDir + "\n")
 		os.Exit(3) // without Stop
 	}
 	testenv.RequireAssets(t)
@@ -114,6 +115,10 @@ func TestParentDeathStopsServer(t *testing.T) {
 	for line := range strings.Lines(string(out)) {
 		if d, ok := strings.CutPrefix(strings.TrimSpace(line), "dir "); ok && strings.Contains(d, "sluice-kubeapi-") {
 			dir = d
+		}
+		// envtest's own temporary directory of webhook certificates, which Stop would remove.
+		if d, ok := strings.CutPrefix(strings.TrimSpace(line), "certs "); ok && strings.Contains(d, "envtest-serving-certs-") {
+			t.Cleanup(func() { _ = os.RemoveAll(d) })
 		}
 	}
 	if dir == "" {
