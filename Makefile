@@ -53,8 +53,8 @@ fuzz: ## each fuzz target for FUZZTIME (default 5s)
 	@for target in $$(grep -rhoE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sort -u | sed 's/func //'); do \
 	  pkg=$$(dirname $$(grep -rlE --include='*_test.go' "^func $$target\(" . | head -1)); \
 	  echo "fuzz: $$target in $$pkg for $(FUZZTIME)"; \
-	  PRIVILEGED_TESTS=1 go test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/sluice-fuzz.log 2>&1 || { cat /tmp/sluice-fuzz.log; exit 1; }; \
-	done
+	  PRIVILEGED_TESTS=1 go test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/sluice-fuzz.log 2>&1 || { cat /tmp/sluice-fuzz.log; rm -f /tmp/sluice-fuzz.log; exit 1; }; \
+	done; rm -f /tmp/sluice-fuzz.log
 
 demo: deps build ## a lab of namespaces running the agent on examples/quickstart.yaml
 	@go run ./test/demo -agent bin/sluice-agent -sluicectl bin/sluicectl -config examples/quickstart.yaml
