@@ -85,24 +85,23 @@ func hasReadyEndpoint(s *model.Service, node string) bool {
 	return slices.ContainsFunc(s.Endpoints, func(e model.Endpoint) bool { return e.Node == node && e.Ready && !e.Terminating })
 }
 
-// Owned returns the candidates node owns given the live nodes: Assign over each candidate's
-// nodes that are alive.
-func Owned(cands []Candidate, alive []string, node string) []Candidate {
-	live := map[string]bool{}
+// Owners assigns every candidate its owner among its nodes that are alive (none: no entry).
+func Owners(cands []Candidate, alive []string) map[netip.Addr]string {
+	live := make(map[string]bool, len(alive))
 	for _, n := range alive {
 		live[n] = true
 	}
 	wants := make([]Want, 0, len(cands))
 	for _, c := range cands {
-		var nodes []string
-		for _, n := range c.Nodes {
-			if live[n] {
-				nodes = append(nodes, n)
-			}
-		}
+		nodes := slices.DeleteFunc(slices.Clone(c.Nodes), func(n string) bool { return !live[n] })
 		wants = append(wants, Want{Addr: c.Addr, Nodes: nodes})
 	}
-	owners := Assign(wants)
+	return Assign(wants)
+}
+
+// Owned returns the candidates node owns given the live nodes.
+func Owned(cands []Candidate, alive []string, node string) []Candidate {
+	owners := Owners(cands, alive)
 	var out []Candidate
 	for _, c := range cands {
 		if owners[c.Addr] == node {

@@ -159,8 +159,10 @@ type Members struct {
 	lastTick  time.Time             // when Run last ticked
 	stalledAt time.Time             // when Run noticed it had stalled (zero: not in doubt)
 	alive     []string              // as last reported to OnChange
-	byAddr    map[netip.Addr]string // peer address -> name, to drop spoofed names
-	errs      map[string]time.Time  // send errors logged, by peer, rate limited
+	// ifacesChanged: a node's interfaces changed since the last report.
+	ifacesChanged bool
+	byAddr        map[netip.Addr]string // peer address -> name, to drop spoofed names
+	errs          map[string]time.Time  // send errors logged, by peer, rate limited
 }
 
 // NewMembers listens on opts.Bind, port opts.Port (UDP).
@@ -296,19 +298,18 @@ func (m *Members) Run(ctx context.Context) error {
 			}
 			hb.Interfaces = slices.DeleteFunc(hb.Interfaces, func(i string) bool { return len(i) == 0 || len(i) > maxIfaceBytes })
 			m.mu.Lock()
-			changed := !slices.Equal(m.ifaces[m.opts.Node], hb.Interfaces)
+			m.ifacesChanged = m.ifacesChanged || !slices.Equal(m.ifaces[m.opts.Node], hb.Interfaces)
 			m.ifaces[m.opts.Node] = hb.Interfaces
 			m.mu.Unlock()
-			if changed {
-				m.forceReport()
-			}
 		}
 		b, err := hb.marshal()
 		if err != nil {
 			m.opts.Log.Warn("l2announce: heartbeat", "error", err)
-			continue
 		}
 		for name, addr := range peers {
+			if b == nil {
+				break
+			}
 			if _, err := m.conn.WriteToUDPAddrPort(b, netip.AddrPortFrom(addr, uint16(m.opts.Port))); err != nil {
 				m.sendFailed(name, err)
 			}
@@ -334,23 +335,16 @@ func (m *Members) Interfaces() map[string][]string {
 	return out
 }
 
-// forceReport makes the next report call OnChange even if the live nodes are the same: a
-// node's interfaces changed, which can change the owners.
-func (m *Members) forceReport() {
-	m.mu.Lock()
-	m.alive = append([]string{}, "\x00") // no real node list equals it
-	m.mu.Unlock()
-}
-
-// report calls OnChange if the live nodes changed. It reads the clock once it has the
-// report lock: a report of an older moment must not follow a newer one.
+// report calls OnChange if the live nodes changed, or a node's interfaces did (which can
+// change the owners). It reads the clock once it has the report lock: a report of an older
+// moment must not follow a newer one.
 func (m *Members) report() {
 	m.reportMu.Lock()
 	defer m.reportMu.Unlock()
 	m.mu.Lock()
 	alive := m.aliveLocked(time.Now())
-	changed := !slices.Equal(alive, m.alive)
-	m.alive = alive
+	changed := m.ifacesChanged || !slices.Equal(alive, m.alive)
+	m.alive, m.ifacesChanged = alive, false
 	m.mu.Unlock()
 	if changed && m.opts.OnChange != nil {
 		m.opts.OnChange(alive)
@@ -400,17 +394,13 @@ func (m *Members) receive() {
 		}
 		now := time.Now()
 		m.mu.Lock()
-		changed := false
 		if m.byAddr[from.Addr().Unmap()] == hb.Name && m.newer(hb, now) {
 			m.inc[hb.Name], m.seq[hb.Name] = hb.Incarnation, hb.Seq
 			m.seen[hb.Name] = now
-			changed = !slices.Equal(m.ifaces[hb.Name], hb.Interfaces)
+			m.ifacesChanged = m.ifacesChanged || !slices.Equal(m.ifaces[hb.Name], hb.Interfaces)
 			m.ifaces[hb.Name] = hb.Interfaces
 		}
 		m.mu.Unlock()
-		if changed {
-			m.forceReport()
-		}
 		m.report()
 	}
 }

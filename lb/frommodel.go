@@ -145,8 +145,7 @@ func fromModelService(s *model.Service, opts Options) []Service {
 					fronts[externalLocal] = append(fronts[externalLocal], Frontend{Addr: a, Port: p.Port, Protocol: proto, Scope: ScopeExternal})
 				}
 			}
-			inFamily := hasFamily(s, fam)
-			if p.NodePort != 0 && inFamily && (s.Type == corev1.ServiceTypeNodePort || s.Type == corev1.ServiceTypeLoadBalancer) {
+			if p.NodePort != 0 && hasFamily(s, fam) && (s.Type == corev1.ServiceTypeNodePort || s.Type == corev1.ServiceTypeLoadBalancer) {
 				for _, a := range opts.NodeAddresses {
 					if familyOf(a) == fam {
 						fronts[externalLocal] = append(fronts[externalLocal], Frontend{Addr: a, Port: p.NodePort, Protocol: proto, Scope: ScopeExternal})

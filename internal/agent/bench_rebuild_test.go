@@ -1,12 +1,12 @@
 package agent
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 
+	"github.com/sluice-lb/sluice/internal/modeltest"
 	"github.com/sluice-lb/sluice/internal/source"
 )
 
@@ -16,34 +16,9 @@ import (
 // the single-add latency that BenchmarkBGP measures end to end.
 func BenchmarkRebuildOneMore(b *testing.B) {
 	const services = 10000
-	var doc strings.Builder
-	doc.WriteString(`apiVersion: v1
-kind: Node
-metadata: {name: node}
-status: {addresses: [{type: InternalIP, address: 10.77.0.2}]}
----
-apiVersion: sluice.dev/v1alpha1
-kind: IPPool
-metadata: {name: bench}
-spec: {blocks: [{cidr: 10.200.0.0/16}]}
----
-apiVersion: sluice.dev/v1alpha1
-kind: BGPPeer
-metadata: {name: router}
-spec: {peerAddress: 127.0.0.1, peerPort: 1, peerASN: 64512, localASN: 64513, connectRetryTime: 60s}
----
-apiVersion: sluice.dev/v1alpha1
-kind: BGPAdvertisement
-metadata: {name: all}
-`)
-	service := func(i int) string {
-		return fmt.Sprintf("---\napiVersion: v1\nkind: Service\nmetadata: {name: s%05d, namespace: bench}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n", i)
-	}
-	for i := range services {
-		doc.WriteString(service(i))
-	}
+	doc := modeltest.BenchConfig("peerAddress: 127.0.0.1, peerPort: 1, peerASN: 64512, localASN: 64513, connectRetryTime: 60s", services)
 	dec := source.NewDecoder()
-	objs, errs := dec.Decode(strings.NewReader(doc.String()), "bench.yaml")
+	objs, errs := dec.Decode(strings.NewReader(doc), "bench.yaml")
 	if len(errs) > 0 {
 		b.Fatal(errs)
 	}
@@ -60,7 +35,7 @@ metadata: {name: all}
 	a.rebuild()
 	b.ResetTimer()
 	for i := range b.N {
-		more, errs := dec.Decode(strings.NewReader(service(services+i)), "more.yaml")
+		more, errs := dec.Decode(strings.NewReader(modeltest.BenchService(services+i)), "more.yaml")
 		if len(errs) > 0 {
 			b.Fatal(errs)
 		}

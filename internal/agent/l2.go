@@ -225,26 +225,30 @@ func (l *l2) eligible() []l2announce.Candidate {
 
 // answerable are the interfaces this node can answer on now: of those the candidates name,
 // and the default ones, those that exist, are up and have an Ethernet address. Its
-// heartbeats carry them, every interval.
+// heartbeats carry them, every interval: one interface dump, made without the lock.
 func (l *l2) answerable() []string {
 	l.mu.Lock()
-	names := l.defaultInterfaces()
+	var names []string
 	for _, c := range l.cands {
 		names = append(names, c.Interfaces...)
 	}
 	l.mu.Unlock()
+	links, err := netlink.LinkList()
+	if err != nil {
+		l.log.Warn("l2: listing interfaces", "error", err)
+		return nil
+	}
+	names = append(names, l.defaultOf(links)...)
 	slices.Sort(names)
+	names = slices.Compact(names)
 	var out []string
-	for _, name := range slices.Compact(names) {
-		link, err := netlink.LinkByName(name)
-		if err != nil {
-			continue
-		}
+	for _, link := range links {
 		a := link.Attrs()
-		if a.Flags&net.FlagUp != 0 && len(a.HardwareAddr) == 6 {
-			out = append(out, name)
+		if slices.Contains(names, a.Name) && a.Flags&net.FlagUp != 0 && len(a.HardwareAddr) == 6 {
+			out = append(out, a.Name)
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -257,13 +261,20 @@ var defaultTypes = []string{"device", "bond", "vlan", "bridge"}
 // datapath's --devices when given (traffic must arrive where it is balanced), else every
 // NIC, bond, VLAN or bridge that is up, has an Ethernet address and is not a bridge port.
 func (l *l2) defaultInterfaces() []string {
+	var links []netlink.Link
+	if len(l.cfg.Devices) == 0 {
+		var err error
+		if links, err = netlink.LinkList(); err != nil {
+			l.log.Warn("l2: listing interfaces", "error", err)
+		}
+	}
+	return l.defaultOf(links)
+}
+
+// defaultOf is defaultInterfaces given the node's links.
+func (l *l2) defaultOf(links []netlink.Link) []string {
 	if len(l.cfg.Devices) > 0 {
 		return slices.Clone(l.cfg.Devices)
-	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		l.log.Warn("l2: listing interfaces", "error", err)
-		return nil
 	}
 	var out []string
 	for _, link := range links {
@@ -285,22 +296,8 @@ func (l *l2) status() localapi.L2Status {
 	if st.Alive == nil || l.members == nil {
 		st.Alive = []string{}
 	}
-	live := map[string]bool{}
-	for _, n := range st.Alive {
-		live[n] = true
-	}
 	cands := l.eligible()
-	wants := make([]l2announce.Want, 0, len(cands))
-	for _, c := range cands {
-		var nodes []string
-		for _, n := range c.Nodes {
-			if live[n] {
-				nodes = append(nodes, n)
-			}
-		}
-		wants = append(wants, l2announce.Want{Addr: c.Addr, Nodes: nodes})
-	}
-	owners := l2announce.Assign(wants)
+	owners := l2announce.Owners(cands, st.Alive)
 	for _, c := range cands {
 		st.Owners = append(st.Owners, localapi.L2Owner{Address: c.Addr.String(), Service: c.Service.String(), Owner: owners[c.Addr],
 			Candidates: c.Nodes, Interfaces: l.owned[c.Addr]})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/internal/modeltest"
 	"github.com/sluice-lb/sluice/internal/testenv"
 	"github.com/sluice-lb/sluice/test/lab"
 	"github.com/sluice-lb/sluice/test/peers"
@@ -103,35 +104,7 @@ func benchAgentToFRR(b *testing.B) (time.Duration, []time.Duration, int64) {
 	dir := b.TempDir()
 	path := filepath.Join(dir, "config.yaml")
 	write := func(services int) {
-		var s strings.Builder
-		s.WriteString(`apiVersion: v1
-kind: Node
-metadata: {name: node}
-status: {addresses: [{type: InternalIP, address: 10.77.0.2}]}
----
-apiVersion: sluice.dev/v1alpha1
-kind: IPPool
-metadata: {name: bench}
-spec: {blocks: [{cidr: 10.200.0.0/16}]}
----
-apiVersion: sluice.dev/v1alpha1
-kind: BGPPeer
-metadata: {name: router}
-spec: {peerAddress: 10.77.0.1, peerASN: 64512, localASN: 64513, connectRetryTime: 1s}
----
-apiVersion: sluice.dev/v1alpha1
-kind: BGPAdvertisement
-metadata: {name: all}
-`)
-		for i := range services {
-			fmt.Fprintf(&s, "---\napiVersion: v1\nkind: Service\nmetadata: {name: s%05d, namespace: bench}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n", i)
-		}
-		if err := os.WriteFile(path+".tmp", []byte(s.String()), 0o644); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.Rename(path+".tmp", path); err != nil {
-			b.Fatal(err)
-		}
+		writeConfig(b, path, modeltest.BenchConfig("peerAddress: 10.77.0.1, peerASN: 64512, localASN: 64513, connectRetryTime: 1s", services))
 	}
 	write(benchPrefixes)
 	agent, err := n.Start(agentBin, "--config", path, "--node-name", "node", "--state-dir", filepath.Join(dir, "state"),

@@ -219,14 +219,14 @@ func TestBGPPasswordAndGracefulRestart(t *testing.T) {
 	})
 }
 
-// localService is a Service with externalTrafficPolicy Local on 203.0.113.20 whose one
-// endpoint runs on this node, ready or not.
+// localService is a Service with externalTrafficPolicy Local on 203.0.113.20 (health check
+// node port 32000) whose one endpoint runs on this node, ready or not.
 func localService(ready bool) string {
 	return fmt.Sprintf(`---
 apiVersion: v1
 kind: Service
 metadata: {name: local, namespace: demo}
-spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{name: tcp, port: 80, protocol: TCP}]}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32000, ports: [{name: tcp, port: 80, protocol: TCP}]}
 status: {loadBalancer: {ingress: [{ip: 203.0.113.20}]}}
 ---
 apiVersion: discovery.k8s.io/v1

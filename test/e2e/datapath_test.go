@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -312,22 +311,6 @@ endpoints: [{addresses: [198.51.100.11], conditions: {ready: true}}]
 // ready endpoint, 503 once it has none.
 func TestHealthCheckNodePort(t *testing.T) {
 	s := newSingleNode(t, 1)
-	svc := func(ready bool) string {
-		return fmt.Sprintf(`---
-apiVersion: v1
-kind: Service
-metadata: {name: local, namespace: demo}
-spec: {type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32000, ports: [{name: tcp, port: 80, protocol: TCP}]}
-status: {loadBalancer: {ingress: [{ip: 203.0.113.20}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: local, namespace: demo, labels: {kubernetes.io/service-name: local}}
-addressType: IPv4
-ports: [{name: tcp, port: 8080, protocol: TCP}]
-endpoints: [{addresses: [198.51.100.11], nodeName: node, conditions: {ready: %v}}]
-`, ready)
-	}
 	probe := func() (int, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -341,7 +324,7 @@ endpoints: [{addresses: [198.51.100.11], nodeName: node, conditions: {ready: %v}
 		}
 		return atoi(t, fields[1]), fields[0]
 	}
-	s.extra = nodeObject + svc(true)
+	s.extra = nodeObject + localService(true)
 	s.startAgent(t, s.config(t, "1"))
 	var code int
 	var body string
@@ -349,7 +332,7 @@ endpoints: [{addresses: [198.51.100.11], nodeName: node, conditions: {ready: %v}
 	if !strings.Contains(body, `"localEndpoints":1`) || !strings.Contains(body, `"name":"local"`) {
 		t.Fatalf("health check: %d %s", code, body)
 	}
-	s.extra = nodeObject + svc(false)
+	s.extra = nodeObject + localService(false)
 	s.config(t, "1")
 	waitFor(t, "503 once the endpoint is not ready", func() bool { code, body = probe(); return code == 503 })
 	if !strings.Contains(body, `"localEndpoints":0`) {

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -27,13 +25,6 @@ const (
 	routerLAN = "198.18.1.1"
 )
 
-type ecmpNode struct {
-	name, addr, bridge, backend string
-	ns                          *lab.Namespace
-	dir                         string
-	agent                       *lab.Process
-}
-
 // ecmpConfig is the standalone config both agents read: the nodes, the router as BGP peer
 // (with graceful restart or not), and Service ecmp with one endpoint on each node, the one on
 // node-a ready or not.
@@ -42,7 +33,7 @@ func ecmpConfig(t *testing.T, path string, aReady, gracefulRestart bool) {
 	if gracefulRestart {
 		peerSpec = ", gracefulRestart: {enabled: true}"
 	}
-	config := fmt.Sprintf(`apiVersion: v1
+	writeConfig(t, path, `apiVersion: v1
 kind: Node
 metadata: {name: node-a}
 status: {addresses: [{type: InternalIP, address: 198.18.1.11}]}
@@ -51,31 +42,13 @@ apiVersion: v1
 kind: Node
 metadata: {name: node-b}
 status: {addresses: [{type: InternalIP, address: 198.18.1.12}]}
-%s---
-apiVersion: v1
-kind: Service
-metadata: {name: ecmp, namespace: demo}
-spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{name: tcp, port: 80, protocol: TCP}]}
-status: {loadBalancer: {ingress: [{ip: %s}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: ecmp, namespace: demo, labels: {kubernetes.io/service-name: ecmp}}
-addressType: IPv4
-ports: [{name: tcp, port: 8080, protocol: TCP}]
-endpoints:
-  - {addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: %v}}
-  - {addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: true}}
-`, routerObjects(routerLAN, peerSpec), ecmpVIP, aReady)
-	tmp := path + ".tmp"
-	must(t, os.WriteFile(tmp, []byte(config), 0o644))
-	must(t, os.Rename(tmp, path))
+`+routerObjects(routerLAN, peerSpec)+localServiceYAML("ecmp", ecmpVIP, map[string]bool{"node-a": aReady, "node-b": true}))
 }
 
 // ecmpLab is the ECMP topology with both agents running and the router's route over both.
 type ecmpLab struct {
 	router, client *lab.Namespace
-	nodes          []*ecmpNode
+	nodes          []*labNode
 	frr            *peers.FRR
 	config         string
 	ctx            context.Context
@@ -103,31 +76,11 @@ func newECMPLab(t *testing.T, gracefulRestart bool) *ecmpLab {
 	must(t, e.client.AddRoute("default", "198.19.0.1"))
 	must(t, e.router.AddBridge("lan", routerLAN+"/24"))
 
-	e.nodes = []*ecmpNode{
-		{name: "node-a", addr: "198.18.1.11", bridge: "198.51.100.1/25", backend: "198.51.100.11/25"},
-		{name: "node-b", addr: "198.18.1.12", bridge: "198.51.100.129/25", backend: "198.51.100.139/25"},
-	}
+	e.nodes = twoNodes("198.18.1")
 	var neighbors []peers.Neighbor
 	for _, n := range e.nodes {
-		n.ns, err = l.Namespace(n.name)
-		must(t, err)
-		n.dir = filepath.Join(dir, n.name)
-		mountBPFFS(t, n.dir)
-		must(t, l.Connect(lab.Endpoint{NS: e.router, Name: "to-" + n.name, Bridge: "lan"},
-			lab.Endpoint{NS: n.ns, Name: "eth0", Addrs: []string{n.addr + "/24"}}))
-		must(t, e.router.ReceiveXDPFrames("to-"+n.name))
+		n.build(t, l, dir, e.router, "lan", "to-"+n.name)
 		must(t, n.ns.AddRoute("default", routerLAN))
-		must(t, n.ns.EnableForwarding())
-		must(t, n.ns.AddBridge("pods", n.bridge))
-		beName := "be-" + n.name[len("node-"):]
-		be, err := l.Namespace(beName)
-		must(t, err)
-		must(t, l.Connect(lab.Endpoint{NS: be, Name: "eth0", Addrs: []string{n.backend}},
-			lab.Endpoint{NS: n.ns, Name: "be", Bridge: "pods"}))
-		must(t, be.AddRoute("default", netip.MustParsePrefix(n.bridge).Addr().String()))
-		srv, err := traffic.Serve(be, beName, 8080)
-		must(t, err)
-		t.Cleanup(func() { srv.Close() })
 		neighbors = append(neighbors, peers.Neighbor{Address: netip.MustParseAddr(n.addr), ASN: 64513, GracefulRestart: gracefulRestart})
 		e.both = append(e.both, netip.MustParseAddr(n.addr))
 	}
@@ -166,7 +119,7 @@ func (e *ecmpLab) waitNextHops(t *testing.T, want []netip.Addr) time.Time {
 }
 
 // pathOf returns FRR's path for the Service address from node n (none: zero Attributes).
-func (e *ecmpLab) pathOf(t *testing.T, n *ecmpNode) peers.Attributes {
+func (e *ecmpLab) pathOf(t *testing.T, n *labNode) peers.Attributes {
 	t.Helper()
 	paths, err := e.frr.Paths(e.ctx, netip.MustParsePrefix(ecmpVIP+"/32"))
 	must(t, err)

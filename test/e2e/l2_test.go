@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -28,18 +27,10 @@ import (
 //	   (bridge br)     └─ 198.18.6.12 node-b ── be-b 198.51.100.139
 const l2VIP = "198.18.6.100"
 
-type l2Node struct {
-	name, addr, bridge, backend string
-	ns                          *lab.Namespace
-	dir                         string
-	agent                       *lab.Process
-	mac                         string
-}
-
 type l2Lab struct {
 	lab         *lab.Lab
 	lan, client *lab.Namespace
-	nodes       []*l2Node
+	nodes       []*labNode
 	config      string
 }
 
@@ -50,7 +41,7 @@ func l2Config(t testing.TB, path string, ready map[string]bool, interfaces ...st
 	if len(interfaces) > 0 {
 		ifaces = ", interfaces: [" + strings.Join(interfaces, ", ") + "]"
 	}
-	config := fmt.Sprintf(`apiVersion: v1
+	writeConfig(t, path, fmt.Sprintf(`apiVersion: v1
 kind: Node
 metadata: {name: node-a}
 status: {addresses: [{type: InternalIP, address: 198.18.6.11}]}
@@ -69,24 +60,7 @@ apiVersion: sluice.dev/v1alpha1
 kind: L2Advertisement
 metadata: {name: lan}
 spec: {pools: [lan]%s}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: demo}
-spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{name: tcp, port: 80, protocol: TCP}]}
-status: {loadBalancer: {ingress: [{ip: %s}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web, namespace: demo, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: tcp, port: 8080, protocol: TCP}]
-endpoints:
-  - {addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: %v}}
-  - {addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: %v}}
-`, ifaces, l2VIP, ready["node-a"], ready["node-b"])
-	must(t, os.WriteFile(path+".tmp", []byte(config), 0o644))
-	must(t, os.Rename(path+".tmp", path))
+`, ifaces)+localServiceYAML("web", l2VIP, ready))
 }
 
 func newL2Lab(t testing.TB) *l2Lab {
@@ -103,32 +77,9 @@ func newL2Lab(t testing.TB) *l2Lab {
 	must(t, err)
 	must(t, l.Connect(lab.Endpoint{NS: x.lan, Name: "client", Bridge: "br"},
 		lab.Endpoint{NS: x.client, Name: "eth0", Addrs: []string{"198.18.6.2/24"}}))
-	x.nodes = []*l2Node{
-		{name: "node-a", addr: "198.18.6.11", bridge: "198.51.100.1/25", backend: "198.51.100.11/25"},
-		{name: "node-b", addr: "198.18.6.12", bridge: "198.51.100.129/25", backend: "198.51.100.139/25"},
-	}
+	x.nodes = twoNodes("198.18.6")
 	for _, n := range x.nodes {
-		n.ns, err = l.Namespace(n.name)
-		must(t, err)
-		n.dir = filepath.Join(dir, n.name)
-		mountBPFFS(t, n.dir)
-		must(t, l.Connect(lab.Endpoint{NS: x.lan, Name: n.name, Bridge: "br"},
-			lab.Endpoint{NS: n.ns, Name: "eth0", Addrs: []string{n.addr + "/24"}}))
-		must(t, x.lan.ReceiveXDPFrames(n.name)) // the node's XDP answers (RST) come back through it
-		must(t, n.ns.EnableForwarding())
-		must(t, n.ns.AddBridge("pods", n.bridge))
-		beName := "be-" + n.name[len("node-"):]
-		be, err := l.Namespace(beName)
-		must(t, err)
-		must(t, l.Connect(lab.Endpoint{NS: be, Name: "eth0", Addrs: []string{n.backend}},
-			lab.Endpoint{NS: n.ns, Name: "be", Bridge: "pods"}))
-		must(t, be.AddRoute("default", strings.Split(n.bridge, "/")[0]))
-		srv, err := traffic.Serve(be, beName, 8080)
-		must(t, err)
-		t.Cleanup(func() { srv.Close() })
-		out, err := n.ns.Exec(context.Background(), "cat", "/sys/class/net/eth0/address")
-		must(t, err)
-		n.mac = strings.TrimSpace(string(out))
+		n.build(t, l, dir, x.lan, "br", n.name)
 	}
 	l2Config(t, x.config, map[string]bool{"node-a": true, "node-b": true})
 	for _, n := range x.nodes {
@@ -139,7 +90,7 @@ func newL2Lab(t testing.TB) *l2Lab {
 
 // owner asks node-a's agent who owns the Service address, waiting until both agents hear
 // each other and agree.
-func (x *l2Lab) owner(t testing.TB) *l2Node {
+func (x *l2Lab) owner(t testing.TB) *labNode {
 	t.Helper()
 	var owner string
 	waitFor(t, "both agents to agree on an owner", func() bool {
@@ -154,11 +105,11 @@ func (x *l2Lab) owner(t testing.TB) *l2Node {
 		}
 		return len(owners) == 1 && owner != ""
 	})
-	i := slices.IndexFunc(x.nodes, func(n *l2Node) bool { return n.name == owner })
+	i := slices.IndexFunc(x.nodes, func(n *labNode) bool { return n.name == owner })
 	return x.nodes[i]
 }
 
-func (x *l2Lab) l2Status(t testing.TB, n *l2Node) localapi.L2Status {
+func (x *l2Lab) l2Status(t testing.TB, n *labNode) localapi.L2Status {
 	t.Helper()
 	out, err := exec.Command(ctlBin, "l2", "owners", "-o", "json", "--state-dir", filepath.Join(n.dir, "state")).CombinedOutput()
 	must(t, err)

@@ -148,9 +148,7 @@ endpoints:
 	}
 	b.WriteString(s.extra)
 	path := filepath.Join(s.dir, "config.yaml")
-	tmp := path + ".tmp"
-	must(t, os.WriteFile(tmp, []byte(b.String()), 0o644))
-	must(t, os.Rename(tmp, path))
+	writeConfig(t, path, b.String())
 	return path
 }
 
