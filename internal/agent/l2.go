@@ -135,27 +135,25 @@ func (l *l2) recompute() {
 	if l.members != nil {
 		here = l.members.Interfaces()[l.cfg.NodeName]
 	}
+	var defaults []string // the default interfaces, listed once if needed
 	for _, c := range l2announce.Owned(l.eligible(), alive, l.cfg.NodeName) {
 		ifaces := c.Interfaces
 		if len(ifaces) == 0 {
-			ifaces = l.defaultInterfaces()
+			if defaults == nil {
+				defaults = l.defaultInterfaces()
+			}
+			ifaces = defaults
 		}
 		ifaces = slices.DeleteFunc(slices.Clone(ifaces), func(i string) bool { return !slices.Contains(here, i) })
 		owned[c.Addr] = ifaces
 		for _, i := range ifaces {
 			byIface[i] = append(byIface[i], c.Addr)
 		}
-	}
-	svcOf := map[netip.Addr]l2announce.Candidate{}
-	for _, c := range l.cands {
-		svcOf[c.Addr] = c
-	}
-	for a, ifaces := range owned {
-		if _, had := l.owned[a]; !had {
+		if _, had := l.owned[c.Addr]; !had {
 			l.takeovers++
-			l.log.Info("l2: answering for an address", "address", a, "service", svcOf[a].Service.String(), "interfaces", ifaces)
+			l.log.Info("l2: answering for an address", "address", c.Addr, "service", c.Service.String(), "interfaces", ifaces)
 			if l.event != nil {
-				l.event(svcOf[a].Service, svcOf[a].ServiceUID, fmt.Sprintf("%s answers ARP/NDP for %s on %s", l.cfg.NodeName, a, strings.Join(ifaces, ", ")))
+				l.event(c.Service, c.ServiceUID, fmt.Sprintf("%s answers ARP/NDP for %s on %s", l.cfg.NodeName, c.Addr, strings.Join(ifaces, ", ")))
 			}
 		}
 	}
