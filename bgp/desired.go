@@ -51,39 +51,18 @@ type Desired struct {
 	Paths map[string][]Path
 	// Warnings say what could not be decided (the node unknown, for example).
 	Warnings []string
+	// Seq numbers the Desired of a Planner. When Since is not 0, the Desired numbered Since
+	// differs from this one only in the prefixes Changed lists, per peer: a Speaker that
+	// applied that one can send those alone.
+	Seq, Since uint64
+	Changed    map[string][]netip.Prefix
 }
 
 // Desired computes what node announces from the model. lbIPs, when not nil, are the
 // LoadBalancer addresses of our Services (standalone mode's allocation); otherwise their
 // status says. It is pure and deterministic.
 func DesiredFor(m *model.Model, node string, lbIPs map[types.NamespacedName][]netip.Addr) Desired {
-	d := Desired{Node: node, Paths: map[string][]Path{}}
-	var self *model.Node
-	for _, n := range m.Nodes {
-		if n.Name == node {
-			self = n
-		}
-	}
-	nodeLabels := labels.Set{}
-	if self == nil {
-		d.Warnings = append(d.Warnings, fmt.Sprintf("Node %q is unknown: peers and advertisements with a node selector leave it out", node))
-	} else {
-		nodeLabels = self.Labels
-	}
-	eligible := map[string]bool{}
-	for _, p := range m.Peers {
-		if p.NodeSelector == nil || p.NodeSelector.Matches(nodeLabels) {
-			d.Peers = append(d.Peers, p)
-			eligible[p.Name] = true
-		}
-	}
-	slices.SortFunc(d.Peers, func(a, b *model.Peer) int { return cmp.Compare(a.Name, b.Name) })
-
-	type attrs struct {
-		communities []model.Community
-		localPref   uint32
-		hasLP       bool
-	}
+	c := planConfig(m, node)
 	perPeer := map[string]map[netip.Prefix]*attrs{}
 	add := func(peers []string, a *model.BGPAdvert, prefix netip.Prefix) {
 		for _, peer := range peers {
@@ -97,71 +76,136 @@ func DesiredFor(m *model.Model, node string, lbIPs map[types.NamespacedName][]ne
 				at = &attrs{}
 				m[prefix] = at
 			}
-			at.communities = append(at.communities, a.Communities...)
-			if a.LocalPreference != nil && (!at.hasLP || *a.LocalPreference > at.localPref) {
-				at.localPref, at.hasLP = *a.LocalPreference, true
-			}
+			at.add(a)
 		}
 	}
-
-	for _, a := range m.BGPAdverts {
-		if a.NodeSelector != nil && !a.NodeSelector.Matches(nodeLabels) {
-			continue
-		}
-		var peers []string
-		for _, p := range d.Peers {
-			if len(a.Peers) == 0 || slices.Contains(a.Peers, p.Name) {
-				peers = append(peers, p.Name)
-			}
-		}
-		if len(peers) == 0 {
-			continue
-		}
-		prefixOf := func(ip netip.Addr) netip.Prefix {
-			bits := a.AggregationLength
-			if ip.Is6() {
-				bits = a.AggregationLengthV6
-			}
-			p, _ := ip.Prefix(bits)
-			return p
-		}
-		for _, typ := range a.AddressTypes {
-			if typ == v1alpha1.AddressPodCIDR {
-				if self != nil {
-					for _, c := range self.PodCIDRs {
-						add(peers, a, c.Masked())
-					}
-				}
-				continue
-			}
-			for _, s := range m.Services {
-				if a.ServiceSelector != nil && !a.ServiceSelector.Matches(s.Labels) {
-					continue
-				}
-				for _, ip := range serviceAddresses(m, s, typ, a, lbIPs) {
-					if announcesFrom(s, typ, node) {
-						add(peers, a, prefixOf(ip))
-					}
-				}
-			}
-		}
+	c.podCIDRs(add)
+	for _, s := range m.Services {
+		c.service(m, s, lbIPs, add)
 	}
-
+	d := c.desired
+	d.Paths = map[string][]Path{}
 	for peer, prefixes := range perPeer {
-		if !eligible[peer] {
-			continue
-		}
 		var paths []Path
 		for prefix, at := range prefixes {
-			cs := slices.Clone(at.communities)
-			slices.SortFunc(cs, compareCommunities)
-			cs = slices.Compact(cs)
-			paths = append(paths, Path{Prefix: prefix, Communities: cs, LocalPref: at.localPref, HasLocalPref: at.hasLP})
+			paths = append(paths, at.path(prefix))
 		}
 		slices.SortFunc(paths, func(x, y Path) int { return comparePrefixes(x.Prefix, y.Prefix) })
 		d.Paths[peer] = paths
 	}
 	return d
+}
+
+// attrs are the merged attributes of one prefix to one peer.
+type attrs struct {
+	communities []model.Community
+	localPref   uint32
+	hasLP       bool
+}
+
+func (at *attrs) add(a *model.BGPAdvert) {
+	at.communities = append(at.communities, a.Communities...)
+	if a.LocalPreference != nil && (!at.hasLP || *a.LocalPreference > at.localPref) {
+		at.localPref, at.hasLP = *a.LocalPreference, true
+	}
+}
+
+func (at *attrs) path(prefix netip.Prefix) Path {
+	cs := slices.Clone(at.communities)
+	slices.SortFunc(cs, compareCommunities)
+	cs = slices.Compact(cs)
+	return Path{Prefix: prefix, Communities: cs, LocalPref: at.localPref, HasLocalPref: at.hasLP}
+}
+
+// plan is what the configuration and the node decide, before any Service: the peers, and
+// the advertisements that apply to the node with the peers each one announces to.
+type plan struct {
+	desired Desired // Peers and Warnings
+	node    string
+	self    *model.Node
+	adverts []plannedAdvert
+}
+
+type plannedAdvert struct {
+	*model.BGPAdvert
+	peers []string
+}
+
+// emit is told that advertisement a announces prefix to peers.
+type emit func(peers []string, a *model.BGPAdvert, prefix netip.Prefix)
+
+func planConfig(m *model.Model, node string) *plan {
+	c := &plan{desired: Desired{Node: node}, node: node}
+	for _, n := range m.Nodes {
+		if n.Name == node {
+			c.self = n
+		}
+	}
+	nodeLabels := labels.Set{}
+	if c.self == nil {
+		c.desired.Warnings = append(c.desired.Warnings, fmt.Sprintf("Node %q is unknown: peers and advertisements with a node selector leave it out", node))
+	} else {
+		nodeLabels = c.self.Labels
+	}
+	for _, p := range m.Peers {
+		if p.NodeSelector == nil || p.NodeSelector.Matches(nodeLabels) {
+			c.desired.Peers = append(c.desired.Peers, p)
+		}
+	}
+	slices.SortFunc(c.desired.Peers, func(a, b *model.Peer) int { return cmp.Compare(a.Name, b.Name) })
+	for _, a := range m.BGPAdverts {
+		if a.NodeSelector != nil && !a.NodeSelector.Matches(nodeLabels) {
+			continue
+		}
+		var peers []string
+		for _, p := range c.desired.Peers {
+			if len(a.Peers) == 0 || slices.Contains(a.Peers, p.Name) {
+				peers = append(peers, p.Name)
+			}
+		}
+		if len(peers) > 0 {
+			c.adverts = append(c.adverts, plannedAdvert{a, peers})
+		}
+	}
+	return c
+}
+
+// prefixOf is the prefix a announces for ip: its aggregation length.
+func (a plannedAdvert) prefixOf(ip netip.Addr) netip.Prefix {
+	bits := a.AggregationLength
+	if ip.Is6() {
+		bits = a.AggregationLengthV6
+	}
+	p, _ := ip.Prefix(bits)
+	return p
+}
+
+// podCIDRs emits the node's pod CIDRs, for the advertisements that ask for them.
+func (c *plan) podCIDRs(add emit) {
+	for _, a := range c.adverts {
+		if c.self != nil && slices.Contains(a.AddressTypes, v1alpha1.AddressPodCIDR) {
+			for _, p := range c.self.PodCIDRs {
+				add(a.peers, a.BGPAdvert, p.Masked())
+			}
+		}
+	}
+}
+
+// service emits the prefixes the node announces for Service s.
+func (c *plan) service(m *model.Model, s *model.Service, lbIPs map[types.NamespacedName][]netip.Addr, add emit) {
+	for _, a := range c.adverts {
+		if a.ServiceSelector != nil && !a.ServiceSelector.Matches(s.Labels) {
+			continue
+		}
+		for _, typ := range a.AddressTypes {
+			if typ == v1alpha1.AddressPodCIDR || !announcesFrom(s, typ, c.node) {
+				continue
+			}
+			for _, ip := range serviceAddresses(m, s, typ, a.BGPAdvert, lbIPs) {
+				add(a.peers, a.BGPAdvert, a.prefixOf(ip))
+			}
+		}
+	}
 }
 
 // serviceAddresses returns the addresses of Service s of type typ that advertisement a

@@ -98,8 +98,9 @@ endpoints:
   - {addresses: [10.244.2.2], nodeName: node-2, conditions: {ready: false}}
 `
 
-func TestDesired(t *testing.T) {
-	m := modelOf(t, base+`
+// advertisements overlap: one prefix gets several, with different communities and local
+// preferences.
+const advertisements = `
 ---
 apiVersion: sluice.dev/v1alpha1
 kind: BGPAdvertisement
@@ -120,7 +121,10 @@ apiVersion: sluice.dev/v1alpha1
 kind: BGPAdvertisement
 metadata: {name: cluster-and-pods}
 spec: {addressTypes: [ClusterIP, ExternalIP, PodCIDR], peers: [tor], serviceSelector: {matchLabels: {app: web}}, nodeSelector: {matchLabels: {rack: a}}}
-`)
+`
+
+func TestDesired(t *testing.T) {
+	m := modelOf(t, base+advertisements)
 	got := paths(DesiredFor(m, "node-1", nil))
 	want := map[string]string{
 		// node-1 has local's ready endpoint; rack-b-only does not select node-1.

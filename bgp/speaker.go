@@ -49,6 +49,7 @@ type peerSpeaker struct {
 	server   *server.BgpServer
 	logger   *logger
 	paths    map[netip.Prefix]announced
+	seq      uint64 // the Desired whose paths it holds (see Desired.Seq), 0 if unsure
 }
 
 type announced struct {
@@ -94,11 +95,22 @@ func (s *Speaker) Apply(ctx context.Context, d Desired, routerID netip.Addr) err
 				errs = append(errs, fmt.Errorf("bgp peer %s: %w", p.Name, err))
 			}
 			if ps != nil {
+				if err == nil {
+					ps.seq = d.Seq
+				}
 				s.peers[p.Name] = ps
 			}
 			continue
 		}
-		if err := ps.sync(ctx, d.Paths[p.Name]); err != nil {
+		var err error
+		if d.Since != 0 && ps.seq == d.Since {
+			err = ps.syncChanged(ctx, d.Paths[p.Name], d.Changed[p.Name])
+		} else {
+			err = ps.sync(ctx, d.Paths[p.Name])
+		}
+		ps.seq = d.Seq
+		if err != nil {
+			ps.seq = 0 // the next Desired is synced in full, which retries what failed
 			errs = append(errs, fmt.Errorf("bgp peer %s: %w", p.Name, err))
 		}
 	}
@@ -206,43 +218,76 @@ func familyOf(f v1alpha1.Family) *api.Family {
 // sync announces want (sorted by prefix) and withdraws what it no longer has.
 func (ps *peerSpeaker) sync(ctx context.Context, want []Path) error {
 	var errs []error
-	keep := map[netip.Prefix]bool{}
+	keep := make(map[netip.Prefix]bool, len(want))
 	for _, p := range want {
-		if !ps.carries(p.Prefix) {
-			continue // the session does not negotiate the family
+		if ps.carries(p.Prefix) {
+			keep[p.Prefix] = true
+			if err := ps.announce(ctx, p); err != nil {
+				errs = append(errs, err)
+			}
 		}
-		keep[p.Prefix] = true
-		if have, ok := ps.paths[p.Prefix]; ok && have.path.Equal(p) {
-			continue
-		}
-		path, err := apiPath(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if _, err := ps.server.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path}); err != nil {
-			errs = append(errs, fmt.Errorf("announce %s: %w", p.Prefix, err))
-			continue
-		}
-		ps.paths[p.Prefix] = announced{path: p}
 	}
-	for prefix, a := range ps.paths {
+	for prefix := range ps.paths {
 		if keep[prefix] {
 			continue
 		}
-		// By path, not by UUID: GoBGP finds a UUID by walking every path of the RIB.
-		path, err := apiPath(a.path)
-		if err != nil {
+		if err := ps.withdraw(ctx, prefix); err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		if err := ps.server.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: path.Family, Path: path}); err != nil {
-			errs = append(errs, fmt.Errorf("withdraw %s: %w", prefix, err))
-			continue
-		}
-		delete(ps.paths, prefix)
 	}
 	return errors.Join(errs...)
+}
+
+// syncChanged brings the prefixes changed to want (sorted by prefix), leaving the others.
+func (ps *peerSpeaker) syncChanged(ctx context.Context, want []Path, changed []netip.Prefix) error {
+	var errs []error
+	for _, prefix := range changed {
+		i, found := slices.BinarySearchFunc(want, prefix, func(x Path, y netip.Prefix) int { return comparePrefixes(x.Prefix, y) })
+		var err error
+		if found && ps.carries(prefix) {
+			err = ps.announce(ctx, want[i])
+		} else {
+			err = ps.withdraw(ctx, prefix)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// announce adds or replaces the path of p's prefix, unless it is announced as it is.
+func (ps *peerSpeaker) announce(ctx context.Context, p Path) error {
+	if have, ok := ps.paths[p.Prefix]; ok && have.path.Equal(p) {
+		return nil
+	}
+	path, err := apiPath(p)
+	if err != nil {
+		return err
+	}
+	if _, err := ps.server.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path}); err != nil {
+		return fmt.Errorf("announce %s: %w", p.Prefix, err)
+	}
+	ps.paths[p.Prefix] = announced{path: p}
+	return nil
+}
+
+// withdraw withdraws the path of prefix, if one is announced.
+func (ps *peerSpeaker) withdraw(ctx context.Context, prefix netip.Prefix) error {
+	a, ok := ps.paths[prefix]
+	if !ok {
+		return nil
+	}
+	// By path, not by UUID: GoBGP finds a UUID by walking every path of the RIB.
+	path, err := apiPath(a.path)
+	if err != nil {
+		return err
+	}
+	if err := ps.server.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: path.Family, Path: path}); err != nil {
+		return fmt.Errorf("withdraw %s: %w", prefix, err)
+	}
+	delete(ps.paths, prefix)
+	return nil
 }
 
 // carries reports whether the session is configured for the family of prefix.

@@ -71,13 +71,13 @@ type Result struct {
 	Allocations []Allocation
 	// Pools holds the use of every valid pool, by name.
 	Pools map[string]PoolUse
-
-	index map[types.NamespacedName]int
 }
 
 // Of returns the allocation of a Service, or nil if the Service is not ours.
 func (r *Result) Of(key types.NamespacedName) *Allocation {
-	i, ok := r.index[key]
+	i, ok := slices.BinarySearchFunc(r.Allocations, key, func(a Allocation, k types.NamespacedName) int {
+		return cmp.Or(cmp.Compare(a.Service.Namespace, k.Namespace), cmp.Compare(a.Service.Name, k.Name))
+	})
 	if !ok {
 		return nil
 	}
@@ -97,12 +97,14 @@ func familyOf(a netip.Addr) family {
 // svc is a Service being allocated.
 type svc struct {
 	*model.Service
-	families []family // wanted, in order
-	require  bool     // RequireDualStack: every family or it is not ready
+	ingress  []netip.Addr // the addresses it holds: its status, or what standalone mode remembers
+	families []family     // wanted, in order
+	require  bool         // RequireDualStack: every family or it is not ready
 	held     map[family]netip.Addr
 	problems []string // why a family has no address, or what was dropped
 	reason   Reason   // the worst reason met
 	outside  []netip.Addr
+	out      Allocation // the outcome
 }
 
 // addr is a handed-out address.
@@ -127,29 +129,39 @@ type cursorKey struct {
 // Allocate gives every LoadBalancer Service of ours its addresses. See the package
 // documentation for the rules.
 func Allocate(m *model.Model, opts Options) *Result {
+	r, _ := (&Allocator{opts: opts}).full(m)
+	return r
+}
+
+// ours lists the Services of m that are ours, oldest first: an older Service wins a
+// contested address, and allocation follows creation order whatever the order of the input.
+func (x *Allocator) ours(m *model.Model) []*svc {
+	var svcs []*svc
+	for _, s := range m.Services {
+		if x.isOurs(s) {
+			svcs = append(svcs, newSvc(s, x.ingressOf(s)))
+		}
+	}
+	slices.SortFunc(svcs, byAge)
+	return svcs
+}
+
+func byAge(x, y *svc) int {
+	if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(x.Key.Namespace, y.Key.Namespace); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.Key.Name, y.Key.Name)
+}
+
+// full allocates for every Service, from scratch.
+func (x *Allocator) full(m *model.Model) (*Result, []types.NamespacedName) {
 	a := &allocator{m: m, used: map[netip.Addr]*addr{}, byKey: map[string][]netip.Addr{}, cursors: map[cursorKey]netip.Addr{}}
 	a.pools = slices.Clone(m.Pools)
 	slices.SortStableFunc(a.pools, func(x, y *model.Pool) int { return cmp.Compare(x.SortKey(), y.SortKey()) })
-
-	var svcs []*svc
-	for _, s := range m.Services {
-		if !s.Ours || (opts.RequireClass && !s.ClassSet) {
-			continue
-		}
-		svcs = append(svcs, newSvc(s))
-	}
-	// Oldest first: an older Service wins a contested address, and allocation follows
-	// creation order whatever the order of the input.
-	slices.SortFunc(svcs, func(x, y *svc) int {
-		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(x.Key.Namespace, y.Key.Namespace); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.Key.Name, y.Key.Name)
-	})
-
+	svcs := x.ours(m)
 	// Every address in use is claimed before any new one is handed out.
 	for _, s := range svcs {
 		a.keep(s)
@@ -157,28 +169,53 @@ func Allocate(m *model.Model, opts Options) *Result {
 	for _, s := range svcs {
 		a.allocate(s)
 	}
-
-	r := &Result{Pools: a.usage(), index: map[types.NamespacedName]int{}}
-	slices.SortFunc(svcs, func(x, y *svc) int {
-		if c := cmp.Compare(x.Key.Namespace, y.Key.Namespace); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.Key.Name, y.Key.Name)
-	})
+	changed := make([]types.NamespacedName, 0, len(svcs))
+	gone := x.svcs
+	x.a, x.gen = a, m.ConfigGeneration
+	x.svcs = make(map[types.NamespacedName]*svc, len(svcs))
+	x.unsettled = map[types.NamespacedName]bool{}
 	for _, s := range svcs {
-		r.index[s.Key] = len(r.Allocations)
-		r.Allocations = append(r.Allocations, a.result(s))
+		x.finish(s)
+		changed = append(changed, s.Key)
+		delete(gone, s.Key)
+	}
+	for k := range gone {
+		changed = append(changed, k)
+	}
+	return x.result(m), changed
+}
+
+// finish records s's outcome.
+func (x *Allocator) finish(s *svc) {
+	s.out = x.a.result(s)
+	x.svcs[s.Key] = s
+	if s.out.Ready && s.out.Reason == Allocated && len(s.problems) == 0 {
+		delete(x.unsettled, s.Key)
+	} else {
+		x.unsettled[s.Key] = true
+	}
+}
+
+// result is the Result of the Services' outcomes, in the order of m's Services (by
+// namespace and name).
+func (x *Allocator) result(m *model.Model) *Result {
+	r := &Result{Pools: x.a.usage(), Allocations: make([]Allocation, 0, len(x.svcs))}
+	for _, s := range m.Services {
+		if v := x.svcs[s.Key]; v != nil {
+			r.Allocations = append(r.Allocations, v.out)
+		}
 	}
 	return r
 }
 
-func newSvc(s *model.Service) *svc {
-	v := &svc{Service: s, held: map[family]netip.Addr{}, reason: Allocated}
+// newSvc prepares s for allocation; it holds ingress.
+func newSvc(s *model.Service, ingress []netip.Addr) *svc {
+	v := &svc{Service: s, ingress: ingress, held: map[family]netip.Addr{}, reason: Allocated}
 	fams := slices.Clone(s.IPFamilies)
 	if len(fams) == 0 {
 		// Standalone Services often say nothing: the families of what they ask for or
 		// have, else IPv4.
-		for _, ips := range [][]netip.Addr{s.RequestedIPs, s.IngressIPs, s.ClusterIPs} {
+		for _, ips := range [][]netip.Addr{s.RequestedIPs, ingress, s.ClusterIPs} {
 			for _, ip := range ips {
 				if f := familyOf(ip); !slices.Contains(fams, f) {
 					fams = append(fams, f)
@@ -220,7 +257,7 @@ func (s *svc) note(r Reason, format string, args ...any) {
 // keep claims the addresses s holds in its status, unless s stopped asking for them or an
 // older Service it may not share with holds them.
 func (a *allocator) keep(s *svc) {
-	for _, ip := range s.IngressIPs {
+	for _, ip := range s.ingress {
 		f := familyOf(ip)
 		switch {
 		case !slices.Contains(s.families, f):
@@ -547,16 +584,25 @@ func (a *allocator) usage() map[string]PoolUse {
 		}
 		out[p.Name] = u
 	}
+	type poolFamily struct {
+		pool   *model.Pool
+		family string
+	}
+	used, counted := map[poolFamily]int64{}, map[poolFamily]int64{}
 	for ip, st := range a.used {
 		if st.pool == nil {
 			continue
 		}
-		u := out[st.pool.Name]
-		f := string(familyOf(ip))
-		u.Used[f]++
+		k := poolFamily{st.pool, string(familyOf(ip))}
+		used[k]++
 		if !a.avoided(st.pool, ip) { // an avoided address is not counted free anyway
-			u.Free[f].Sub(u.Free[f], big.NewInt(1))
+			counted[k]++
 		}
+	}
+	for k, n := range used {
+		u := out[k.pool.Name]
+		u.Used[k.family] = n
+		u.Free[k.family].Sub(u.Free[k.family], big.NewInt(counted[k]))
 	}
 	return out
 }

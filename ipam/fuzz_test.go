@@ -137,7 +137,7 @@ func checkInvariants(t *testing.T, m *model.Model, r *Result) {
 	a := &allocator{m: m}
 	for _, al := range r.Allocations {
 		s := byKey[al.Service.String()]
-		v := newSvc(s)
+		v := newSvc(s, s.IngressIPs)
 		if len(al.IPs) > len(v.families) || (al.Ready && len(al.IPs) != len(v.families)) {
 			t.Fatalf("%s: %v for families %v (ready %v)", al.Service, al.IPs, v.families, al.Ready)
 		}

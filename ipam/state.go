@@ -89,11 +89,17 @@ func (st State) marshal() ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		key, err := json.Marshal(k)
-		if err != nil {
-			return nil, err
+		b = append(b, "\n    "...)
+		if plainJSON(k) {
+			b = append(append(append(b, '"'), k...), '"')
+		} else {
+			key, err := json.Marshal(k)
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, key...)
 		}
-		b = append(append(append(b, "\n    "...), key...), ": "...)
+		b = append(b, ": "...)
 		addrs := st.Services[k]
 		if addrs == nil {
 			b = append(b, "null"...)
@@ -117,6 +123,18 @@ func (st State) marshal() ([]byte, error) {
 		b = append(b, "\n  "...)
 	}
 	return append(b, "}\n}"...), nil
+}
+
+// plainJSON reports whether s is its own JSON string body: printable ASCII that
+// encoding/json neither escapes nor replaces (Service keys always are).
+func plainJSON(s string) bool {
+	for i := range len(s) {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // Equal reports whether two states hold the same addresses.

@@ -17,7 +17,8 @@ func TestStateMarshal(t *testing.T) {
 	states := []State{
 		{Version: 1, Services: map[string][]netip.Addr{}},
 		{Version: 1},
-		{Version: 1, Services: map[string][]netip.Addr{"a/b": nil, "c/d": {}, `q"uote/\x`: {netip.MustParseAddr("2001:db8::1")}}},
+		{Version: 1, Services: map[string][]netip.Addr{"a/b": nil, "c/d": {}, `q"uote/\x`: {netip.MustParseAddr("2001:db8::1")},
+			"a<b>/x": nil, "a&b/c": nil, "a/b>": nil, "ü/\x01\u2028": {}, "plain-ns.1/name": nil}},
 	}
 	for range 20 {
 		st := State{Version: 1, Services: map[string][]netip.Addr{}}

@@ -64,14 +64,17 @@ type Agent struct {
 	status     localapi.Status
 	understood map[string]bool // log lines of the last build, to log only changes
 	dpApplied  bool            // the datapath holds a complete model
-	// ipamState is standalone mode's memory of the addresses given out; allocations the
-	// last allocation (nil before the first, and in Kubernetes mode).
-	ipamState   ipam.State
+	// builder builds the models, reusing what did not change.
+	builder model.Builder
+	// allocator is standalone mode's allocator, which remembers the addresses it gave out;
+	// allocations the last allocation (nil before the first, and in Kubernetes mode).
+	allocator   *ipam.Allocator
 	allocations *ipam.Result
 	// ipamCtl is the LB-IPAM controller (Kubernetes mode with IPAMController).
 	ipamCtl *ipam.Controller
 	// speaker announces the node's paths over BGP; bgpWarnings are the last ones logged.
 	speaker     *bgp.Speaker
+	planner     *bgp.Planner
 	bgpWarnings string
 	nodeSeen    bool // this node's Node object was in a model: its disappearance means it left
 	// l2 answers ARP/NDP for the addresses this node owns.
@@ -90,7 +93,8 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: log, src: src, store: source.NewStore(), metrics: newMetrics(), understood: map[string]bool{},
 		trigger: make(chan struct{}, 1), features: features(cfg), speaker: bgp.NewSpeaker(log.With("component", "bgp")),
-		l2: newL2(cfg, log.With("component", "l2")), health: newHealthChecks(cfg.NodeName, log.With("component", "healthcheck"))}
+		planner: bgp.NewPlanner(cfg.NodeName),
+		l2:      newL2(cfg, log.With("component", "l2")), health: newHealthChecks(cfg.NodeName, log.With("component", "healthcheck"))}
 	a.status = localapi.Status{Version: version.Version, Node: cfg.NodeName, Mode: cfg.Mode(), Source: cfg.ConfigPath, Features: a.features}
 	a.metrics.registry.MustRegister(newBGPCollector(a), l2Collector{a.l2})
 	var err error
@@ -120,9 +124,11 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 	if cfg.Mode() == "standalone" {
 		h.Allocations = a.Allocations
 		path := filepath.Join(cfg.StateDir, ipam.StateFile)
-		if a.ipamState, err = ipam.ReadState(path); err != nil {
+		st, err := ipam.ReadState(path)
+		if err != nil {
 			log.Warn("the addresses given out before could not be read: allocating afresh (Services whose status has an address keep it)", "error", err)
 		}
+		a.allocator = ipam.NewAllocator(ipam.Options{RequireClass: cfg.RequireLBClass}, st)
 	}
 	if a.api, err = localapi.Listen(cfg.StateDir, h); err != nil {
 		a.closeHTTP()
@@ -225,7 +231,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.metrics.synced.Set(1)
 				a.log.Info("source synced", "mode", a.cfg.Mode(), "source", a.cfg.ConfigPath)
 			}
-			if a.store.Synced() {
+			if a.store.Synced() && !ev.More { // the rest of a batch is on its way: one rebuild for all
 				a.poke()
 			}
 		}
@@ -289,7 +295,7 @@ func (a *Agent) rebuild() {
 	objs, inputProblems := a.store.List()
 	in, errs := model.Collect(objs)
 	inputProblems = append(inputProblems, errs...)
-	m, problems := model.Build(in, model.Options{Namespace: a.cfg.Namespace, ExternalIPCIDRs: a.cfg.ExternalIPCIDRs})
+	m, problems := a.builder.Build(in, model.Options{Namespace: a.cfg.Namespace, ExternalIPCIDRs: a.cfg.ExternalIPCIDRs})
 	elapsed := time.Since(start)
 	a.metrics.builds.Inc()
 	a.metrics.buildSeconds.Observe(elapsed.Seconds())

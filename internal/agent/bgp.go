@@ -9,7 +9,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/sluice-lb/sluice/bgp"
 	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/model"
 )
@@ -27,7 +26,7 @@ func (a *Agent) announce(m *model.Model, lbIPs map[types.NamespacedName][]netip.
 		return
 	}
 	a.nodeSeen = a.nodeSeen || known
-	d := bgp.DesiredFor(m, a.cfg.NodeName, lbIPs)
+	d := a.planner.Plan(m, lbIPs)
 	if w := strings.Join(d.Warnings, "; "); w != a.bgpWarnings {
 		a.bgpWarnings = w
 		if w != "" {

@@ -19,58 +19,65 @@ import (
 // Service's status, the result is remembered in turn, and what changed is logged. It returns
 // every Service's addresses for the datapath.
 func (a *Agent) allocate(m *model.Model) map[types.NamespacedName][]netip.Addr {
-	r := ipam.Allocate(ipam.WithState(m, a.ipamState), ipam.Options{RequireClass: a.cfg.RequireLBClass})
+	r, changed, remembered := a.allocator.Allocate(m)
 	// Remembered before anyone is shown the result: a crash right after must not lose it.
-	st := ipam.StateOf(r)
-	if !st.Equal(a.ipamState) {
+	if remembered {
 		path := filepath.Join(a.cfg.StateDir, ipam.StateFile)
-		if err := st.Write(path); err != nil {
+		if err := a.allocator.State().Write(path); err != nil {
 			// Kept in memory all the same: only a restart would lose it.
 			a.log.Error("remembering the addresses given out", "file", path, "error", err)
 		}
-		a.ipamState = st
 	}
+	scope := "all"
+	if a.allocator.Partial() {
+		scope = "changed"
+	}
+	a.metrics.allocationRuns.WithLabelValues(scope).Inc()
 	a.mu.Lock()
 	prev := a.allocations
 	a.allocations = r
 	a.mu.Unlock()
-	a.logAllocations(prev, r)
+	a.logAllocations(prev, r, changed)
 	a.recordAllocations(r)
 	return r.Addresses()
 }
 
-// logAllocations logs each Service whose addresses or reason changed since prev.
-func (a *Agent) logAllocations(prev, r *ipam.Result) {
-	for _, al := range r.Allocations {
+// logAllocations logs each of the changed Services whose addresses or reason differ from
+// prev.
+func (a *Agent) logAllocations(prev, r *ipam.Result, changed []types.NamespacedName) {
+	for _, k := range changed {
 		var was *ipam.Allocation
 		if prev != nil {
-			was = prev.Of(al.Service)
+			was = prev.Of(k)
 		}
-		if was != nil && slices.Equal(was.IPs, al.IPs) && was.Reason == al.Reason && was.Message == al.Message {
+		al := r.Of(k)
+		switch {
+		case al == nil:
+			if was != nil && len(was.IPs) > 0 {
+				a.log.Info("load balancer addresses released", "service", k.String(), "ips", was.IPs)
+			}
+			continue
+		case was != nil && slices.Equal(was.IPs, al.IPs) && was.Reason == al.Reason && was.Message == al.Message:
 			continue
 		}
-		attrs := []any{"service", al.Service.String(), "ips", al.IPs, "pools", al.Pools, "reason", al.Reason, "detail", al.Message}
+		attrs := []any{"service", k.String(), "ips", al.IPs, "pools", al.Pools, "reason", al.Reason, "detail", al.Message}
 		if al.Ready {
 			a.log.Info("load balancer addresses", attrs...)
 		} else {
 			a.log.Warn("load balancer addresses incomplete", attrs...)
 		}
 	}
-	if prev == nil {
-		return
-	}
-	for _, was := range prev.Allocations {
-		if r.Of(was.Service) == nil && len(was.IPs) > 0 {
-			a.log.Info("load balancer addresses released", "service", was.Service.String(), "ips", was.IPs)
-		}
-	}
 }
 
 // recordAllocations sets the IPAM metrics.
 func (a *Agent) recordAllocations(r *ipam.Result) {
-	a.metrics.allocations.Reset()
+	reasons := map[ipam.Reason]int{}
 	for _, al := range r.Allocations {
-		a.metrics.allocations.WithLabelValues(string(al.Reason)).Inc()
+		reasons[al.Reason]++
+	}
+	a.metrics.allocations.Reset()
+	for reason, n := range reasons {
+		a.metrics.allocations.WithLabelValues(string(reason)).Set(float64(n))
 	}
 	a.metrics.poolAddresses.Reset()
 	for name, u := range r.Pools {

@@ -27,8 +27,9 @@ type metrics struct {
 	conntrackCollected prometheus.Counter
 	datapathEvents     *prometheus.CounterVec
 
-	allocations   *prometheus.GaugeVec
-	poolAddresses *prometheus.GaugeVec
+	allocations    *prometheus.GaugeVec
+	allocationRuns *prometheus.CounterVec
+	poolAddresses  *prometheus.GaugeVec
 }
 
 // bgpCollector exports the BGP sessions at scrape time.
@@ -105,13 +106,16 @@ func newMetrics() *metrics {
 	m.allocations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sluice_ipam_services", Help: "LoadBalancer Services of ours by the allocator's reason (Allocated, PoolExhausted, ...).",
 	}, []string{"reason"})
+	m.allocationRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_ipam_runs_total", Help: "Allocator runs (standalone mode) by scope: for the changed Services alone, or for all.",
+	}, []string{"scope"})
 	m.poolAddresses = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sluice_ipam_pool_addresses", Help: "Addresses of each pool by family, used or free.",
 	}, []string{"pool", "family", "state"})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_build_info", Help: "Build of the agent."}, []string{"version"})
 	info.WithLabelValues(version.Version).Set(1)
 	m.registry.MustRegister(m.objects, m.problems, m.inputProblems, m.builds, m.buildSeconds, m.synced, info,
-		m.datapathSeconds, m.datapathWrites, m.datapathErrors, m.conntrackEntries, m.conntrackCollected, m.datapathEvents, m.allocations, m.poolAddresses,
+		m.datapathSeconds, m.datapathWrites, m.datapathErrors, m.conntrackEntries, m.conntrackCollected, m.datapathEvents, m.allocations, m.allocationRuns, m.poolAddresses,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -49,6 +50,10 @@ type Model struct {
 	Nodes      []*Node
 	// NamespaceLabels are the labels of each namespace known, for namespace selectors.
 	NamespaceLabels map[string]map[string]string
+	// ConfigGeneration changes whenever the configuration does (pools, peers,
+	// advertisements, secrets, namespaces, options), in Models of one Builder: Models of
+	// the same generation have the very same Pools, Peers, advertisements and namespaces.
+	ConfigGeneration uint64
 
 	poolsByName map[string]*Pool
 }
@@ -71,22 +76,127 @@ func (m *Model) PoolOf(ip netip.Addr) *Pool {
 // Build validates objects into a Model. Problems lists what was wrong, sorted; the Model holds
 // everything that was not rejected.
 func Build(in Objects, opts Options) (*Model, []Problem) {
-	m := &Model{poolsByName: map[string]*Pool{}, NamespaceLabels: map[string]map[string]string{}}
-	var list []Problem
+	return new(Builder).Build(in, opts)
+}
 
+// Builder builds one Model after another, reusing what did not change since the last: the
+// configuration (pools, peers, advertisements, secrets, namespaces) when every one of those
+// objects is the one given last time, a Service when its object and its EndpointSlices are
+// and the configuration is, and a Node when its object is. Sources hand out an unchanged
+// object as the very same pointer (informers and the file Decoder do), so a change to one
+// Service among 10k rebuilds one. Whatever is reused is what Build would make again: the
+// Model is the same as Build's. A Builder is not safe for concurrent use.
+type Builder struct {
+	opts   Options
+	in     Objects // the configuration objects of the last Build
+	config *config
+	gen    uint64
+	// services and nodes are the last Build's results by input object.
+	services map[*corev1.Service]builtService
+	nodes    map[*corev1.Node]built[*Node]
+}
+
+// config is the part of a Model built from the configuration objects.
+type config struct {
+	pools           []*Pool
+	poolsByName     map[string]*Pool
+	peers           []*Peer
+	bgpAdverts      []*BGPAdvert
+	l2Adverts       []*L2Advert
+	namespaceLabels map[string]map[string]string
+	problems        []Problem
+}
+
+type built[T any] struct {
+	v        T
+	problems []Problem
+}
+
+type builtService struct {
+	built[*Service]
+	slices []*discoveryv1.EndpointSlice
+	gen    uint64 // the configuration it was built with
+}
+
+// Build validates objects into a Model, as the function Build does.
+func (b *Builder) Build(in Objects, opts Options) (*Model, []Problem) {
+	if b.config == nil || !sameConfig(b.in, in) || !sameOptions(b.opts, opts) {
+		b.config = buildConfig(in, opts)
+		b.in = Objects{Pools: in.Pools, Peers: in.Peers, BGPAdverts: in.BGPAdverts, L2Adverts: in.L2Adverts,
+			Secrets: in.Secrets, Namespaces: in.Namespaces}
+		b.opts = opts
+		b.gen++
+	}
+	c := b.config
+	m := &Model{Pools: c.pools, poolsByName: c.poolsByName, Peers: c.peers, BGPAdverts: c.bgpAdverts,
+		L2Adverts: c.l2Adverts, NamespaceLabels: c.namespaceLabels, ConfigGeneration: b.gen}
+	list := slices.Clone(c.problems)
+
+	byService := map[types.NamespacedName][]*discoveryv1.EndpointSlice{}
+	for _, sl := range in.EndpointSlices {
+		svc := sl.Labels[discoveryv1.LabelServiceName]
+		if svc == "" {
+			continue
+		}
+		k := types.NamespacedName{Namespace: sl.Namespace, Name: svc}
+		byService[k] = append(byService[k], sl)
+	}
+	services := make(map[*corev1.Service]builtService, len(in.Services))
+	m.Services = make([]*Service, 0, len(in.Services))
+	for _, o := range sortedByName(in.Services) {
+		sls := byService[types.NamespacedName{Namespace: o.Namespace, Name: o.Name}]
+		r, ok := b.services[o]
+		if !ok || r.gen != b.gen || !slices.Equal(r.slices, sls) {
+			s, ps := buildService(o, sls)
+			ps = append(ps, m.allowExternalIPs(s, opts.ExternalIPCIDRs)...)
+			r = builtService{built: built[*Service]{s, ps}, slices: sls, gen: b.gen}
+		}
+		services[o] = r
+		list = append(list, r.problems...)
+		m.Services = append(m.Services, r.v)
+	}
+	b.services = services
+	nodes := make(map[*corev1.Node]built[*Node], len(in.Nodes))
+	for _, o := range sortedByName(in.Nodes) {
+		r, ok := b.nodes[o]
+		if !ok {
+			r.v, r.problems = buildNode(o)
+		}
+		nodes[o] = r
+		list = append(list, r.problems...)
+		m.Nodes = append(m.Nodes, r.v)
+	}
+	b.nodes = nodes
+	sortProblems(list)
+	return m, list
+}
+
+// sameConfig reports whether a and b hold the same configuration objects (by pointer).
+func sameConfig(a, b Objects) bool {
+	return slices.Equal(a.Pools, b.Pools) && slices.Equal(a.Peers, b.Peers) && slices.Equal(a.BGPAdverts, b.BGPAdverts) &&
+		slices.Equal(a.L2Adverts, b.L2Adverts) && slices.Equal(a.Secrets, b.Secrets) && slices.Equal(a.Namespaces, b.Namespaces)
+}
+
+func sameOptions(a, b Options) bool {
+	return a.Namespace == b.Namespace && slices.Equal(a.ExternalIPCIDRs, b.ExternalIPCIDRs)
+}
+
+// buildConfig builds the part of a Model the configuration objects make.
+func buildConfig(in Objects, opts Options) *config {
+	c := &config{poolsByName: map[string]*Pool{}, namespaceLabels: map[string]map[string]string{}}
 	var pools []*Pool
 	for _, o := range sortedByAge(in.Pools) {
 		p, ps := buildPool(o)
-		list = append(list, ps...)
+		c.problems = append(c.problems, ps...)
 		if p != nil {
 			pools = append(pools, p)
 		}
 	}
 	pools, ps := resolvePoolConflicts(pools)
-	list = append(list, ps...)
-	m.Pools = pools
+	c.problems = append(c.problems, ps...)
+	c.pools = pools
 	for _, p := range pools {
-		m.poolsByName[p.Name] = p
+		c.poolsByName[p.Name] = p
 	}
 
 	secrets := map[secretKey]*corev1.Secret{}
@@ -96,59 +206,37 @@ func Build(in Objects, opts Options) (*Model, []Problem) {
 	var peers []*Peer
 	for _, o := range sortedByAge(in.Peers) {
 		p, ps := buildPeer(o, secrets, opts.Namespace)
-		list = append(list, ps...)
+		c.problems = append(c.problems, ps...)
 		if p != nil {
 			peers = append(peers, p)
 		}
 	}
 	peers, ps = resolvePeerConflicts(peers)
-	list = append(list, ps...)
-	m.Peers = peers
+	c.problems = append(c.problems, ps...)
+	c.peers = peers
 	peersByName := map[string]*Peer{}
 	for _, p := range peers {
 		peersByName[p.Name] = p
 	}
 
 	for _, o := range sortedByName(in.BGPAdverts) {
-		a, ps := buildBGPAdvert(o, m.poolsByName, peersByName)
-		list = append(list, ps...)
+		a, ps := buildBGPAdvert(o, c.poolsByName, peersByName)
+		c.problems = append(c.problems, ps...)
 		if a != nil {
-			m.BGPAdverts = append(m.BGPAdverts, a)
+			c.bgpAdverts = append(c.bgpAdverts, a)
 		}
 	}
 	for _, o := range sortedByName(in.L2Adverts) {
-		a, ps := buildL2Advert(o, m.poolsByName)
-		list = append(list, ps...)
+		a, ps := buildL2Advert(o, c.poolsByName)
+		c.problems = append(c.problems, ps...)
 		if a != nil {
-			m.L2Adverts = append(m.L2Adverts, a)
+			c.l2Adverts = append(c.l2Adverts, a)
 		}
-	}
-
-	slices := map[types.NamespacedName][]*discoveryv1.EndpointSlice{}
-	for _, sl := range in.EndpointSlices {
-		svc := sl.Labels[discoveryv1.LabelServiceName]
-		if svc == "" {
-			continue
-		}
-		k := types.NamespacedName{Namespace: sl.Namespace, Name: svc}
-		slices[k] = append(slices[k], sl)
-	}
-	for _, o := range sortedByName(in.Services) {
-		s, ps := buildService(o, slices[types.NamespacedName{Namespace: o.Namespace, Name: o.Name}])
-		list = append(list, ps...)
-		list = append(list, m.allowExternalIPs(s, opts.ExternalIPCIDRs)...)
-		m.Services = append(m.Services, s)
-	}
-	for _, o := range sortedByName(in.Nodes) {
-		n, ps := buildNode(o)
-		list = append(list, ps...)
-		m.Nodes = append(m.Nodes, n)
 	}
 	for _, ns := range in.Namespaces {
-		m.NamespaceLabels[ns.Name] = ns.Labels
+		c.namespaceLabels[ns.Name] = ns.Labels
 	}
-	sortProblems(list)
-	return m, list
+	return c
 }
 
 // allowExternalIPs keeps the external IPs of s that lie in an IPPool or in cidrs, and reports
@@ -184,13 +272,15 @@ func sortedByAge[T metav1.Object](in []T) []T {
 }
 
 // sortedByName returns the objects by namespace, then name.
+// Input that is sorted already (the store lists by key) is returned as it is.
 func sortedByName[T metav1.Object](in []T) []T {
+	byName := func(a, b T) int {
+		return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
+	}
+	if slices.IsSortedFunc(in, byName) {
+		return in
+	}
 	objs := slices.Clone(in)
-	sort.SliceStable(objs, func(i, j int) bool {
-		if objs[i].GetNamespace() != objs[j].GetNamespace() {
-			return objs[i].GetNamespace() < objs[j].GetNamespace()
-		}
-		return objs[i].GetName() < objs[j].GetName()
-	})
+	slices.SortStableFunc(objs, byName)
 	return objs
 }

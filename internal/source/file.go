@@ -33,8 +33,9 @@ type File struct {
 	decoder *Decoder
 	// files holds the objects last read from each file.
 	files map[string][]client.Object
-	// current is what was last sent, by key.
+	// current is what was last sent, by key; order its keys in the order of the files.
 	current map[Key]client.Object
+	order   []Key
 }
 
 // NewFile returns a File source for path.
@@ -134,28 +135,35 @@ func configFile(base string) bool {
 // problems. It returns false when ctx ended.
 func (f *File) reload(ctx context.Context, out chan<- Event) bool {
 	objs, problems := f.read()
-	next := map[Key]client.Object{}
-	for _, o := range objs {
-		next[KeyOf(o)] = o
+	next := make(map[Key]client.Object, len(objs))
+	order := make([]Key, len(objs))
+	for i, o := range objs {
+		order[i] = KeyOf(o)
+		next[order[i]] = o
 	}
-	for _, k := range sortedKeys(f.current) {
+	// In the order of the files, which is deterministic: no sort of 10k keys.
+	var events []Event
+	for _, k := range f.order {
 		if _, ok := next[k]; !ok {
-			if !send(ctx, out, Event{Type: Delete, Object: f.current[k]}) {
-				return false
-			}
+			events = append(events, Event{Type: Delete, Object: f.current[k]})
 		}
 	}
-	for _, k := range sortedKeys(next) {
+	for _, k := range order {
 		// An unchanged document decodes to the same object (see Decoder): no deep compare.
 		if old, ok := f.current[k]; ok && (old == next[k] || equality.Semantic.DeepEqual(old, next[k])) {
 			continue
 		}
-		if !send(ctx, out, Event{Type: Upsert, Object: next[k]}) {
+		events = append(events, Event{Type: Upsert, Object: next[k]})
+	}
+	f.current, f.order = next, order
+	events = append(events, Event{Type: Problems, Problems: problems})
+	for i, ev := range events {
+		ev.More = i < len(events)-1
+		if !send(ctx, out, ev) {
 			return false
 		}
 	}
-	f.current = next
-	return send(ctx, out, Event{Type: Problems, Problems: problems})
+	return true
 }
 
 // ReadOnce reads the path once, as Run does at start, without watching: the objects and the
@@ -259,15 +267,6 @@ func (f *File) list() ([]string, error) {
 		}
 	}
 	return names, nil
-}
-
-func sortedKeys(m map[Key]client.Object) []Key {
-	keys := make([]Key, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	return keys
 }
 
 func send(ctx context.Context, out chan<- Event, ev Event) bool {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -39,6 +40,9 @@ type Event struct {
 	Type     EventType
 	Object   client.Object
 	Problems []error
+	// More says that more events of the same change follow at once (one reload of a file
+	// gives several): a consumer may wait for the last before acting on them.
+	More bool
 }
 
 // Source yields object events; see the package documentation for the contract.
@@ -106,6 +110,7 @@ func KeyOf(obj client.Object) Key {
 type Store struct {
 	mu       sync.Mutex
 	objects  map[Key]client.Object
+	sorted   []Key // the keys of objects, sorted; nil until the first List
 	problems []error
 	synced   bool
 }
@@ -123,9 +128,18 @@ func (s *Store) Apply(ev Event) error {
 		if k.Kind == "" {
 			return fmt.Errorf("source: object of type %T is not a kind sluice reads", ev.Object)
 		}
+		if _, ok := s.objects[k]; !ok && s.sorted != nil {
+			i, _ := slices.BinarySearchFunc(s.sorted, k, compareKeys)
+			s.sorted = slices.Insert(s.sorted, i, k)
+		}
 		s.objects[k] = ev.Object
 	case Delete:
-		delete(s.objects, KeyOf(ev.Object))
+		k := KeyOf(ev.Object)
+		if _, ok := s.objects[k]; ok && s.sorted != nil {
+			i, _ := slices.BinarySearchFunc(s.sorted, k, compareKeys)
+			s.sorted = slices.Delete(s.sorted, i, i+1)
+		}
+		delete(s.objects, k)
 	case Synced:
 		s.synced = true
 	case Problems:
@@ -141,20 +155,22 @@ func (s *Store) Synced() bool {
 	return s.synced
 }
 
-// List returns the objects, sorted by key, and the current problems.
+// List returns the objects, sorted by key, and the current problems. The keys stay sorted
+// between calls (an event moves at most one), so a List costs a copy, not a sort.
 func (s *Store) List() ([]client.Object, []error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	keys := make([]Key, 0, len(s.objects))
-	for k := range s.objects {
-		keys = append(keys, k)
+	if s.sorted == nil {
+		s.sorted = slices.SortedFunc(maps.Keys(s.objects), compareKeys)
 	}
-	slices.SortFunc(keys, func(a, b Key) int {
-		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
-	})
-	out := make([]client.Object, len(keys))
-	for i, k := range keys {
+	out := make([]client.Object, len(s.sorted))
+	for i, k := range s.sorted {
 		out[i] = s.objects[k]
 	}
 	return out, append([]error(nil), s.problems...)
+}
+
+// compareKeys orders keys by kind, namespace and name.
+func compareKeys(a, b Key) int {
+	return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }

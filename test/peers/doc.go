@@ -28,7 +28,7 @@
 // # Concurrency
 //
 // The daemons' methods are safe for concurrent use; each call runs the daemon's own
-// client (vtysh, birdc, gobgp). One gobgpd per namespace: its API listens on
+// client (birdc, gobgp; for FRR, a command on its vty socket, as vtysh sends it). One gobgpd per namespace: its API listens on
 // 127.0.0.1:50051, which is per namespace.
 //
 // # Requirements
