@@ -67,21 +67,22 @@ type PoolUse struct {
 
 // Result is the outcome of Allocate.
 type Result struct {
-	// Allocations holds one entry per Service of ours, sorted by namespace and name.
-	Allocations []Allocation
+	// Allocations holds one entry per Service of ours, sorted by namespace and name. An
+	// Allocation may be shared by later Results: none may be modified.
+	Allocations []*Allocation
 	// Pools holds the use of every valid pool, by name.
 	Pools map[string]PoolUse
 }
 
 // Of returns the allocation of a Service, or nil if the Service is not ours.
 func (r *Result) Of(key types.NamespacedName) *Allocation {
-	i, ok := slices.BinarySearchFunc(r.Allocations, key, func(a Allocation, k types.NamespacedName) int {
+	i, ok := slices.BinarySearchFunc(r.Allocations, key, func(a *Allocation, k types.NamespacedName) int {
 		return cmp.Or(cmp.Compare(a.Service.Namespace, k.Namespace), cmp.Compare(a.Service.Name, k.Name))
 	})
 	if !ok {
 		return nil
 	}
-	return &r.Allocations[i]
+	return r.Allocations[i]
 }
 
 // family is "IPv4" or "IPv6", as corev1.IPFamily and the pool status spell them.
@@ -104,7 +105,7 @@ type svc struct {
 	problems []string // why a family has no address, or what was dropped
 	reason   Reason   // the worst reason met
 	outside  []netip.Addr
-	out      Allocation // the outcome
+	out      *Allocation // the outcome
 }
 
 // addr is a handed-out address.
@@ -199,7 +200,7 @@ func (x *Allocator) finish(s *svc) {
 // result is the Result of the Services' outcomes, in the order of m's Services (by
 // namespace and name).
 func (x *Allocator) result(m *model.Model) *Result {
-	r := &Result{Pools: x.a.usage(), Allocations: make([]Allocation, 0, len(x.svcs))}
+	r := &Result{Pools: x.a.usage(), Allocations: make([]*Allocation, 0, len(x.svcs))}
 	for _, s := range m.Services {
 		if v := x.svcs[s.Key]; v != nil {
 			r.Allocations = append(r.Allocations, v.out)
@@ -524,8 +525,8 @@ func (a *allocator) release(s *svc, f family) {
 	}
 }
 
-func (a *allocator) result(s *svc) Allocation {
-	out := Allocation{Service: s.Key}
+func (a *allocator) result(s *svc) *Allocation {
+	out := &Allocation{Service: s.Key}
 	var parts []string
 	for _, f := range s.families {
 		ip := s.held[f]

@@ -27,7 +27,10 @@ import (
 type Allocator struct {
 	opts       Options
 	remembered map[types.NamespacedName][]netip.Addr
-	state      State // remembered, as written to the state file
+	addresses  map[types.NamespacedName][]netip.Addr // the last result's, by Service
+	state      State                                 // remembered, as written to the state file
+	keys       []string                              // state's keys, sorted
+	buf        []byte                                // the last state file written
 
 	gen       uint64     // the ConfigGeneration of the last run
 	a         *allocator // the claims of the last run
@@ -35,6 +38,11 @@ type Allocator struct {
 	unsettled map[types.NamespacedName]bool // Services of the last run lacking an address, or with a problem
 	partial   bool                          // the last run allocated for the changed Services alone
 }
+
+// Addresses returns the addresses of the last result, by Service (those without any left
+// out), as Result.Addresses does. It is kept up to date as it is: the caller must not modify
+// it, and may use it only until the next Allocate.
+func (x *Allocator) Addresses() map[types.NamespacedName][]netip.Addr { return x.addresses }
 
 // Partial reports whether the last Allocate allocated for the changed Services alone.
 func (x *Allocator) Partial() bool { return x.partial }
@@ -54,14 +62,28 @@ func NewAllocator(opts Options, st State) *Allocator {
 // not modify it, and may use it only until the next Allocate.
 func (x *Allocator) State() State { return x.state }
 
+// WriteState writes what State returns to the state file at path, as State.Write does, with
+// no sorting and no garbage.
+func (x *Allocator) WriteState(path string) error {
+	b, err := x.state.appendJSON(x.buf[:0], x.keys)
+	if err != nil {
+		return err
+	}
+	x.buf = b
+	return writeFile(path, b)
+}
+
 // remember sets the addresses remembered for k (none: k is forgotten), and reports whether
 // that changed anything.
 func (x *Allocator) remember(k types.NamespacedName, ips []netip.Addr) bool {
 	was, had := x.remembered[k]
+	key := k.String()
+	i, found := slices.BinarySearch(x.keys, key)
 	if len(ips) == 0 {
 		if had {
 			delete(x.remembered, k)
-			delete(x.state.Services, k.String())
+			delete(x.state.Services, key)
+			x.keys = slices.Delete(x.keys, i, i+1)
 		}
 		return had
 	}
@@ -70,7 +92,10 @@ func (x *Allocator) remember(k types.NamespacedName, ips []netip.Addr) bool {
 	}
 	ips = slices.Clone(ips)
 	x.remembered[k] = ips
-	x.state.Services[k.String()] = ips
+	x.state.Services[key] = ips
+	if !found {
+		x.keys = slices.Insert(x.keys, i, key)
+	}
 	return true
 }
 
@@ -93,6 +118,14 @@ func (x *Allocator) Allocate(m *model.Model) (r *Result, changed []types.Namespa
 	r, changed, ok := x.incremental(m)
 	if x.partial = ok; !ok {
 		r, changed = x.full(m)
+		x.addresses = make(map[types.NamespacedName][]netip.Addr, len(r.Allocations))
+	}
+	for _, k := range changed {
+		if s := x.svcs[k]; s != nil && len(s.out.IPs) > 0 {
+			x.addresses[k] = s.out.IPs
+		} else {
+			delete(x.addresses, k)
+		}
 	}
 	if x.remembered == nil {
 		return r, changed, false

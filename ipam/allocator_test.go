@@ -5,6 +5,9 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -79,6 +82,7 @@ func allocatorWalk(t *testing.T, seed uint64, steps int) (partial int) {
 	var b model.Builder
 	x := NewAllocator(Options{}, State{Version: stateVersion, Services: map[string][]netip.Addr{}})
 	before := clone(x.State())
+	file := filepath.Join(t.TempDir(), StateFile)
 	for step := range steps {
 		switch k := rng.IntN(20); {
 		case k < 8:
@@ -116,9 +120,22 @@ func allocatorWalk(t *testing.T, seed uint64, steps int) (partial int) {
 		if !sameResult(got, want) {
 			t.Fatalf("seed %d step %d: the Allocator's result differs from Allocate's:\n got %s\nwant %s", seed, step, dump(got), dump(want))
 		}
+		if !reflect.DeepEqual(x.Addresses(), want.Addresses()) {
+			t.Fatalf("seed %d step %d: addresses %v, the result's %v", seed, step, x.Addresses(), want.Addresses())
+		}
 		after := clone(x.State())
 		if !after.Equal(StateOf(want)) {
 			t.Fatalf("seed %d step %d: remembered %v, the result holds %v", seed, step, after.Services, StateOf(want).Services)
+		}
+		if step%10 == 0 { // each write syncs the file: not every step
+			if err := x.WriteState(file); err != nil {
+				t.Fatal(err)
+			}
+			written, err := os.ReadFile(file)
+			wantFile, _ := StateOf(want).marshal()
+			if err != nil || string(written) != string(wantFile)+"\n" {
+				t.Fatalf("seed %d step %d: the state file reads\n%s\nwant\n%s (%v)", seed, step, written, wantFile, err)
+			}
 		}
 		if x.Partial() {
 			partial++

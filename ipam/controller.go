@@ -224,7 +224,7 @@ func (c *Controller) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	var jobs []func(context.Context) error
 	for _, a := range r.Allocations {
 		if s := byKey[a.Service]; s != nil {
-			if job := c.serviceJob(s, a); job != nil {
+			if job := c.serviceJob(s, *a); job != nil {
 				jobs = append(jobs, job)
 			}
 		}

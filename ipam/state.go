@@ -55,6 +55,11 @@ func (st State) Write(path string) error {
 	if err != nil {
 		return err
 	}
+	return writeFile(path, b)
+}
+
+// writeFile replaces the file at path with b and a newline, atomically.
+func writeFile(path string, b []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
@@ -78,11 +83,15 @@ func (st State) Write(path string) error {
 // its time: the file is rewritten on every allocation change, and 10k Services make it
 // large.
 func (st State) marshal() ([]byte, error) {
-	b := fmt.Appendf(nil, "{\n  \"version\": %d,\n  \"services\": ", st.Version)
+	return st.appendJSON(nil, slices.Sorted(maps.Keys(st.Services)))
+}
+
+// appendJSON appends what marshal returns to b; keys are st.Services' keys, sorted.
+func (st State) appendJSON(b []byte, keys []string) ([]byte, error) {
+	b = fmt.Appendf(b, "{\n  \"version\": %d,\n  \"services\": ", st.Version)
 	if st.Services == nil {
 		return append(b, "null\n}"...), nil
 	}
-	keys := slices.Sorted(maps.Keys(st.Services))
 	b = slices.Grow(b, len(keys)*64)
 	b = append(b, '{')
 	for i, k := range keys {
@@ -180,11 +189,14 @@ func withIngress(m *model.Model, ips func(*model.Service) []netip.Addr) *model.M
 	return &out
 }
 
-// Addresses returns the allocations as a map, for the datapath and the announcers.
+// Addresses returns the addresses of the Services that have any, for the datapath and the
+// announcers.
 func (r *Result) Addresses() map[types.NamespacedName][]netip.Addr {
 	out := make(map[types.NamespacedName][]netip.Addr, len(r.Allocations))
 	for _, a := range r.Allocations {
-		out[a.Service] = a.IPs
+		if len(a.IPs) > 0 {
+			out[a.Service] = a.IPs
+		}
 	}
 	return out
 }

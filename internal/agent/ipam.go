@@ -23,7 +23,7 @@ func (a *Agent) allocate(m *model.Model) map[types.NamespacedName][]netip.Addr {
 	// Remembered before anyone is shown the result: a crash right after must not lose it.
 	if remembered {
 		path := filepath.Join(a.cfg.StateDir, ipam.StateFile)
-		if err := a.allocator.State().Write(path); err != nil {
+		if err := a.allocator.WriteState(path); err != nil {
 			// Kept in memory all the same: only a restart would lose it.
 			a.log.Error("remembering the addresses given out", "file", path, "error", err)
 		}
@@ -39,7 +39,7 @@ func (a *Agent) allocate(m *model.Model) map[types.NamespacedName][]netip.Addr {
 	a.mu.Unlock()
 	a.logAllocations(prev, r, changed)
 	a.recordAllocations(r)
-	return r.Addresses()
+	return a.allocator.Addresses() // read before the next rebuild changes it
 }
 
 // logAllocations logs each of the changed Services whose addresses or reason differ from

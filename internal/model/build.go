@@ -94,6 +94,7 @@ type Builder struct {
 	// services and nodes are the last Build's results by input object.
 	services map[*corev1.Service]builtService
 	nodes    map[*corev1.Node]built[*Node]
+	builds   uint64
 }
 
 // config is the part of a Model built from the configuration objects.
@@ -110,7 +111,10 @@ type config struct {
 type built[T any] struct {
 	v        T
 	problems []Problem
+	used     uint64 // the last build that used it
 }
+
+func (b built[T]) lastUsed() uint64 { return b.used }
 
 type builtService struct {
 	built[*Service]
@@ -141,7 +145,13 @@ func (b *Builder) Build(in Objects, opts Options) (*Model, []Problem) {
 		k := types.NamespacedName{Namespace: sl.Namespace, Name: svc}
 		byService[k] = append(byService[k], sl)
 	}
-	services := make(map[*corev1.Service]builtService, len(in.Services))
+	// The memos are kept from build to build (a map of 10k made anew each time would cost
+	// more than the rest): an entry is stamped with the last build that used it, and those
+	// of objects gone are swept out.
+	b.builds++
+	if b.services == nil {
+		b.services, b.nodes = map[*corev1.Service]builtService{}, map[*corev1.Node]built[*Node]{}
+	}
 	m.Services = make([]*Service, 0, len(in.Services))
 	for _, o := range sortedByName(in.Services) {
 		sls := byService[types.NamespacedName{Namespace: o.Namespace, Name: o.Name}]
@@ -149,26 +159,39 @@ func (b *Builder) Build(in Objects, opts Options) (*Model, []Problem) {
 		if !ok || r.gen != b.gen || !slices.Equal(r.slices, sls) {
 			s, ps := buildService(o, sls)
 			ps = append(ps, m.allowExternalIPs(s, opts.ExternalIPCIDRs)...)
-			r = builtService{built: built[*Service]{s, ps}, slices: sls, gen: b.gen}
+			r = builtService{built: built[*Service]{v: s, problems: ps}, slices: sls, gen: b.gen}
 		}
-		services[o] = r
+		r.used = b.builds
+		b.services[o] = r
 		list = append(list, r.problems...)
 		m.Services = append(m.Services, r.v)
 	}
-	b.services = services
-	nodes := make(map[*corev1.Node]built[*Node], len(in.Nodes))
 	for _, o := range sortedByName(in.Nodes) {
 		r, ok := b.nodes[o]
 		if !ok {
 			r.v, r.problems = buildNode(o)
 		}
-		nodes[o] = r
+		r.used = b.builds
+		b.nodes[o] = r
 		list = append(list, r.problems...)
 		m.Nodes = append(m.Nodes, r.v)
 	}
-	b.nodes = nodes
+	sweep(b.services, len(m.Services), b.builds)
+	sweep(b.nodes, len(m.Nodes), b.builds)
 	sortProblems(list)
 	return m, list
+}
+
+// sweep removes the entries of memo not used by build, which used n.
+func sweep[K comparable, V interface{ lastUsed() uint64 }](memo map[K]V, n int, build uint64) {
+	if len(memo) == n {
+		return
+	}
+	for k, v := range memo {
+		if v.lastUsed() != build {
+			delete(memo, k)
+		}
+	}
 }
 
 // sameConfig reports whether a and b hold the same configuration objects (by pointer).

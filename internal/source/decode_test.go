@@ -91,7 +91,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 // TestDecoderRemembers: a second Decode of the same input gives the very same objects (and
-// errors), and a changed document is decoded anew.
+// errors), a changed document is decoded anew, and one no longer there is forgotten.
 func TestDecoderRemembers(t *testing.T) {
 	d := NewDecoder()
 	doc := func(port string) string {
@@ -109,5 +109,8 @@ func TestDecoderRemembers(t *testing.T) {
 	changed, _ := d.Decode(strings.NewReader(doc("81")), "f.yaml")
 	if changed[0] == first[0] || changed[0].(*corev1.Service).Spec.Ports[0].Port != 81 || first[0].(*corev1.Service).Spec.Ports[0].Port != 80 {
 		t.Fatalf("changed document decoded as %+v", changed[0])
+	}
+	if n := len(d.seen["f.yaml"]); n != 2 {
+		t.Fatalf("%d documents remembered after the change, want the 2 of the last read", n)
 	}
 }
