@@ -22,12 +22,11 @@ type Planner struct {
 	seq  uint64
 
 	// The basis of the last plan: when any of it changes, the plan starts over.
-	gen    uint64
-	self   *model.Node
-	hasLB  bool // lbIPs was given
-	plan   *plan
-	last   Desired
-	byName map[string]*model.Peer
+	gen   uint64
+	self  *model.Node
+	hasLB bool // lbIPs was given
+	plan  *plan
+	last  Desired
 
 	services map[types.NamespacedName]plannedService
 	// merged counts, per peer and prefix, the advertisements that announce it.
