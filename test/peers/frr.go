@@ -149,8 +149,24 @@ func vtyCommand(ctx context.Context, socket, command string) ([]byte, error) {
 	if deadline, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(deadline)
 	}
+	// vtysh works in the enable node: some commands ("show zebra client summary") are there
+	// only.
+	for _, cmd := range []string{"enable", command} {
+		out, err := vtyRoundTrip(conn, cmd)
+		if err != nil || cmd == command {
+			if err != nil {
+				return fail(err)
+			}
+			return out, nil
+		}
+	}
+	panic("unreachable")
+}
+
+// vtyRoundTrip sends one command on a vty connection and reads its answer.
+func vtyRoundTrip(conn net.Conn, command string) ([]byte, error) {
 	if _, err := conn.Write(append([]byte(command), 0)); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	var out []byte
 	buf := make([]byte, 64<<10)
@@ -158,13 +174,15 @@ func vtyCommand(ctx context.Context, socket, command string) ([]byte, error) {
 		n, err := conn.Read(buf)
 		out = append(out, buf[:n]...)
 		if k := len(out); k >= 4 && out[k-4] == 0 && out[k-3] == 0 && out[k-2] == 0 {
-			if status := out[k-1]; status != 0 {
-				return fail(fmt.Errorf("status %d: %s", status, strings.TrimSpace(string(out[:k-4]))))
+			// 0 is success, 1 a warning ("show ... json" of nothing: "{}"), which vtysh -c
+			// does not fail on either; the others are errors.
+			if status := out[k-1]; status > 1 {
+				return nil, fmt.Errorf("status %d: %s", status, strings.TrimSpace(string(out[:k-4])))
 			}
 			return out[:k-4], nil
 		}
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
 	}
 }
