@@ -38,6 +38,7 @@ const (
 	CounterICMPErrorOut   = Counter(datapathCounterIdCOUNTER_ICMP_ERR_OUT)    // ICMP error about a forwarded packet translated to the frontend
 	CounterCTExpired      = Counter(datapathCounterIdCOUNTER_CT_EXPIRED)      // conntrack entry expired or stale: selected again
 	CounterCTClash        = Counter(datapathCounterIdCOUNTER_CT_CLASH)        // new flow dropped: a live flow to another frontend holds its reply tuple
+	CounterSourceDenied   = Counter(datapathCounterIdCOUNTER_SOURCE_DENIED)   // new flow dropped: its client is outside the frontend's source ranges
 
 	// NumCounters is the number of counters (and of counters map entries).
 	NumCounters = int(datapathCounterIdCOUNTER_MAX)
@@ -65,6 +66,7 @@ var counterNames = [NumCounters]string{
 	CounterICMPErrorOut:   "icmp_error_out",
 	CounterCTExpired:      "ct_expired",
 	CounterCTClash:        "ct_clash",
+	CounterSourceDenied:   "source_denied",
 }
 
 // String returns the counter's name in snake_case, suitable as a metric label.

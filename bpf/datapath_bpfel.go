@@ -80,7 +80,8 @@ const (
 	datapathCounterIdCOUNTER_ICMP_ERR_OUT    datapathCounterId = 17
 	datapathCounterIdCOUNTER_CT_EXPIRED      datapathCounterId = 18
 	datapathCounterIdCOUNTER_CT_CLASH        datapathCounterId = 19
-	datapathCounterIdCOUNTER_MAX             datapathCounterId = 20
+	datapathCounterIdCOUNTER_SOURCE_DENIED   datapathCounterId = 20
+	datapathCounterIdCOUNTER_MAX             datapathCounterId = 21
 )
 
 type datapathCtEntry struct {
@@ -139,9 +140,10 @@ type datapathEvent struct {
 type datapathEventType uint32
 
 const (
-	datapathEventTypeEVENT_NO_BACKEND datapathEventType = 1
-	datapathEventTypeEVENT_MALFORMED  datapathEventType = 2
-	datapathEventTypeEVENT_CT_CLASH   datapathEventType = 3
+	datapathEventTypeEVENT_NO_BACKEND    datapathEventType = 1
+	datapathEventTypeEVENT_MALFORMED     datapathEventType = 2
+	datapathEventTypeEVENT_CT_CLASH      datapathEventType = 3
+	datapathEventTypeEVENT_SOURCE_DENIED datapathEventType = 4
 )
 
 type datapathFrontend struct {
@@ -162,6 +164,13 @@ type datapathFrontendKey struct {
 	Scope uint8
 }
 
+type datapathSourceRangeKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	ServiceId uint32
+	Addr      [16]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -173,6 +182,7 @@ const (
 	datapathMapEvents           = "events"
 	datapathMapFrontends        = "frontends"
 	datapathMapMaglev           = "maglev"
+	datapathMapSourceRanges     = "source_ranges"
 	datapathProgSluiceTcEgress  = "sluice_tc_egress"
 	datapathProgSluiceTcIngress = "sluice_tc_ingress"
 	datapathProgSluiceXdp       = "sluice_xdp"
@@ -234,13 +244,14 @@ type datapathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
-	Affinity  *ebpf.MapSpec `ebpf:"affinity"`
-	Backends  *ebpf.MapSpec `ebpf:"backends"`
-	Conntrack *ebpf.MapSpec `ebpf:"conntrack"`
-	Counters  *ebpf.MapSpec `ebpf:"counters"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Frontends *ebpf.MapSpec `ebpf:"frontends"`
-	Maglev    *ebpf.MapSpec `ebpf:"maglev"`
+	Affinity     *ebpf.MapSpec `ebpf:"affinity"`
+	Backends     *ebpf.MapSpec `ebpf:"backends"`
+	Conntrack    *ebpf.MapSpec `ebpf:"conntrack"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Frontends    *ebpf.MapSpec `ebpf:"frontends"`
+	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
+	SourceRanges *ebpf.MapSpec `ebpf:"source_ranges"`
 }
 
 // datapathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -274,13 +285,14 @@ func (o *datapathObjects) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
-	Affinity  *ebpf.Map `ebpf:"affinity"`
-	Backends  *ebpf.Map `ebpf:"backends"`
-	Conntrack *ebpf.Map `ebpf:"conntrack"`
-	Counters  *ebpf.Map `ebpf:"counters"`
-	Events    *ebpf.Map `ebpf:"events"`
-	Frontends *ebpf.Map `ebpf:"frontends"`
-	Maglev    *ebpf.Map `ebpf:"maglev"`
+	Affinity     *ebpf.Map `ebpf:"affinity"`
+	Backends     *ebpf.Map `ebpf:"backends"`
+	Conntrack    *ebpf.Map `ebpf:"conntrack"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Frontends    *ebpf.Map `ebpf:"frontends"`
+	Maglev       *ebpf.Map `ebpf:"maglev"`
+	SourceRanges *ebpf.Map `ebpf:"source_ranges"`
 }
 
 func (m *datapathMaps) Close() error {
@@ -292,6 +304,7 @@ func (m *datapathMaps) Close() error {
 		m.Events,
 		m.Frontends,
 		m.Maglev,
+		m.SourceRanges,
 	)
 }
 

@@ -145,6 +145,55 @@ func (d *Datapath) Frontends() (map[FrontendKey]Frontend, error) {
 	return out, nil
 }
 
+// PutSourceRange admits new flows from clients in prefix to the frontends of service
+// serviceID that have FrontendSourceRanges.
+func (d *Datapath) PutSourceRange(serviceID uint32, prefix netip.Prefix) error {
+	k := sourceRangeKey(serviceID, prefix)
+	if err := d.maps.SourceRanges.Put(&k, uint8(1)); err != nil {
+		return fmt.Errorf("bpf: put source range %v of service %d: %w", prefix, serviceID, err)
+	}
+	return nil
+}
+
+// DeleteSourceRange removes one; one that is not there is no error.
+func (d *Datapath) DeleteSourceRange(serviceID uint32, prefix netip.Prefix) error {
+	k := sourceRangeKey(serviceID, prefix)
+	if err := d.maps.SourceRanges.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("bpf: delete source range %v of service %d: %w", prefix, serviceID, err)
+	}
+	return nil
+}
+
+// SourceRanges reads every service's source ranges (for the read-back after a restart).
+func (d *Datapath) SourceRanges() (map[uint32][]netip.Prefix, error) {
+	out := map[uint32][]netip.Prefix{}
+	var k datapathSourceRangeKey
+	var v uint8
+	it := d.maps.SourceRanges.Iterate()
+	for it.Next(&k, &v) {
+		addr := netip.AddrFrom16(k.Addr)
+		bits := int(k.Prefixlen) - 32
+		if addr.Is4In6() {
+			addr, bits = addr.Unmap(), bits-96
+		}
+		out[k.ServiceId] = append(out[k.ServiceId], netip.PrefixFrom(addr, bits))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("bpf: read source ranges: %w", err)
+	}
+	return out, nil
+}
+
+// sourceRangeKey is the LPM key of prefix for serviceID: its bits after the service ID's 32,
+// an IPv4 prefix as IPv4-mapped IPv6 like every address of the datapath.
+func sourceRangeKey(serviceID uint32, prefix netip.Prefix) datapathSourceRangeKey {
+	bits := prefix.Bits()
+	if prefix.Addr().Is4() {
+		bits += 96
+	}
+	return datapathSourceRangeKey{Prefixlen: uint32(32 + bits), ServiceId: serviceID, Addr: addr16(prefix.Masked().Addr())}
+}
+
 // PutBackend creates or replaces the backend id.
 func (d *Datapath) PutBackend(id uint32, b Backend) error {
 	rv, err := b.raw()

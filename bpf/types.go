@@ -35,8 +35,13 @@ type FrontendKey struct {
 // FrontendFlags are per-frontend switches.
 type FrontendFlags uint32
 
-// FrontendRandom selects backends at random instead of with Maglev.
-const FrontendRandom FrontendFlags = 1 << 0
+const (
+	// FrontendRandom selects backends at random instead of with Maglev.
+	FrontendRandom FrontendFlags = 1 << 0
+	// FrontendSourceRanges admits new flows only from the service's source ranges (see
+	// Datapath.PutSourceRange).
+	FrontendSourceRanges FrontendFlags = 1 << 1
+)
 
 // Frontend is what a frontend maps to.
 type Frontend struct {
@@ -184,6 +189,8 @@ const (
 	EventNoBackend = EventType(datapathEventTypeEVENT_NO_BACKEND) // rejected: no usable backend
 	EventMalformed = EventType(datapathEventTypeEVENT_MALFORMED)  // malformed packet aimed at a frontend
 	EventCTClash   = EventType(datapathEventTypeEVENT_CT_CLASH)   // new flow dropped: its reply tuple is a live flow's to another frontend
+	// EventSourceDenied: new flow dropped, its client is outside the frontend's source ranges.
+	EventSourceDenied = EventType(datapathEventTypeEVENT_SOURCE_DENIED)
 )
 
 // String returns the event type's name in snake_case, suitable as a metric label.
@@ -195,6 +202,8 @@ func (t EventType) String() string {
 		return "malformed"
 	case EventCTClash:
 		return "ct_clash"
+	case EventSourceDenied:
+		return "source_denied"
 	}
 	return fmt.Sprintf("event_%d", uint32(t))
 }

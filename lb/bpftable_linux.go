@@ -2,6 +2,7 @@ package lb
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/sluice-lb/sluice/bpf"
@@ -28,7 +29,8 @@ func (t BPFTable) Load() (map[Frontend]FrontendEntry, map[uint32]Backend, error)
 	for k, v := range fr {
 		f := Frontend{Addr: k.Addr, Port: k.Port, Protocol: Protocol(k.Proto), Scope: Scope(k.Scope)}
 		frontends[f] = FrontendEntry{ServiceID: v.ServiceID, MaglevBase: v.MaglevBase, MaglevSize: v.MaglevSize,
-			AffinityTimeout: v.AffinityTimeout, Random: v.Flags&bpf.FrontendRandom != 0}
+			AffinityTimeout: v.AffinityTimeout, Random: v.Flags&bpf.FrontendRandom != 0,
+			SourceRanges: v.Flags&bpf.FrontendSourceRanges != 0}
 	}
 	bs, err := t.DP.Backends()
 	if err != nil {
@@ -78,6 +80,9 @@ func (t BPFTable) UpdateFrontends(entries map[Frontend]FrontendEntry) error {
 		if e.Random {
 			v.Flags |= bpf.FrontendRandom
 		}
+		if e.SourceRanges {
+			v.Flags |= bpf.FrontendSourceRanges
+		}
 		if err := t.DP.PutFrontend(frontendKey(f), v); err != nil {
 			return fmt.Errorf("frontend %s: %w", f, err)
 		}
@@ -99,4 +104,22 @@ func (t BPFTable) DeleteFrontends(frontends []Frontend) error {
 func (t BPFTable) DeleteAffinity(stale func(serviceID, backendID uint32) bool) error {
 	_, err := t.DP.DeleteAffinity(stale)
 	return err
+}
+
+// SourceRanges implements Table.
+func (t BPFTable) SourceRanges() (map[uint32][]netip.Prefix, error) { return t.DP.SourceRanges() }
+
+// UpdateSourceRanges implements Table.
+func (t BPFTable) UpdateSourceRanges(serviceID uint32, add, remove []netip.Prefix) error {
+	for _, p := range add {
+		if err := t.DP.PutSourceRange(serviceID, p); err != nil {
+			return err
+		}
+	}
+	for _, p := range remove {
+		if err := t.DP.DeleteSourceRange(serviceID, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }

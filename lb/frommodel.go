@@ -113,6 +113,15 @@ func fromModelService(s *model.Service, opts Options) []Service {
 			external = append(external, s.IngressIPs...)
 		}
 	}
+	// loadBalancerSourceRanges hold for the LoadBalancer addresses only, as with kube-proxy:
+	// not for node ports, external or cluster IPs.
+	var restricted map[netip.Addr]bool
+	if s.SourceRestricted {
+		restricted = map[netip.Addr]bool{}
+		for _, a := range external {
+			restricted[a] = true
+		}
+	}
 	external = append(external, s.ExternalIPs...)
 
 	affinity, timeout := AffinityNone, s.AffinityTimeout
@@ -176,14 +185,27 @@ func fromModelService(s *model.Service, opts Options) []Service {
 				}
 				k := key
 				k.Local = local
-				out = append(out, Service{
+				svc := Service{
 					Key:             k,
 					Frontends:       uniqueFrontends(fronts[local]),
 					Backends:        backendsOf(s.Endpoints, p.Name, proto, fam, local, node),
 					Affinity:        affinity,
 					AffinityTimeout: timeout,
 					Algorithm:       opts.Algorithm,
-				})
+				}
+				for _, f := range svc.Frontends {
+					if f.Scope == ScopeExternal && restricted[f.Addr] && f.Port == p.Port {
+						svc.Restricted = append(svc.Restricted, f)
+					}
+				}
+				if len(svc.Restricted) > 0 {
+					for _, r := range s.SourceRanges {
+						if (r.Addr().Is4() && fam == IPv4) || (r.Addr().Is6() && fam == IPv6) {
+							svc.SourceRanges = append(svc.SourceRanges, r)
+						}
+					}
+				}
+				out = append(out, svc)
 			}
 		}
 	}

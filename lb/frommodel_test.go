@@ -101,6 +101,36 @@ func TestFromModel(t *testing.T) {
 			Backends: []Backend{be("10.1.0.1", 8080, TCP, BackendActive)},
 		}},
 	}, {
+		// loadBalancerSourceRanges restrict the LoadBalancer addresses only (not node ports,
+		// external or cluster IPs), with the ranges of each family.
+		name: "source ranges",
+		in: []*model.Service{svc("sr", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.14", "fd00::14")
+			s.IngressIPs = addrs("192.0.2.14", "2001:db8::14")
+			s.ExternalIPs = addrs("198.51.100.14")
+			s.Ports[0].NodePort = 30014
+			s.SourceRestricted = true
+			s.SourceRanges = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:1::/48")}
+			s.Endpoints = []model.Endpoint{ready("10.1.0.1", http8080), ready("fd01::1", http8080)}
+		})},
+		opts: Options{NodeAddresses: addrs("172.16.0.1")},
+		want: []Service{{
+			Key: key("sr", "http", IPv4),
+			Frontends: []Frontend{
+				fe("10.96.0.14", 80, TCP, ScopeInternal), fe("172.16.0.1", 30014, TCP, ScopeExternal),
+				fe("192.0.2.14", 80, TCP, ScopeExternal), fe("198.51.100.14", 80, TCP, ScopeExternal),
+			},
+			Backends:     []Backend{be("10.1.0.1", 8080, TCP, BackendActive)},
+			Restricted:   []Frontend{fe("192.0.2.14", 80, TCP, ScopeExternal)},
+			SourceRanges: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		}, {
+			Key:          key("sr", "http", IPv6),
+			Frontends:    []Frontend{fe("2001:db8::14", 80, TCP, ScopeExternal), fe("fd00::14", 80, TCP, ScopeInternal)},
+			Backends:     []Backend{be("fd01::1", 8080, TCP, BackendActive)},
+			Restricted:   []Frontend{fe("2001:db8::14", 80, TCP, ScopeExternal)},
+			SourceRanges: []netip.Prefix{netip.MustParsePrefix("2001:db8:1::/48")},
+		}},
+	}, {
 		name: "dual stack split by family",
 		in: []*model.Service{svc("ds", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
 			s.ClusterIPs = addrs("fd00::10", "10.96.0.12")

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -223,6 +224,17 @@ type Service struct {
 	Affinity        Affinity
 	AffinityTimeout time.Duration
 	Algorithm       Algorithm
+	// Restricted are the frontends (sorted, of Frontends) that admit new flows only from
+	// clients in SourceRanges — none when it is empty: a Service's
+	// loadBalancerSourceRanges, which restrict its LoadBalancer addresses.
+	Restricted   []Frontend
+	SourceRanges []netip.Prefix
+}
+
+// restricts reports whether new flows to f are held to the source ranges.
+func (s *Service) restricts(f Frontend) bool {
+	_, found := slices.BinarySearchFunc(s.Restricted, f, compareFrontends)
+	return found
 }
 
 // Active returns the backends that take new flows: active with a non-zero weight.

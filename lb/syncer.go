@@ -1,9 +1,12 @@
 package lb
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -51,7 +54,8 @@ type Syncer struct {
 	// so the next Set writes it again.
 	frontends map[Frontend]FrontendEntry
 	backends  map[uint32]Backend
-	tables    map[uint32]*appliedTable // by service ID
+	tables    map[uint32]*appliedTable  // by service ID
+	ranges    map[uint32][]netip.Prefix // source ranges by service ID, sorted
 
 	serviceIDs map[ServiceKey]uint32
 	idOwners   map[uint32]ServiceKey
@@ -79,8 +83,15 @@ func NewSyncer(t Table, opts SyncerOptions) (*Syncer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lb: reading back the datapath maps: %w", err)
 	}
+	ranges, err := t.SourceRanges()
+	if err != nil {
+		return nil, fmt.Errorf("lb: reading back the datapath maps: %w", err)
+	}
+	for _, ps := range ranges {
+		slices.SortFunc(ps, comparePrefixes)
+	}
 	s := &Syncer{table: t, opts: opts, slots: newSlotAllocator(t.Slots()), frontends: frontends, backends: backends,
-		tables: map[uint32]*appliedTable{}, serviceIDs: map[ServiceKey]uint32{}, idOwners: map[uint32]ServiceKey{}, memo: map[ServiceKey]maglevMemo{}, nextID: 1,
+		tables: map[uint32]*appliedTable{}, ranges: ranges, serviceIDs: map[ServiceKey]uint32{}, idOwners: map[uint32]ServiceKey{}, memo: map[ServiceKey]maglevMemo{}, nextID: 1,
 		unsure: map[Frontend]bool{}, unsureBackends: map[uint32]bool{}, prune: map[uint32]map[uint32]bool{}}
 	var restored []IDEntry
 	for id, b := range backends {
@@ -218,12 +229,31 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 		}
 	}
 
+	// 3b. The source ranges the frontends below will check, before they do.
+	wantRanges := make(map[uint32][]netip.Prefix, len(s.ranges))
+	for _, d := range services {
+		if failed[d.id] || len(d.svc.Restricted) == 0 {
+			continue
+		}
+		want := slices.SortedFunc(slices.Values(d.svc.SourceRanges), comparePrefixes)
+		want = slices.Compact(want)
+		wantRanges[d.id] = want
+		if add := prefixesMinus(want, s.ranges[d.id]); len(add) > 0 {
+			if err := s.table.UpdateSourceRanges(d.id, add, nil); err != nil {
+				return st, fmt.Errorf("lb: writing the source ranges of %s: %w", d.svc.Key, err)
+			}
+			s.ranges[d.id] = slices.Compact(slices.SortedFunc(slices.Values(append(slices.Clone(s.ranges[d.id]), add...)), comparePrefixes))
+		}
+	}
+
 	// 4. Frontends, now pointing at complete tables.
 	wantFrontends := make(map[Frontend]FrontendEntry, len(wantKeys))
 	for _, d := range services {
 		for _, f := range d.svc.Frontends {
 			if !failed[d.id] {
-				wantFrontends[f] = d.entry
+				e := d.entry
+				e.SourceRanges = d.svc.restricts(f)
+				wantFrontends[f] = e
 			} else if old, ok := s.frontends[f]; ok {
 				wantFrontends[f] = old
 			}
@@ -248,6 +278,32 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 			delete(s.unsure, f)
 		}
 		st.FrontendsUpdated = len(changed)
+	}
+	// 4b. Source ranges no frontend checks any more (while a write of frontends is unsure,
+	// any of them might).
+	if len(s.unsure) == 0 {
+		checked := map[uint32]bool{}
+		for _, e := range s.frontends {
+			if e.SourceRanges {
+				checked[e.ServiceID] = true
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(s.ranges)) {
+			want, ok := wantRanges[id]
+			if !ok && checked[id] { // kept by a frontend whose service's new table failed
+				continue
+			}
+			if remove := prefixesMinus(s.ranges[id], want); len(remove) > 0 {
+				if err := s.table.UpdateSourceRanges(id, nil, remove); err != nil {
+					return st, fmt.Errorf("lb: deleting source ranges of service %d: %w", id, err)
+				}
+				if len(want) == 0 {
+					delete(s.ranges, id)
+				} else {
+					s.ranges[id] = want
+				}
+			}
+		}
 	}
 	// 5. Only now that no frontend points at them: replaced ranges and gone backends.
 	if len(s.unsure) == 0 {
@@ -309,6 +365,21 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 		clear(s.prune)
 	}
 	return st, errors.Join(tableErrs...)
+}
+
+// prefixesMinus returns the prefixes of a (sorted) that b (sorted) does not have.
+func prefixesMinus(a, b []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range a {
+		if _, found := slices.BinarySearchFunc(b, p, comparePrefixes); !found {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func comparePrefixes(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
 }
 
 // ServiceKeys returns which service each service ID stands for.

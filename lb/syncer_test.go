@@ -363,3 +363,93 @@ func TestSyncerPrunesAffinity(t *testing.T) {
 		t.Fatalf("after service a was removed: %v", got)
 	}
 }
+
+// TestSyncerSourceRanges: a Service's restricted frontends admit only its source ranges,
+// its other frontends everybody; changed ranges replace the old ones, a Service no longer
+// restricted leaves no range behind. The ranges are in place before a frontend checks them:
+// when writing them fails, the frontend is not restricted yet (no client is locked out by
+// a half-done Set), and the next Set finishes. A restart reads them back and writes nothing.
+func TestSyncerSourceRanges(t *testing.T) {
+	tab := lbtest.NewTable(1024)
+	s := newSyncer(t, tab)
+	lbAddr, extAddr := lb.Frontend{Addr: netip.MustParseAddr("203.0.113.1"), Port: 80, Protocol: lb.TCP}, lb.Frontend{Addr: netip.MustParseAddr("203.0.113.9"), Port: 80, Protocol: lb.TCP}
+	restricted := func(ranges ...string) lb.Service {
+		v := svc("web", "203.0.113.1", "10.1.0.1:8080")
+		v.Frontends = []lb.Frontend{lbAddr, extAddr}
+		if ranges != nil {
+			v.Restricted = []lb.Frontend{lbAddr}
+		}
+		for _, r := range ranges {
+			v.SourceRanges = append(v.SourceRanges, netip.MustParsePrefix(r))
+		}
+		return v
+	}
+	admits := func(f lb.Frontend, client string) bool { return tab.Admits(f, netip.MustParseAddr(client)) }
+	set := func(v lb.Service) error {
+		_, err := s.Set([]lb.Service{v})
+		return err
+	}
+	ranges := func() string {
+		got, _ := tab.SourceRanges()
+		return fmt.Sprint(got)
+	}
+
+	if err := set(restricted()); err != nil {
+		t.Fatal(err)
+	}
+	tab.Fail = func(op string) bool { return op == "source-ranges" }
+	if err := set(restricted("10.0.0.0/8", "192.0.2.0/24")); err == nil {
+		t.Fatal("a failed write of source ranges was not reported")
+	}
+	if !admits(lbAddr, "10.1.1.1") || !admits(lbAddr, "198.51.100.1") {
+		t.Fatal("a frontend checks source ranges that could not be written")
+	}
+	tab.Fail = nil
+	if err := set(restricted("10.0.0.0/8", "192.0.2.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	if !admits(lbAddr, "10.1.1.1") || !admits(lbAddr, "192.0.2.7") || admits(lbAddr, "198.51.100.1") || !admits(extAddr, "198.51.100.1") {
+		t.Fatalf("restricted: %s admits 10.1.1.1 %v, 192.0.2.7 %v, 198.51.100.1 %v; %s admits 198.51.100.1 %v", lbAddr,
+			admits(lbAddr, "10.1.1.1"), admits(lbAddr, "192.0.2.7"), admits(lbAddr, "198.51.100.1"), extAddr, admits(extAddr, "198.51.100.1"))
+	}
+
+	before := tab.Writes["source-ranges"]
+	s2 := newSyncer(t, tab)
+	if _, err := s2.Set([]lb.Service{restricted("192.0.2.0/24", "10.0.0.0/8")}); err != nil {
+		t.Fatal(err)
+	}
+	if tab.Writes["source-ranges"] != before {
+		t.Fatalf("after a restart, the same ranges were written again (%d writes)", tab.Writes["source-ranges"]-before)
+	}
+	s = s2
+
+	if err := set(restricted("198.51.100.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	if admits(lbAddr, "10.1.1.1") || !admits(lbAddr, "198.51.100.1") || ranges() != "map[1:[198.51.100.0/24]]" {
+		t.Fatalf("changed ranges: table holds %s", ranges())
+	}
+	closed := restricted("10.0.0.0/8")
+	closed.SourceRanges = nil // every range given was invalid: nobody is admitted
+	if err := set(closed); err != nil {
+		t.Fatal(err)
+	}
+	if admits(lbAddr, "10.1.1.1") || admits(lbAddr, "198.51.100.1") || !admits(extAddr, "198.51.100.1") {
+		t.Fatalf("restricted without ranges: admits 10.1.1.1 %v, 198.51.100.1 %v", admits(lbAddr, "10.1.1.1"), admits(lbAddr, "198.51.100.1"))
+	}
+	if err := set(restricted()); err != nil {
+		t.Fatal(err)
+	}
+	if !admits(lbAddr, "10.1.1.1") || ranges() != "map[]" {
+		t.Fatalf("no longer restricted: admits 10.1.1.1 %v, table holds %s", admits(lbAddr, "10.1.1.1"), ranges())
+	}
+	if err := set(restricted("10.0.0.0/8")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Set(nil); err != nil {
+		t.Fatal(err)
+	}
+	if ranges() != "map[]" {
+		t.Fatalf("the Service is gone, its ranges are not: %s", ranges())
+	}
+}

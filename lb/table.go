@@ -1,6 +1,9 @@
 package lb
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // FrontendEntry is what the datapath holds for one frontend: the service it belongs to and
 // where that service's Maglev table lies in the shared slot array.
@@ -12,6 +15,8 @@ type FrontendEntry struct {
 	MaglevSize      uint32
 	AffinityTimeout time.Duration // 0: no session affinity
 	Random          bool          // pick a random slot instead of hashing the flow
+	// SourceRanges admits new flows only from the service's source ranges.
+	SourceRanges bool
 }
 
 // Table is the datapath's maps as the Syncer sees them. The BPF implementation writes pinned
@@ -31,4 +36,8 @@ type Table interface {
 	DeleteFrontends(frontends []Frontend) error
 	// DeleteAffinity deletes the ClientIP affinity entries for which stale is true.
 	DeleteAffinity(stale func(serviceID, backendID uint32) bool) error
+	// SourceRanges reads back every service's source ranges, after a restart.
+	SourceRanges() (map[uint32][]netip.Prefix, error)
+	// UpdateSourceRanges adds and removes client prefixes of a service.
+	UpdateSourceRanges(serviceID uint32, add, remove []netip.Prefix) error
 }

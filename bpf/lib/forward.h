@@ -79,6 +79,10 @@ static __always_inline enum fwd_action forward_decide(struct packet *pkt, enum c
 		counter_add(COUNTER_CT_CLASH, pkt->len);
 		event_emit(EVENT_CT_CLASH, COUNTER_CT_CLASH, k, res->service_id, ifindex, pkt->len);
 		return FWD_DROP;
+	case LB_DENIED:
+		counter_add(COUNTER_SOURCE_DENIED, pkt->len);
+		event_emit(EVENT_SOURCE_DENIED, COUNTER_SOURCE_DENIED, k, res->service_id, ifindex, pkt->len);
+		return FWD_DROP;
 	default:
 		return FWD_PASS;
 	}

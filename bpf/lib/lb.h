@@ -20,6 +20,7 @@ enum lb_verdict {
 	LB_ESTABLISHED,		/* conntrack hit: rewrite the destination to res.addr/port */
 	LB_NO_BACKEND,		/* frontend without a usable backend: reject */
 	LB_CLASH,		/* new flow whose reply tuple a live flow to another frontend holds: drop */
+	LB_DENIED,		/* new flow from a client outside the frontend's source ranges: drop */
 };
 
 struct lb_result {
@@ -41,6 +42,17 @@ static __always_inline struct frontend *lb_frontend(const struct ct_key *k)
 	fk.proto = k->proto;
 	fk.scope = SCOPE_EXTERNAL;
 	return bpf_map_lookup_elem(&frontends, &fk);
+}
+
+/* Whether fe admits a new flow from the client of k (its source ranges). */
+static __always_inline int lb_source_allowed(const struct frontend *fe, const struct ct_key *k)
+{
+	struct source_range_key rk = { .prefixlen = 32 + 128, .service_id = fe->service_id };
+
+	if (!(fe->flags & FRONTEND_F_SOURCE_RANGES))
+		return 1;
+	addr_copy(rk.addr, k->saddr);
+	return bpf_map_lookup_elem(&source_ranges, &rk) != 0;
 }
 
 /* A backend usable for a flow of the family of k: same family as the frontend. */
@@ -149,6 +161,12 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 		res->expired = 1;
 	}
 
+	/*
+	 * Source ranges are checked for new flows only, as kube-proxy does:
+	 * a connection made while its client was admitted lives on.
+	 */
+	if (!lb_source_allowed(fe, k))
+		return LB_DENIED;
 	if (fe->maglev_size == 0)
 		return LB_NO_BACKEND;
 	be = lb_select(fe, k, now, &id);

@@ -41,6 +41,7 @@ struct {
 #define MAGLEV_MAX (1U << 20)
 #define CONNTRACK_MAX 262144
 #define AFFINITY_MAX 65536
+#define SOURCE_RANGES_MAX 65536
 #define EVENTS_SIZE (256 * 1024)
 
 /* Service ports: (address, port, protocol, scope) -> struct frontend. */
@@ -94,6 +95,16 @@ struct {
 	__type(value, struct affinity);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } affinity SEC(".maps");
+
+/* Client prefixes per service, for frontends with FRONTEND_F_SOURCE_RANGES. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SOURCE_RANGES_MAX);
+	__type(key, struct source_range_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} source_ranges SEC(".maps");
 
 /*
  * Drop and trace events (struct event). Not pinned: it carries no state, and

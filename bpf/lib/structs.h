@@ -44,6 +44,7 @@ enum counter_id {
 	COUNTER_ICMP_ERR_OUT,	/* ICMP error about a forwarded packet translated (outbound) */
 	COUNTER_CT_EXPIRED,	/* conntrack entry found but expired or stale: reselected */
 	COUNTER_CT_CLASH,	/* new flow whose reply tuple a live flow to another frontend holds: dropped */
+	COUNTER_SOURCE_DENIED,	/* new flow from outside the frontend's source ranges: dropped */
 	COUNTER_MAX,		/* number of counters; keep last */
 };
 
@@ -114,6 +115,19 @@ SLUICE_ASSERT_SIZE(struct frontend_key, 20);
 
 /* struct frontend.flags */
 #define FRONTEND_F_RANDOM (1U << 0)	/* random selection instead of Maglev */
+#define FRONTEND_F_SOURCE_RANGES (1U << 1) /* new flows only from the service's source_ranges */
+
+/*
+ * source_ranges map key (an LPM trie): the client prefixes a service admits
+ * (loadBalancerSourceRanges). prefixlen counts the 32 bits of service_id
+ * and then the address's: 32 + 96 + n for an IPv4 /n, 32 + n for IPv6.
+ */
+struct source_range_key {
+	__u32 prefixlen;
+	__u32 service_id;
+	__u8 addr[16];
+};
+SLUICE_ASSERT_SIZE(struct source_range_key, 24);
 
 /* frontends map value. */
 struct frontend {
@@ -213,6 +227,7 @@ enum event_type {
 	EVENT_NO_BACKEND = 1,	/* rejected: the frontend has no usable backend */
 	EVENT_MALFORMED = 2,	/* malformed packet aimed at a frontend, passed */
 	EVENT_CT_CLASH = 3,	/* new flow dropped: its reply tuple is a live flow's to another frontend */
+	EVENT_SOURCE_DENIED = 4, /* new flow dropped: its client is outside the frontend's source ranges */
 };
 
 /* One record in the events ring buffer. */

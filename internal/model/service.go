@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,7 +69,13 @@ type Service struct {
 	// Local must select the same pods.
 	Selector map[string]string
 	// IngressIPs are status.loadBalancer.ingress[].ip.
-	IngressIPs            []netip.Addr
+	IngressIPs []netip.Addr
+	// SourceRestricted says that only clients in SourceRanges may open connections to the
+	// LoadBalancer addresses: spec.loadBalancerSourceRanges, else the
+	// AnnotationSourceRanges annotation (as kube-proxy reads them). It stays set when none
+	// of the ranges is valid: a restriction with a typo admits nobody rather than everybody.
+	SourceRestricted      bool
+	SourceRanges          []netip.Prefix
 	Ports                 []Port
 	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy
 	// HealthCheckNodePort is spec.healthCheckNodePort (externalTrafficPolicy Local), 0 if none.
@@ -167,6 +174,7 @@ func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Serv
 			s.IngressIPs = append(s.IngressIPs, a)
 		}
 	}
+	s.SourceRestricted, s.SourceRanges = sourceRanges(ps, o)
 	s.RequestedIPs = requestedIPs(ps, o)
 	s.Pool = annotation(ps, o.Annotations, AnnotationPool)
 	s.SharingKey = annotation(ps, o.Annotations, AnnotationSharingKey)
@@ -190,6 +198,35 @@ func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Serv
 	}
 	s.Endpoints = endpoints(slices)
 	return s, ps.list
+}
+
+// AnnotationSourceRanges is the annotation older clients set instead of
+// spec.loadBalancerSourceRanges (comma-separated CIDRs); kube-proxy honours it too.
+const AnnotationSourceRanges = "service.beta.kubernetes.io/load-balancer-source-ranges"
+
+// sourceRanges reads spec.loadBalancerSourceRanges, else the annotation: whether the Service
+// restricts its clients, and the valid ranges (masked, duplicates dropped).
+func sourceRanges(ps *problems, o *corev1.Service) (bool, []netip.Prefix) {
+	field, ranges := "spec.loadBalancerSourceRanges", o.Spec.LoadBalancerSourceRanges
+	if len(ranges) == 0 {
+		v := strings.TrimSpace(o.Annotations[AnnotationSourceRanges])
+		if v == "" {
+			return false, nil
+		}
+		field, ranges = "metadata.annotations["+AnnotationSourceRanges+"]", strings.Split(v, ",")
+	}
+	var out []netip.Prefix
+	for i, r := range ranges {
+		p, err := netip.ParsePrefix(strings.TrimSpace(r))
+		if err != nil {
+			ps.warn(fmt.Sprintf("%s[%d]", field, i), "%q is not a CIDR: ignored (the other ranges still restrict the clients; with none valid, no client is admitted)", r)
+			continue
+		}
+		if p = p.Masked(); !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return true, out
 }
 
 // annotation returns the value of the first of the equivalent annotations present, and warns

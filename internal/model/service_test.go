@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -162,4 +163,46 @@ func FuzzParseCommunity(f *testing.F) {
 			t.Fatalf("%q -> %v -> %v %v", s, c, again, err)
 		}
 	})
+}
+
+// TestServiceSourceRanges: spec.loadBalancerSourceRanges, else the annotation, as kube-proxy
+// reads them: masked, duplicates dropped; an invalid range is reported and ignored while the
+// others still restrict; with none valid the Service stays restricted (nobody admitted).
+func TestServiceSourceRanges(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		spec       []string
+		annotation string
+		restricted bool
+		want       string
+		problem    string
+	}{
+		{name: "none", restricted: false, want: "[]"},
+		{name: "spec", spec: []string{"10.0.0.1/8", " 2001:db8::/32", "10.0.0.0/8"}, restricted: true, want: "[10.0.0.0/8 2001:db8::/32]"},
+		{name: "annotation", annotation: "192.0.2.0/24, 198.51.100.0/24", restricted: true, want: "[192.0.2.0/24 198.51.100.0/24]"},
+		{name: "spec wins", spec: []string{"10.0.0.0/8"}, annotation: "192.0.2.0/24", restricted: true, want: "[10.0.0.0/8]"},
+		{name: "one invalid", spec: []string{"10.0.0.0/8", "300.0.0.0/8"}, restricted: true, want: "[10.0.0.0/8]",
+			problem: `spec.loadBalancerSourceRanges[1]: "300.0.0.0/8" is not a CIDR`},
+		{name: "none valid", annotation: "nonsense", restricted: true, want: "[]",
+			problem: "metadata.annotations[service.beta.kubernetes.io/load-balancer-source-ranges][0]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := service("ns", "web", nil)
+			o.Spec.LoadBalancerSourceRanges = c.spec
+			if c.annotation != "" {
+				o.Annotations = map[string]string{AnnotationSourceRanges: c.annotation}
+			}
+			m, problems := Build(Objects{Services: []*corev1.Service{o}}, Options{})
+			s := m.Services[0]
+			if s.SourceRestricted != c.restricted || fmt.Sprint(s.SourceRanges) != c.want {
+				t.Errorf("restricted %v ranges %v, want %v %s", s.SourceRestricted, s.SourceRanges, c.restricted, c.want)
+			}
+			switch {
+			case c.problem == "" && len(problems) > 0:
+				t.Errorf("problems: %v", problems)
+			case c.problem != "" && (len(problems) != 1 || !strings.Contains(problems[0].Error(), c.problem)):
+				t.Errorf("problems %v, want one with %q", problems, c.problem)
+			}
+		})
+	}
 }

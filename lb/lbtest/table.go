@@ -25,6 +25,7 @@ type Table struct {
 	backends  map[uint32]lb.Backend
 	slots     []uint32
 	affinity  map[AffinityKey]uint32 // ClientIP affinity: backend ID
+	ranges    map[uint32]map[netip.Prefix]bool
 
 	// Fail, when set, is asked before every write ("backends", "slots", "frontends",
 	// "delete-frontends", "delete-backends"); true fails it. A failed batch write may have
@@ -41,7 +42,8 @@ type Table struct {
 // NewTable returns an empty table with slots Maglev slots.
 func NewTable(slots uint32) *Table {
 	return &Table{frontends: map[lb.Frontend]lb.FrontendEntry{}, backends: map[uint32]lb.Backend{},
-		slots: make([]uint32, slots), Writes: map[string]int{}, affinity: map[AffinityKey]uint32{}}
+		slots: make([]uint32, slots), Writes: map[string]int{}, affinity: map[AffinityKey]uint32{},
+		ranges: map[uint32]map[netip.Prefix]bool{}}
 }
 
 func (t *Table) fail(op string) bool {
@@ -141,6 +143,57 @@ func (t *Table) DeleteBackends(ids []uint32) error {
 func (t *Table) UpdateFrontends(entries map[lb.Frontend]lb.FrontendEntry) error {
 	keys := slices.SortedFunc(maps.Keys(entries), func(a, b lb.Frontend) int { return strings.Compare(a.String(), b.String()) })
 	return batch(t, "frontends", keys, func(f lb.Frontend) { t.frontends[f] = entries[f] })
+}
+
+// SourceRanges implements lb.Table.
+func (t *Table) SourceRanges() (map[uint32][]netip.Prefix, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[uint32][]netip.Prefix{}
+	for id, ps := range t.ranges {
+		out[id] = slices.SortedFunc(maps.Keys(ps), func(a, b netip.Prefix) int { return strings.Compare(a.String(), b.String()) })
+	}
+	return out, nil
+}
+
+// UpdateSourceRanges implements lb.Table ("source-ranges").
+func (t *Table) UpdateSourceRanges(id uint32, add, remove []netip.Prefix) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fail("source-ranges") {
+		return fmt.Errorf("source ranges of %d: %w", id, ErrInjected)
+	}
+	if t.ranges[id] == nil {
+		t.ranges[id] = map[netip.Prefix]bool{}
+	}
+	for _, p := range add {
+		t.ranges[id][p] = true
+	}
+	for _, p := range remove {
+		delete(t.ranges[id], p)
+	}
+	if len(t.ranges[id]) == 0 {
+		delete(t.ranges, id)
+	}
+	return nil
+}
+
+// Admits reports whether the datapath would admit a new flow from client to frontend f, as
+// the BPF program decides: a frontend with SourceRanges admits only clients in its service's
+// ranges.
+func (t *Table) Admits(f lb.Frontend, client netip.Addr) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.frontends[f]
+	if !ok || !e.SourceRanges {
+		return ok
+	}
+	for p := range t.ranges[e.ServiceID] {
+		if p.Contains(client) {
+			return true
+		}
+	}
+	return false
 }
 
 // DeleteFrontends implements lb.Table.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"syscall"
@@ -337,5 +339,68 @@ func TestHealthCheckNodePort(t *testing.T) {
 	waitFor(t, "503 once the endpoint is not ready", func() bool { code, body = probe(); return code == 503 })
 	if !strings.Contains(body, `"localEndpoints":0`) {
 		t.Fatalf("health check: %d %s", code, body)
+	}
+}
+
+// TestLoadBalancerSourceRanges: a LoadBalancer Service with loadBalancerSourceRanges answers
+// the clients inside them only; the others get no answer, and the datapath counts them. A
+// change of the ranges takes effect without a restart. The Service's cluster IP and node
+// port are not restricted, as with kube-proxy.
+func TestLoadBalancerSourceRanges(t *testing.T) {
+	s := newSingleNode(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := s.client.Exec(ctx, "ip", "addr", "add", "198.18.0.3/24", "dev", "eth0"); err != nil {
+		t.Fatalf("second client address: %v: %s", err, out)
+	}
+	guarded := func(ranges string) {
+		s.extra = fmt.Sprintf(`---
+apiVersion: v1
+kind: Node
+metadata: {name: node}
+status: {addresses: [{type: InternalIP, address: 198.18.0.1}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: guarded, namespace: demo}
+spec: {type: LoadBalancer, loadBalancerSourceRanges: [%s], ports: [{name: tcp, port: 80, nodePort: 30081, protocol: TCP}]}
+status: {loadBalancer: {ingress: [{ip: 203.0.113.30}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: guarded, namespace: demo, labels: {kubernetes.io/service-name: guarded}}
+addressType: IPv4
+ports: [{name: tcp, port: 8080, protocol: TCP}]
+endpoints: [{addresses: [198.51.100.11], conditions: {ready: true}}]
+`, ranges)
+	}
+	guarded("198.18.0.2/32")
+	s.startAgent(t, s.config(t, "1"))
+	from := func(src string) *traffic.Client {
+		c := traffic.NewClient(s.client)
+		c.Source, c.Timeout = netip.MustParseAddr(src), 500*time.Millisecond
+		return c
+	}
+	if r := from("198.18.0.2").Spread("tcp", "203.0.113.30:80", 10, 2); r.Failed != 0 || r.ByServer["be1"] != 10 {
+		t.Fatalf("a client inside the ranges: %v; want every connection answered", r)
+	}
+	if r := from("198.18.0.3").Spread("tcp", "203.0.113.30:80", 4, 2); r.OK() != 0 {
+		t.Fatalf("a client outside the ranges: %v; want no answer", r)
+	}
+	if got := s.metric(t, `sluice_datapath_packets_total{counter="source_denied"}`); got == "0" || got == "" {
+		t.Fatalf("source_denied counter %q after refused connections", got)
+	}
+	if r := from("198.18.0.3").Spread("tcp", "198.18.0.1:30081", 10, 2); r.Failed != 0 {
+		t.Fatalf("the node port from outside the ranges: %v; want every connection answered (the ranges hold for the LoadBalancer address)", r)
+	}
+
+	guarded("198.18.0.3/32, 192.0.2.0/24")
+	s.config(t, "1")
+	waitFor(t, "the new ranges", func() bool {
+		r := from("198.18.0.3").Spread("tcp", "203.0.113.30:80", 4, 2)
+		return r.Failed == 0
+	})
+	if r := from("198.18.0.2").Spread("tcp", "203.0.113.30:80", 4, 2); r.OK() != 0 {
+		t.Fatalf("a client no longer inside the ranges: %v; want no answer", r)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ type Client struct {
 	ns *lab.Namespace
 	// Timeout bounds each connection attempt and each answer (default 2s).
 	Timeout time.Duration
+	// Source, when valid, is the address connections come from (one of the namespace's).
+	Source netip.Addr
 }
 
 // NewClient returns a client in ns.
@@ -28,7 +31,15 @@ func (c *Client) Dial(network, addr string) (net.Conn, error) {
 	var conn net.Conn
 	err := c.ns.Do(func() error {
 		var err error
-		conn, err = net.DialTimeout(network, addr, c.Timeout)
+		d := net.Dialer{Timeout: c.Timeout}
+		if c.Source.IsValid() {
+			if strings.HasPrefix(network, "udp") {
+				d.LocalAddr = &net.UDPAddr{IP: c.Source.AsSlice()}
+			} else {
+				d.LocalAddr = &net.TCPAddr{IP: c.Source.AsSlice()}
+			}
+		}
+		conn, err = d.Dial(network, addr)
 		return err
 	})
 	return conn, err
