@@ -161,11 +161,16 @@ func (s *singleNode) startAgent(t *testing.T, config string, flags ...string) {
 
 // startAgent runs sluice-agent as node in namespace ns with XDP/TCX on eth0, its state and
 // bpffs (mounted by the caller) under dir, and more flags, and waits until it is ready.
+// Without a config, the flags must say where its objects come from (--kubeconfig).
 func startAgent(t testing.TB, ns *lab.Namespace, node, dir, config string, flags ...string) *lab.Process {
 	t.Helper()
-	args := append([]string{"--config", config, "--node-name", node, "--devices", "eth0",
+	var args []string
+	if config != "" {
+		args = []string{"--config", config}
+	}
+	args = append(append(args, "--node-name", node, "--devices", "eth0",
 		"--state-dir", filepath.Join(dir, "state"), "--bpffs", filepath.Join(dir, "bpffs"),
-		"--metrics-addr", "127.0.0.1:9472", "--health-addr", "127.0.0.1:9473"}, flags...)
+		"--metrics-addr", "127.0.0.1:9472", "--health-addr", "127.0.0.1:9473"), flags...)
 	agent, err := ns.Start(agentBin, args...)
 	must(t, err)
 	deadline := time.Now().Add(20 * time.Second)

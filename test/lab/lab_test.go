@@ -236,3 +236,63 @@ func TestErrorsNamePlaces(t *testing.T) {
 		t.Error("namespace \"Bad_Name\" was accepted")
 	}
 }
+
+// TestForward: a connection made inside a namespace to the Forward address reaches a server
+// of the test's own namespace on loopback, both ways; Close cuts it and refuses new ones;
+// Forward again serves again.
+func TestForward(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	l := lab.ForTest(t)
+	ns, err := l.Namespace("fwd")
+	must(t, err)
+	srv, err := net.Listen("tcp", "127.0.0.1:0") // in the test's namespace
+	must(t, err)
+	defer srv.Close()
+	go func() {
+		for {
+			c, err := srv.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	addr := srv.Addr().String()
+	echo := func() (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(func() error {
+			var err error
+			c, err = net.DialTimeout("tcp", addr, time.Second)
+			return err
+		})
+		return c, err
+	}
+	if _, err := echo(); err == nil {
+		t.Fatal("the namespace reached the test's loopback without a forwarder")
+	}
+	fw, err := ns.Forward(addr, addr)
+	must(t, err)
+	c, err := echo()
+	must(t, err)
+	buf := make([]byte, 5)
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("echo through the forwarder: %q, %v", buf, err)
+	}
+	must(t, fw.Close())
+	if _, err := c.Read(buf); err == nil {
+		t.Fatal("a relayed connection lives on after Close")
+	}
+	if _, err := echo(); err == nil {
+		t.Fatal("a new connection was accepted after Close")
+	}
+	fw, err = ns.Forward(addr, addr)
+	must(t, err)
+	defer fw.Close()
+	c, err = echo()
+	must(t, err)
+	c.Close()
+}
