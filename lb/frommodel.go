@@ -24,6 +24,8 @@ type Options struct {
 	// (externalTrafficPolicy for External ones, internalTrafficPolicy for Internal ones)
 	// balance over the endpoints on this node only.
 	Node string
+	// Zone is the node's topology.kubernetes.io/zone, for topology hints ("": none).
+	Zone string
 }
 
 // Conflict is a frontend that two Services claim. The first Service in key order keeps it.
@@ -188,7 +190,7 @@ func fromModelService(s *model.Service, opts Options) []Service {
 				svc := Service{
 					Key:             k,
 					Frontends:       uniqueFrontends(fronts[local]),
-					Backends:        backendsOf(s.Endpoints, p.Name, proto, fam, local, node),
+					Backends:        backendsOf(topology(s.Endpoints, local, opts), p.Name, proto, fam, local, node),
 					Affinity:        affinity,
 					AffinityTimeout: timeout,
 					Algorithm:       opts.Algorithm,
@@ -268,6 +270,50 @@ func backendsOf(eps []model.Endpoint, portName string, proto Protocol, fam Famil
 	}
 	slices.SortFunc(out, func(a, b Backend) int { return compareBackendKeys(a.Key(), b.Key()) })
 	return slices.CompactFunc(out, func(a, b Backend) bool { return a.Key() == b.Key() })
+}
+
+// topology returns the endpoints traffic of this node may go to under the Service's
+// topology hints, as kube-proxy decides (not for a Local traffic policy, which keeps to the
+// node anyway): when every ready endpoint has node hints and one is for this node, those for
+// this node; else when every ready endpoint has zone hints and one is for this node's zone,
+// those for the zone; else all of them. Endpoints that are not ready keep no hints' say: with
+// no ready endpoint the terminating fallback applies to all.
+func topology(eps []model.Endpoint, local bool, opts Options) []model.Endpoint {
+	if local {
+		return eps
+	}
+	allNodes, allZones, forNode, forZone := true, true, false, false
+	for _, ep := range eps {
+		if !ep.Ready {
+			continue
+		}
+		if len(ep.ForNodes) == 0 {
+			allNodes = false
+		} else if slices.Contains(ep.ForNodes, opts.Node) {
+			forNode = true
+		}
+		if len(ep.ForZones) == 0 {
+			allZones = false
+		} else if opts.Zone != "" && slices.Contains(ep.ForZones, opts.Zone) {
+			forZone = true
+		}
+	}
+	var keep func(model.Endpoint) bool
+	switch {
+	case allNodes && forNode && opts.Node != "":
+		keep = func(ep model.Endpoint) bool { return slices.Contains(ep.ForNodes, opts.Node) }
+	case allZones && forZone:
+		keep = func(ep model.Endpoint) bool { return slices.Contains(ep.ForZones, opts.Zone) }
+	default:
+		return eps
+	}
+	var out []model.Endpoint
+	for _, ep := range eps {
+		if ep.Ready && keep(ep) {
+			out = append(out, ep)
+		}
+	}
+	return out
 }
 
 func protocolOf(p corev1.Protocol) (Protocol, bool) {

@@ -484,3 +484,53 @@ func TestServiceMaglev(t *testing.T) {
 		t.Errorf("no backends: %d slots", len(got))
 	}
 }
+
+// TestTopologyHints: EndpointSlice hints narrow the backends of cluster-wide traffic as
+// kube-proxy narrows them — node hints first, then zone hints, each only when every ready
+// endpoint has them and one is for this node (its zone); otherwise every endpoint. A Local
+// traffic policy keeps to the node regardless.
+func TestTopologyHints(t *testing.T) {
+	ep := func(addr, zone, node string, forZones, forNodes []string) model.Endpoint {
+		e := on(node, ready(addr, http8080))
+		e.Zone, e.ForZones, e.ForNodes = zone, forZones, forNodes
+		return e
+	}
+	a := []string{"a"}
+	backends := func(eps []model.Endpoint, zone string, local bool) string {
+		s := svc("t", corev1.ServiceTypeClusterIP, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.20")
+			s.Endpoints = eps
+			if local {
+				s.InternalTrafficPolicy = corev1.ServiceInternalTrafficPolicyLocal
+			}
+		})
+		out, _ := FromModel([]*model.Service{s}, Options{Node: "n1", Zone: zone})
+		var got []string
+		for _, b := range out[0].Backends {
+			got = append(got, b.Addr.String())
+		}
+		return strings.Join(got, " ")
+	}
+	zoned := []model.Endpoint{ep("10.1.0.1", "a", "n1", a, nil), ep("10.1.0.2", "a", "n2", a, nil), ep("10.1.0.3", "b", "n3", []string{"b"}, nil)}
+	for _, c := range []struct {
+		name  string
+		eps   []model.Endpoint
+		zone  string
+		local bool
+		want  string
+	}{
+		{"zone hints for this zone", zoned, "a", false, "10.1.0.1 10.1.0.2"},
+		{"the other zone", zoned, "b", false, "10.1.0.3"},
+		{"no hint for this zone", zoned, "c", false, "10.1.0.1 10.1.0.2 10.1.0.3"},
+		{"node without a zone", zoned, "", false, "10.1.0.1 10.1.0.2 10.1.0.3"},
+		{"one ready endpoint without hints", append(slices.Clone(zoned), ep("10.1.0.4", "a", "n4", nil, nil)), "a", false, "10.1.0.1 10.1.0.2 10.1.0.3 10.1.0.4"},
+		{"a not-ready endpoint without hints does not count", append(slices.Clone(zoned), model.Endpoint{Addr: netip.MustParseAddr("10.1.0.5"), Ports: http8080}), "a", false, "10.1.0.1 10.1.0.2"},
+		{"node hints first", []model.Endpoint{ep("10.1.0.1", "a", "n1", a, []string{"n1"}), ep("10.1.0.2", "a", "n2", a, []string{"n2"})}, "a", false, "10.1.0.1"},
+		{"node hints for other nodes: zone hints", []model.Endpoint{ep("10.1.0.1", "a", "n7", a, []string{"n7"}), ep("10.1.0.2", "a", "n2", a, []string{"n2"})}, "a", false, "10.1.0.1 10.1.0.2"},
+		{"Local traffic policy: the node's own", zoned, "b", true, "10.1.0.1"},
+	} {
+		if got := backends(c.eps, c.zone, c.local); got != c.want {
+			t.Errorf("%s: backends %q, want %q", c.name, got, c.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-lb/sluice/internal/localapi"
@@ -59,6 +60,16 @@ func nodeAddresses(m *model.Model, node string) []netip.Addr {
 		}
 	}
 	return nil
+}
+
+// nodeZone is the node's topology.kubernetes.io/zone label, "" when it has none or is unknown.
+func nodeZone(m *model.Model, node string) string {
+	for _, n := range m.Nodes {
+		if n.Name == node {
+			return n.Labels[corev1.LabelTopologyZone]
+		}
+	}
+	return ""
 }
 
 // BGPPeers returns the speaker's sessions and routes, for the local API.

@@ -106,7 +106,7 @@ func (d *datapath) apply(m *model.Model, lbIPs map[types.NamespacedName][]netip.
 	defer d.mu.Unlock()
 	attachErr := d.attach()
 	svcs, conflicts := lb.FromModel(m.Services, lb.Options{LoadBalancerIPs: lbIPs, Algorithm: d.cfg.BPF.Algorithm, Node: d.cfg.NodeName,
-		NodeAddresses: nodeAddresses(m, d.cfg.NodeName)})
+		NodeAddresses: nodeAddresses(m, d.cfg.NodeName), Zone: nodeZone(m, d.cfg.NodeName)})
 	st, err := d.syncer.Set(svcs)
 	return st, conflicts, errors.Join(attachErr, err)
 }

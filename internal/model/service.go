@@ -104,6 +104,10 @@ type Endpoint struct {
 	Terminating bool
 	// Ports maps a Service port name to the backend's port number.
 	Ports map[string]uint16
+	// ForZones and ForNodes are the EndpointSlice's topology hints: the zones, and nodes,
+	// that should send traffic to it (trafficDistribution PreferClose / PreferSameNode, or
+	// topology-aware routing).
+	ForZones, ForNodes []string
 }
 
 func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Service, []Problem) {
@@ -316,6 +320,14 @@ func endpoints(slices []*discoveryv1.EndpointSlice) []Endpoint {
 				}
 				if ep.Zone != nil {
 					e.Zone = *ep.Zone
+				}
+				if h := ep.Hints; h != nil {
+					for _, z := range h.ForZones {
+						e.ForZones = append(e.ForZones, z.Name)
+					}
+					for _, n := range h.ForNodes {
+						e.ForNodes = append(e.ForNodes, n.Name)
+					}
 				}
 				out = append(out, e)
 			}

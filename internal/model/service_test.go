@@ -206,3 +206,26 @@ func TestServiceSourceRanges(t *testing.T) {
 		})
 	}
 }
+
+// TestEndpointHints: an EndpointSlice's topology hints reach the model's endpoints.
+func TestEndpointHints(t *testing.T) {
+	o := service("ns", "web", nil)
+	port, name := int32(8080), "http"
+	sl := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4, Ports: []discoveryv1.EndpointPort{{Name: &name, Port: &port}},
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.1.0.1"}, Zone: ptr("a"), Hints: &discoveryv1.EndpointHints{
+				ForZones: []discoveryv1.ForZone{{Name: "a"}, {Name: "b"}}, ForNodes: []discoveryv1.ForNode{{Name: "n1"}}}},
+			{Addresses: []string{"10.1.0.2"}},
+		},
+	}
+	m, problems := Build(Objects{Services: []*corev1.Service{o}, EndpointSlices: []*discoveryv1.EndpointSlice{sl}}, Options{})
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	eps := m.Services[0].Endpoints
+	if len(eps) != 2 || fmt.Sprint(eps[0].ForZones, eps[0].ForNodes) != "[a b] [n1]" || eps[1].ForZones != nil || eps[1].ForNodes != nil {
+		t.Fatalf("endpoints %+v", eps)
+	}
+}

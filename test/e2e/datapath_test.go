@@ -409,3 +409,49 @@ endpoints: [{addresses: [198.51.100.11], conditions: {ready: true}}]
 		t.Fatalf("a client no longer inside the ranges: %v; want no answer", r)
 	}
 }
+
+// TestTopologyHints: with EndpointSlice zone hints, a node sends a Service's traffic to the
+// endpoints hinted for its own zone only, as kube-proxy does; once a ready endpoint has no
+// hint, to all of them.
+func TestTopologyHints(t *testing.T) {
+	s := newSingleNode(t, 2)
+	zoned := func(hinted bool) {
+		hintB := "hints: {forZones: [{name: b}]}"
+		if !hinted {
+			hintB = ""
+		}
+		s.extra = fmt.Sprintf(`---
+apiVersion: v1
+kind: Node
+metadata: {name: node, labels: {topology.kubernetes.io/zone: a}}
+status: {addresses: [{type: InternalIP, address: 198.18.0.1}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: zoned, namespace: demo}
+spec: {type: LoadBalancer, trafficDistribution: PreferClose, ports: [{name: tcp, port: 80, protocol: TCP}]}
+status: {loadBalancer: {ingress: [{ip: 203.0.113.40}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: zoned, namespace: demo, labels: {kubernetes.io/service-name: zoned}}
+addressType: IPv4
+ports: [{name: tcp, port: 8080, protocol: TCP}]
+endpoints:
+  - {addresses: [198.51.100.11], zone: a, conditions: {ready: true}, hints: {forZones: [{name: a}]}}
+  - {addresses: [198.51.100.12], zone: b, conditions: {ready: true}, %s}
+`, hintB)
+	}
+	zoned(true)
+	s.startAgent(t, s.config(t, "1"))
+	c := traffic.NewClient(s.client)
+	if r := c.Spread("tcp", "203.0.113.40:80", 40, 4); r.Failed != 0 || r.ByServer["be1"] != 40 {
+		t.Fatalf("zone hints: %v; want every connection to be1, the endpoint of the node's zone", r)
+	}
+	zoned(false)
+	s.config(t, "1")
+	waitFor(t, "both endpoints once one has no hint", func() bool {
+		r := c.Spread("tcp", "203.0.113.40:80", 40, 4)
+		return r.Failed == 0 && r.ByServer["be1"] > 0 && r.ByServer["be2"] > 0
+	})
+}
