@@ -313,12 +313,16 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 		s.released = nil
 	}
 	s.releaseDead(live)
-	// A frontend kept on an old table (its new one failed) keeps that table's backends.
+	// A frontend kept on an old table (its new one failed) keeps that table's backends. The
+	// table of a desired service that was written is made of its wanted backends: not
+	// scanned (10k tables of ~250 slots would be millions of lookups per Set).
+	scanned := map[uint32]bool{}
 	for _, e := range s.frontends {
 		t := s.tables[e.ServiceID]
-		if t == nil || e.MaglevSize == 0 {
+		if t == nil || e.MaglevSize == 0 || scanned[e.ServiceID] || (live[e.ServiceID] && !failed[e.ServiceID] && t.slots != nil) {
 			continue
 		}
+		scanned[e.ServiceID] = true
 		if t.slots == nil { // not known: keep every backend until the table is rewritten
 			for b, v := range s.backends {
 				wantBackends[b] = v
