@@ -7,10 +7,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/sluice-lb/sluice/api/v1alpha1"
 )
@@ -30,10 +33,35 @@ func kinds() []client.Object {
 	}
 }
 
+// restMapper maps the kinds Kube watches without asking the API server (discovery): an agent
+// that starts while the API server is away must wait for it, watching, not exit — its
+// informers retry — while the pinned datapath serves as it was.
+func restMapper(scheme *runtime.Scheme) (meta.RESTMapper, error) {
+	m := meta.NewDefaultRESTMapper(nil)
+	for _, obj := range kinds() {
+		gvk, err := apiutil.GVKForObject(obj, scheme)
+		if err != nil {
+			return nil, err
+		}
+		scope := meta.RESTScopeRoot
+		if namespaced(obj) {
+			scope = meta.RESTScopeNamespace
+		}
+		m.Add(gvk, scope)
+	}
+	return m, nil
+}
+
 // Run implements Source.
 func (k *Kube) Run(ctx context.Context, out chan<- Event) error {
+	scheme := Scheme()
+	mapper, err := restMapper(scheme)
+	if err != nil {
+		return fmt.Errorf("kubernetes source: %w", err)
+	}
 	c, err := cache.New(k.Config, cache.Options{
-		Scheme: Scheme(),
+		Scheme: scheme,
+		Mapper: mapper,
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{k.Namespace: {}}},
 		},

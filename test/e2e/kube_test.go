@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,8 +60,11 @@ func (k *kubeNode) disconnect(t *testing.T) {
 
 func (k *kubeNode) startKubeAgent(t *testing.T, flags ...string) {
 	t.Helper()
-	flags = append([]string{"--kubeconfig", filepath.Join(k.dir, "kubeconfig"), "--namespace", "sluice-system"}, flags...)
-	k.agent = startAgent(t, k.node, "node", k.dir, "", flags...)
+	k.agent = startAgent(t, k.node, "node", k.dir, "", k.kubeFlags(flags...)...)
+}
+
+func (k *kubeNode) kubeFlags(flags ...string) []string {
+	return append([]string{"--kubeconfig", filepath.Join(k.dir, "kubeconfig"), "--namespace", "sluice-system"}, flags...)
 }
 
 // endpointSlice is Service name's slice with the backends at addrs, port 8080.
@@ -81,7 +85,8 @@ func endpointSlice(name string, addrs ...string) *discoveryv1.EndpointSlice {
 // TestKubeAPIServerOutage: in Kubernetes mode the datapath follows the API server's Services
 // and EndpointSlices; while the API server cannot be reached, the datapath keeps serving
 // what it had (established connections and new ones), and once it is back the agent catches
-// up with what changed meanwhile.
+// up with what changed meanwhile. An agent that starts while the API server is away waits for
+// it: it neither exits nor prunes the datapath before its first sync.
 func TestKubeAPIServerOutage(t *testing.T) {
 	k := newKubeNode(t, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -140,5 +145,41 @@ func TestKubeAPIServerOutage(t *testing.T) {
 	waitUpTo(t, time.Minute, "the change made during the outage served", func() bool {
 		r := cl.Spread("tcp", tcp4, 10, 2)
 		return r.Failed == 0 && r.ByServer["be2"] == 10
+	})
+
+	// The agent dies and starts again, with its default settings (the IPAM controller too),
+	// while the API server is away: it has nothing to go by, so it does not exit, prunes
+	// nothing — the pinned datapath serves as it was — and is not ready; once the API server
+	// is back it syncs, and then serves what changed.
+	k.disconnect(t)
+	must(t, syscall.Kill(k.agent.PID, syscall.SIGKILL))
+	<-k.agent.Done()
+	must(t, c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "web"}, &es))
+	es.Endpoints = endpointSlice("web", "198.51.100.11").Endpoints
+	must(t, c.Update(ctx, &es))
+	k.agent, err = k.node.Start(agentBin, agentArgs("node", k.dir, "", k.kubeFlags()...)...)
+	must(t, err)
+	time.Sleep(2 * time.Second)
+	if r := cl.Spread("tcp", tcp4, 10, 2); r.Failed != 0 || r.ByServer["be2"] != 10 {
+		t.Fatalf("a restarted agent without its API server: %v; want every connection answered as before, by be2\n%s", r, k.agent.Output())
+	}
+	select {
+	case <-k.agent.Done():
+		t.Fatalf("the restarted agent exited without its API server: %v\n%s", k.agent.Err(), k.agent.Output())
+	default:
+	}
+	if got := k.metric(t, "sluice_datapath_writes_total"); got != "0" {
+		t.Fatalf("the agent wrote %s map entries before it could sync", got)
+	}
+	ctxReady, cancelReady := context.WithTimeout(ctx, 2*time.Second)
+	_, readyErr := k.node.Exec(ctxReady, "curl", "-sf", "http://127.0.0.1:9473/readyz")
+	cancelReady()
+	if readyErr == nil {
+		t.Fatal("the agent says it is ready without having synced")
+	}
+	k.connect(t)
+	waitUpTo(t, time.Minute, "the change made while the agent was down served", func() bool {
+		r := cl.Spread("tcp", tcp4, 10, 2)
+		return r.Failed == 0 && r.ByServer["be1"] == 10
 	})
 }

@@ -164,14 +164,7 @@ func (s *singleNode) startAgent(t *testing.T, config string, flags ...string) {
 // Without a config, the flags must say where its objects come from (--kubeconfig).
 func startAgent(t testing.TB, ns *lab.Namespace, node, dir, config string, flags ...string) *lab.Process {
 	t.Helper()
-	var args []string
-	if config != "" {
-		args = []string{"--config", config}
-	}
-	args = append(append(args, "--node-name", node, "--devices", "eth0",
-		"--state-dir", filepath.Join(dir, "state"), "--bpffs", filepath.Join(dir, "bpffs"),
-		"--metrics-addr", "127.0.0.1:9472", "--health-addr", "127.0.0.1:9473"), flags...)
-	agent, err := ns.Start(agentBin, args...)
+	agent, err := ns.Start(agentBin, agentArgs(node, dir, config, flags...)...)
 	must(t, err)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -191,6 +184,17 @@ func startAgent(t testing.TB, ns *lab.Namespace, node, dir, config string, flags
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// agentArgs are the command-line arguments of startAgent's agent.
+func agentArgs(node, dir, config string, flags ...string) []string {
+	var args []string
+	if config != "" {
+		args = []string{"--config", config}
+	}
+	return append(append(args, "--node-name", node, "--devices", "eth0",
+		"--state-dir", filepath.Join(dir, "state"), "--bpffs", filepath.Join(dir, "bpffs"),
+		"--metrics-addr", "127.0.0.1:9472", "--health-addr", "127.0.0.1:9473"), flags...)
 }
 
 // mountBPFFS mounts a bpffs on dir/bpffs, in the host's mount namespace, as a DaemonSet's
