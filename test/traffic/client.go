@@ -56,6 +56,29 @@ func (c *Client) Ask(network, addr string) (string, error) {
 	return exchange(conn, "hello", c.Timeout)
 }
 
+// Peer opens a TCP connection and asks the server which client address it sees: whether the
+// client's address is kept on the way (source IP preservation).
+func (c *Client) Peer(addr string) (server string, peer netip.Addr, err error) {
+	conn, err := c.Dial("tcp", addr)
+	if err != nil {
+		return "", netip.Addr{}, err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(c.Timeout)); err != nil {
+		return "", netip.Addr{}, err
+	}
+	if _, err := fmt.Fprintf(conn, "%s\n", PeerQuestion); err != nil {
+		return "", netip.Addr{}, err
+	}
+	answer, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return "", netip.Addr{}, err
+	}
+	server, seen, _ := strings.Cut(strings.TrimSuffix(answer, "\n"), " ")
+	peer, err = netip.ParseAddr(seen)
+	return server, peer, err
+}
+
 // exchange sends one line and reads the answer "<name> <line>", returning name.
 func exchange(conn net.Conn, line string, timeout time.Duration) (string, error) {
 	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {

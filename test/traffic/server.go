@@ -12,7 +12,8 @@ import (
 )
 
 // Server answers in one namespace: each line received on a TCP connection with
-// "<name> <line>", each UDP datagram with "<name> <payload>".
+// "<name> <line>" (PeerQuestion with "<name> <the client's address>"), each UDP datagram with
+// "<name> <payload>".
 type Server struct {
 	Name string
 
@@ -50,6 +51,9 @@ func Serve(ns *lab.Namespace, name string, port int) (*Server, error) {
 	return s, nil
 }
 
+// PeerQuestion asks a Server for the client address it sees (see Client.Peer).
+const PeerQuestion = "who am I?"
+
 // Accepted is how many TCP connections the server accepted.
 func (s *Server) Accepted() int64 { return s.accepted.Load() }
 
@@ -75,7 +79,11 @@ func (s *Server) serveTCP() {
 			}()
 			lines := bufio.NewScanner(c)
 			for lines.Scan() {
-				if _, err := fmt.Fprintf(c, "%s %s\n", s.Name, lines.Text()); err != nil {
+				answer := lines.Text()
+				if answer == PeerQuestion { // the client's address as this server sees it
+					answer = c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap().String()
+				}
+				if _, err := fmt.Fprintf(c, "%s %s\n", s.Name, answer); err != nil {
 					return
 				}
 			}
