@@ -187,14 +187,28 @@ func (x *Allocator) full(m *model.Model) (*Result, []types.NamespacedName) {
 }
 
 // finish records s's outcome.
+// A Service is settled when it has every address without a problem and holds them all
+// (they were claimed from what it holds, before any allocation): a full run would give it
+// the same, whatever the others do. One given an address in the allocation phase is not —
+// in a full run it allocates in age order, among the others — until it holds it.
 func (x *Allocator) finish(s *svc) {
 	s.out = x.a.result(s)
 	x.svcs[s.Key] = s
-	if s.out.Ready && s.out.Reason == Allocated && len(s.problems) == 0 {
+	if s.out.Ready && s.out.Reason == Allocated && len(s.problems) == 0 && holdsAll(s.ingress, s.out.IPs) {
 		delete(x.unsettled, s.Key)
 	} else {
 		x.unsettled[s.Key] = true
 	}
+}
+
+// holdsAll reports whether every address of ips is in ingress.
+func holdsAll(ingress, ips []netip.Addr) bool {
+	for _, ip := range ips {
+		if !slices.Contains(ingress, ip) {
+			return false
+		}
+	}
+	return true
 }
 
 // result is the Result of the Services' outcomes, in the order of m's Services (by

@@ -170,9 +170,10 @@ func (x *Allocator) incremental(m *model.Model) (r *Result, changed []types.Name
 			}
 			// Given its addresses last time, it now holds them (they are remembered): a
 			// full run would have it keep them, with the same outcome, as long as it had no
-			// problem.
-			if old.Service == s && !x.unsettled[s.Key] && slices.Equal(ingress, old.out.IPs) {
+			// problem. It is settled from now on.
+			if old.Service == s && slices.Equal(ingress, old.out.IPs) && old.out.Ready && old.out.Reason == Allocated && len(old.problems) == 0 {
 				old.ingress, held = ingress, true
+				delete(x.unsettled, s.Key)
 				continue
 			}
 		}

@@ -154,11 +154,28 @@ func TestAllocatorOrderMatters(t *testing.T) {
 	// The same object in several steps is the same pointer, as a source hands it out.
 	old, young := service("a/old", 10), service("a/new", 20)
 	h1, h2 := service("a/h1", 5, sharing("k"), ports("TCP/80")), service("a/h2", 1, sharing("k"), ports("TCP/80"))
+	asksOther := service("a/s", 10, annotated("sluice.dev/ips", "10.0.0.1"), holding("10.0.0.7"))
+	first := service("a/v", 1)
+	otherFamily := service("a/u", 10, policy(corev1.IPFamilyPolicySingleStack, corev1.IPv4Protocol), holding("2001:db8::1"))
 	cases := map[string][][]*corev1.Service{
 		"older takes back": {
 			{old, young},
 			{old, young}, // now they hold what they were given
 			{old, young, service("a/older", 1, holding("10.0.0.1"))},
+		},
+		// Its status holds another address than it asks for: it is given its address in
+		// the allocation phase of every full run, in age order, so a newer Service added
+		// must not take the lowest free address first.
+		"status not what it asks for": {
+			{asksOther},
+			{asksOther},
+			{asksOther, service("a/n", 1)},
+		},
+		// Its status holds an address of a family it no longer asks for.
+		"status of another family": {
+			{first, otherFamily},
+			{first, otherFamily},
+			{otherFamily},
 		},
 		"sharing order": {
 			{h1},

@@ -90,6 +90,9 @@ func NewSyncer(t Table, opts SyncerOptions) (*Syncer, error) {
 	for _, ps := range ranges {
 		slices.SortFunc(ps, comparePrefixes)
 	}
+	// IDs whose ranges are still in the map (their removal failed, or the agent stopped
+	// first) are not handed out again before those are gone: a new service must not admit
+	// the old one's clients.
 	s := &Syncer{table: t, opts: opts, slots: newSlotAllocator(t.Slots()), frontends: frontends, backends: backends,
 		tables: map[uint32]*appliedTable{}, ranges: ranges, serviceIDs: map[ServiceKey]uint32{}, idOwners: map[uint32]ServiceKey{}, memo: map[ServiceKey]maglevMemo{}, nextID: 1,
 		unsure: map[Frontend]bool{}, unsureBackends: map[uint32]bool{}, prune: map[uint32]map[uint32]bool{}}
@@ -102,6 +105,11 @@ func NewSyncer(t Table, opts SyncerOptions) (*Syncer, error) {
 	// a Set, a service's frontends may point at two. The first becomes the service's table,
 	// the others are freed once its frontends are rewritten.
 	reserved := map[slotRange]bool{}
+	for id := range ranges {
+		if id >= s.nextID {
+			s.nextID = id + 1
+		}
+	}
 	for f, e := range frontends {
 		if e.ServiceID >= s.nextID {
 			s.nextID = e.ServiceID + 1
@@ -240,6 +248,9 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 		wantRanges[d.id] = want
 		if add := prefixesMinus(want, s.ranges[d.id]); len(add) > 0 {
 			if err := s.table.UpdateSourceRanges(d.id, add, nil); err != nil {
+				// It may have written part of them: what the map holds is read back, so that
+				// the next Set writes what is missing and removes what is not wanted.
+				s.rereadRanges()
 				return st, fmt.Errorf("lb: writing the source ranges of %s: %w", d.svc.Key, err)
 			}
 			s.ranges[d.id] = slices.Compact(slices.SortedFunc(slices.Values(append(slices.Clone(s.ranges[d.id]), add...)), comparePrefixes))
@@ -295,6 +306,7 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 			}
 			if remove := prefixesMinus(s.ranges[id], want); len(remove) > 0 {
 				if err := s.table.UpdateSourceRanges(id, nil, remove); err != nil {
+					s.rereadRanges()
 					return st, fmt.Errorf("lb: deleting source ranges of service %d: %w", id, err)
 				}
 				if len(want) == 0 {
@@ -369,6 +381,21 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 		clear(s.prune)
 	}
 	return st, errors.Join(tableErrs...)
+}
+
+// rereadRanges replaces what the Syncer knows of the source ranges with what the map holds,
+// after a write that may have done part of its work. If even that fails, what it knew is
+// kept together with nothing removed: the next Set writes the wanted ranges again (writing
+// one twice is harmless) and removes the ones it knows of.
+func (s *Syncer) rereadRanges() {
+	ranges, err := s.table.SourceRanges()
+	if err != nil {
+		return
+	}
+	for _, ps := range ranges {
+		slices.SortFunc(ps, comparePrefixes)
+	}
+	s.ranges = ranges
 }
 
 // prefixesMinus returns the prefixes of a (sorted) that b (sorted) does not have.
@@ -456,7 +483,7 @@ func (s *Syncer) settleServices(svcs []Service) []desiredService {
 			}
 		}
 		if out[i].id == 0 {
-			for taken[s.nextID] || s.claimed(s.nextID) || s.tables[s.nextID] != nil {
+			for taken[s.nextID] || s.claimed(s.nextID) || s.tables[s.nextID] != nil || s.ranges[s.nextID] != nil {
 				s.nextID++
 			}
 			out[i].id = s.nextID

@@ -453,3 +453,48 @@ func TestSyncerSourceRanges(t *testing.T) {
 		t.Fatalf("the Service is gone, its ranges are not: %s", ranges())
 	}
 }
+
+// TestSyncerSourceRangesIDReuse: a service's ranges left in the map (their removal failed,
+// then the agent restarted) never admit clients to a new service: its ID is not handed out
+// again while they are there, and they are removed.
+func TestSyncerSourceRangesIDReuse(t *testing.T) {
+	tab := lbtest.NewTable(1024)
+	s := newSyncer(t, tab)
+	restricted := func(name, vip, prefix string) lb.Service {
+		v := svc(name, vip, "10.1.0.1:8080")
+		v.Restricted, v.SourceRanges = v.Frontends, []netip.Prefix{netip.MustParsePrefix(prefix)}
+		return v
+	}
+	if _, err := s.Set([]lb.Service{restricted("a", "203.0.113.1", "10.0.0.0/8")}); err != nil {
+		t.Fatal(err)
+	}
+	tab.Fail = func(op string) bool { return op == "source-ranges" }
+	if _, err := s.Set(nil); err == nil {
+		t.Fatal("a failed removal of source ranges was not reported")
+	}
+	tab.Fail = nil
+	s = newSyncer(t, tab) // a restart, with a's ranges still in the map
+	b := restricted("b", "203.0.113.2", "192.168.0.0/16")
+	calls := 0
+	tab.Fail = func(op string) bool { // b's ranges are written; the old ones' removal fails again
+		if op == "source-ranges" {
+			calls++
+			return calls == 2
+		}
+		return false
+	}
+	if _, err := s.Set([]lb.Service{b}); err == nil {
+		t.Fatal("the failed removal was not reported")
+	}
+	if tab.Admits(b.Frontends[0], netip.MustParseAddr("10.9.9.9")) || !tab.Admits(b.Frontends[0], netip.MustParseAddr("192.168.1.1")) {
+		t.Fatal("the new service admits the old one's clients, or not its own")
+	}
+	tab.Fail = nil
+	if _, err := s.Set([]lb.Service{b}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := tab.SourceRanges()
+	if len(got) != 1 || fmt.Sprint(got[tab.Frontends()[b.Frontends[0]].ServiceID]) != "[192.168.0.0/16]" {
+		t.Fatalf("the map holds %v, want only b's range", got)
+	}
+}

@@ -226,6 +226,9 @@ func sourceRanges(ps *problems, o *corev1.Service) (bool, []netip.Prefix) {
 			ps.warn(fmt.Sprintf("%s[%d]", field, i), "%q is not a CIDR: ignored (the other ranges still restrict the clients; with none valid, no client is admitted)", r)
 			continue
 		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 { // ::ffff:a.b.c.d/n is the IPv4 a.b.c.d/(n-96)
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
 		if p = p.Masked(); !slices.Contains(out, p) {
 			out = append(out, p)
 		}

@@ -178,7 +178,7 @@ func TestServiceSourceRanges(t *testing.T) {
 		problem    string
 	}{
 		{name: "none", restricted: false, want: "[]"},
-		{name: "spec", spec: []string{"10.0.0.1/8", " 2001:db8::/32", "10.0.0.0/8"}, restricted: true, want: "[10.0.0.0/8 2001:db8::/32]"},
+		{name: "spec", spec: []string{"10.0.0.1/8", " 2001:db8::/32", "10.0.0.0/8", "::ffff:10.0.0.0/104"}, restricted: true, want: "[10.0.0.0/8 2001:db8::/32]"},
 		{name: "annotation", annotation: "192.0.2.0/24, 198.51.100.0/24", restricted: true, want: "[192.0.2.0/24 198.51.100.0/24]"},
 		{name: "spec wins", spec: []string{"10.0.0.0/8"}, annotation: "192.0.2.0/24", restricted: true, want: "[10.0.0.0/8]"},
 		{name: "one invalid", spec: []string{"10.0.0.0/8", "300.0.0.0/8"}, restricted: true, want: "[10.0.0.0/8]",

@@ -6,6 +6,7 @@ import (
 	"io"
 	"iter"
 	"os"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -41,6 +42,16 @@ type decoded struct {
 func NewDecoder() *Decoder {
 	return &Decoder{codec: serializer.NewCodecFactory(Scheme(), serializer.EnableStrict).UniversalDeserializer(),
 		seen: map[string]map[string]*decoded{}}
+}
+
+// Forget drops what the Decoder remembers of every input but those named: files that are
+// gone must not keep their objects in memory.
+func (d *Decoder) Forget(except []string) {
+	for name := range d.seen {
+		if !slices.Contains(except, name) {
+			delete(d.seen, name)
+		}
+	}
 }
 
 // maxDocument bounds one YAML document and maxInput one input, so a runaway file cannot

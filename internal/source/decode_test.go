@@ -113,4 +113,9 @@ func TestDecoderRemembers(t *testing.T) {
 	if n := len(d.seen["f.yaml"]); n != 2 {
 		t.Fatalf("%d documents remembered after the change, want the 2 of the last read", n)
 	}
+	d.Decode(strings.NewReader(doc("82")), "g.yaml")
+	d.Forget([]string{"g.yaml"}) // f.yaml is gone
+	if _, ok := d.seen["f.yaml"]; ok || len(d.seen["g.yaml"]) != 2 {
+		t.Fatalf("after f.yaml went, the decoder remembers %d inputs", len(d.seen))
+	}
 }

@@ -194,6 +194,7 @@ func (f *File) read() ([]client.Object, []error) {
 		}
 		return objs, problems
 	}
+	f.decoder.Forget(names)
 	files := map[string][]client.Object{}
 	for _, name := range names {
 		objs, errs := f.readFile(name)
