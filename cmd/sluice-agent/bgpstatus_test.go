@@ -70,7 +70,7 @@ func TestBinaryKubernetesBGPStatus(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--namespace", "sluice-system", "--node-name", "node-1",
 		"--state-dir", filepath.Join(dir, "state"), "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0")
 	cmd.Stderr = logs

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,26 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-lb/sluice/api/v1alpha1"
+	"github.com/sluice-lb/sluice/internal/testenv"
 	"github.com/sluice-lb/sluice/test/kubeapi"
 )
-
-// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // kubeLab starts an API server of the test's own with namespaces sluice-system and demo,
 // and returns it with a temporary directory holding its kubeconfig.
@@ -86,11 +67,11 @@ func TestBinaryKubernetesIPAM(t *testing.T) {
 	type proc struct {
 		name string
 		cmd  *exec.Cmd
-		logs *syncBuffer
+		logs *testenv.Buffer
 		done chan error
 	}
 	start := func(name string, args ...string) *proc {
-		p := &proc{name: name, logs: &syncBuffer{}, done: make(chan error, 1)}
+		p := &proc{name: name, logs: &testenv.Buffer{}, done: make(chan error, 1)}
 		p.cmd = exec.Command(bin, append([]string{"--kubeconfig", kubeconfig, "--namespace", "sluice-system"}, args...)...)
 		p.cmd.Stderr = p.logs
 		if err := p.cmd.Start(); err != nil {

@@ -56,7 +56,7 @@ func TestBinaryKubernetesL2Event(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	stateDir := filepath.Join(dir, "state")
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--namespace", "sluice-system", "--node-name", "node-1",
 		"--state-dir", stateDir, "--metrics-addr", "", "--health-addr", "", "--l2-heartbeat-port", fmt.Sprint(freePort(t, "127.0.0.1")))
 	cmd.Stderr = logs

@@ -112,7 +112,7 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 
-	src, err := newSource(&cfg)
+	src, err := newSource(&cfg, log)
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return 1
@@ -138,7 +138,7 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func newSource(cfg *agent.Config) (source.Source, error) {
+func newSource(cfg *agent.Config, log *slog.Logger) (source.Source, error) {
 	if cfg.ConfigPath != "" {
 		if cfg.Kubeconfig != "" {
 			return nil, errors.New("--config and --kubeconfig exclude each other: standalone mode reads no API")
@@ -159,7 +159,7 @@ func newSource(cfg *agent.Config) (source.Source, error) {
 		return nil, err
 	}
 	cfg.Rest = rc
-	return &source.Kube{Config: rc, Namespace: cfg.Namespace}, nil
+	return &source.Kube{Config: rc, Namespace: cfg.Namespace, Log: log.With("component", "source")}, nil
 }
 
 // runIPAMOnly runs the LB-IPAM controller alone until SIGTERM or SIGINT.

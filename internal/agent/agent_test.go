@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/source"
+	"github.com/sluice-lb/sluice/internal/testenv"
 )
 
 const pools = `
@@ -64,8 +65,8 @@ func TestAgentStandalone(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(cfgDir, "pools.yaml"), []byte(pools), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var logs strings.Builder
-	log := slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))
+	var logs testenv.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
 	src := source.NewFile(cfgDir)
 	src.Debounce = 20 * time.Millisecond
 	a, err := New(Config{ConfigPath: cfgDir, NodeName: "node-1", StateDir: stateDir, BPFFS: "/sys/fs/bpf",

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/source"
+	"github.com/sluice-lb/sluice/internal/testenv"
 	"github.com/sluice-lb/sluice/ipam"
 )
 
@@ -42,11 +43,11 @@ status: {loadBalancer: {ingress: [{ip: 198.51.100.7}]}}
 // runStandalone runs an agent on cfgDir and stateDir until the returned stop is called.
 func runStandalone(t *testing.T, cfgDir, stateDir string) (stop func() string) {
 	t.Helper()
-	var logs strings.Builder
+	var logs testenv.Buffer
 	src := source.NewFile(cfgDir)
 	src.Debounce = 20 * time.Millisecond
 	a, err := New(Config{ConfigPath: cfgDir, NodeName: "node-1", StateDir: stateDir, BPFFS: "/sys/fs/bpf"},
-		slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)), src)
+		slog.New(slog.NewTextHandler(&logs, nil)), src)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,19 @@ package source
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -23,6 +30,12 @@ import (
 type Kube struct {
 	Config    *rest.Config
 	Namespace string
+	// Log, when set, hears why the source is not synced yet, each time the reason changes:
+	// the API server cannot be reached, or does not serve the sluice.dev kinds (their CRDs
+	// are not installed). Informers alone would only retry.
+	Log *slog.Logger
+	// WaitReport is how often the reason is looked for (default 5s).
+	WaitReport time.Duration
 }
 
 // kinds are the object types Kube watches.
@@ -94,13 +107,20 @@ func (k *Kube) Run(ctx context.Context, out chan<- Event) error {
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		errc <- c.Start(ctx)
 	}()
+	syncDone := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		k.explainWait(ctx, syncDone)
+	}()
 	defer wg.Wait()
-	if !c.WaitForCacheSync(ctx) || !toolscache.WaitForCacheSync(ctx.Done(), synced...) {
+	ok := c.WaitForCacheSync(ctx) && toolscache.WaitForCacheSync(ctx.Done(), synced...)
+	close(syncDone)
+	if !ok {
 		cancel()
 		if err := <-errc; err != nil {
 			return fmt.Errorf("kubernetes source: %w", err)
@@ -119,6 +139,62 @@ func (k *Kube) Run(ctx context.Context, out chan<- Event) error {
 		}
 		return nil
 	}
+}
+
+// explainWait logs, until done is closed, why the informers have not synced yet, whenever
+// the reason changes.
+func (k *Kube) explainWait(ctx context.Context, done <-chan struct{}) {
+	if k.Log == nil {
+		return
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(k.Config)
+	if err != nil {
+		return
+	}
+	every := k.WaitReport
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	last := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		why := whyNotSynced(dc)
+		if why != "" && why != last {
+			k.Log.Warn("kubernetes source: waiting for the initial objects", "why", why)
+		}
+		last = why
+	}
+}
+
+// whyNotSynced names what keeps the informers from syncing, as far as discovery tells: ""
+// when it finds nothing wrong (a large cluster takes time).
+func whyNotSynced(dc discovery.DiscoveryInterface) string {
+	gv := v1alpha1.GroupVersion.String()
+	list, err := dc.ServerResourcesForGroupVersion(gv)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "the API server does not serve " + gv + ": the sluice.dev CRDs are not installed (manifests/crds)"
+	case err != nil:
+		return "the API server cannot be reached: " + err.Error() + " (the datapath serves what it had)"
+	}
+	var missing []string
+	for _, plural := range []string{"ippools", "bgppeers", "bgpadvertisements", "l2advertisements"} {
+		if !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == plural }) {
+			missing = append(missing, plural+"."+v1alpha1.GroupVersion.Group)
+		}
+	}
+	if len(missing) > 0 {
+		return "CRDs not installed: " + strings.Join(missing, ", ") + " (manifests/crds)"
+	}
+	return ""
 }
 
 func forward(ctx context.Context, out chan<- Event, t EventType, obj any) {

@@ -2,16 +2,20 @@ package source
 
 import (
 	"context"
+	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-lb/sluice/api/v1alpha1"
 	"github.com/sluice-lb/sluice/internal/model"
+	"github.com/sluice-lb/sluice/internal/testenv"
 	"github.com/sluice-lb/sluice/test/kubeapi"
 )
 
@@ -130,5 +134,44 @@ func TestKubeSource(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// TestKubeSourceSaysWhyItWaits: without one of the sluice.dev CRDs the informers cannot sync;
+// the source says so, naming the CRD, and sends no Synced.
+func TestKubeSourceSaysWhyItWaits(t *testing.T) {
+	env := kubeapi.Start(t, kubeapi.Options{}) // its own: a CRD is deleted
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	crd := &unstructured.Unstructured{}
+	crd.SetAPIVersion("apiextensions.k8s.io/v1")
+	crd.SetKind("CustomResourceDefinition")
+	crd.SetName("l2advertisements.sluice.dev")
+	if err := env.Client.Delete(ctx, crd); err != nil {
+		t.Fatal(err)
+	}
+	var logs testenv.Buffer
+	k := &Kube{Config: env.Config, Namespace: "default", WaitReport: 100 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	events := make(chan Event, 1024)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- k.Run(runCtx, events) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "CRDs not installed: l2advertisements.sluice.dev") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no word of the missing CRD; the log:\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	close(events)
+	for ev := range events {
+		if ev.Type == Synced {
+			t.Fatal("synced without the L2Advertisement CRD")
+		}
 	}
 }
