@@ -5,8 +5,9 @@ set -euo pipefail
 
 # clang/llvm/libbpf-dev: BPF programs (make generate). frr, bird2, gobgpd: real BGP peers.
 # arping, ndisc6, tcpdump: real ARP/NDP clients and captures. iproute2, iputils-ping, curl:
-# the lab. setpriv (util-linux): ties test daemons' lives to the test process.
-packages=(clang llvm libbpf-dev frr bird2 gobgpd arping ndisc6 tcpdump iproute2 iputils-ping curl util-linux)
+# the lab. setpriv (util-linux): ties test daemons' lives to the test process. iptables,
+# nftables, conntrack: what the real kube-proxy needs, which the benchmarks compare with.
+packages=(clang llvm libbpf-dev frr bird2 gobgpd arping ndisc6 tcpdump iproute2 iputils-ping curl util-linux iptables nftables conntrack)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -82,6 +82,7 @@ func run(rounds, repeat, flows, changes int, write string) error {
 		{"internal/agent", "^BenchmarkRebuildOneMore$", "20x", false},
 		{"test/e2e", "^BenchmarkBGP$", "1x", true},
 		{"test/e2e", "^BenchmarkL2Failover$", "1x", true},
+		{"test/e2e", "^BenchmarkKubeProxy$", "1x", true},
 	}
 	res := results{}
 	start := time.Now()
@@ -375,7 +376,37 @@ func render(r results, rounds, repeat, flows, changes int) string {
 	}
 	table(&b, []string{"owner fails by", "gap p50", "gap max", "target"}, rows)
 
-	// 7. IPAM.
+	// 7. Against the real kube-proxy.
+	fmt.Fprintf(&b, "**Sluice against the real kube-proxy** (BenchmarkKubeProxy, one run): a real API server with N LoadBalancer Services of 2 endpoints each; in one node namespace, in turn, sluice-agent (Kubernetes mode), kube-proxy in iptables mode and kube-proxy in nftables mode (v1.37.2, the API server's release), each started cold; a client outside. Ratios are kube-proxy's figure over Sluice's (above 1: Sluice is faster):\n\n")
+	rows = nil
+	for _, n := range []int{1, 1000} {
+		name := fmt.Sprintf("BenchmarkKubeProxy/services=%d", n)
+		for _, m := range []struct{ unit, label string }{
+			{"program-s", "from start until the last Service answers (s)"},
+			{"connect-p50-us", "TCP connect through a Service address, p50 (µs)"},
+			{"connect-p99-us", "the same, p99 (µs)"},
+			{"conn-per-s", "new connections per second, 4 at a time (higher is better)"},
+		} {
+			sl, ipt, nft := r.get(name, "sluice-"+m.unit), r.get(name, "iptables-"+m.unit), r.get(name, "nftables-"+m.unit)
+			prec := 0
+			if m.unit == "program-s" {
+				prec = 2
+			}
+			ratio := func(k stat) string {
+				if !k.ok || !sl.ok || sl.med == 0 || k.med == 0 {
+					return "n/a"
+				}
+				if m.unit == "conn-per-s" {
+					return fmt.Sprintf("%.2f×", sl.med/k.med)
+				}
+				return fmt.Sprintf("%.2f×", k.med/sl.med)
+			}
+			rows = append(rows, []string{fmt.Sprint(n), m.label, sl.cell(prec), ipt.cell(prec), nft.cell(prec), ratio(ipt), ratio(nft)})
+		}
+	}
+	table(&b, []string{"Services", "what", "Sluice", "kube-proxy iptables", "kube-proxy nftables", "vs iptables", "vs nftables"}, rows)
+
+	// 8. IPAM.
 	fmt.Fprintf(&b, "**LB-IPAM controller against a real kube-apiserver + etcd on this machine** (BenchmarkController, one run): 10k LoadBalancer Services exist, the controller starts:\n\n")
 	t := r.get("BenchmarkController", "s/10k-services")
 	heap := r.get("BenchmarkController", "heap-MiB")

@@ -65,7 +65,7 @@ type singleNode struct {
 	withoutEmpty bool
 }
 
-func newSingleNode(t *testing.T, backends int) *singleNode {
+func newSingleNode(t testing.TB, backends int) *singleNode {
 	testenv.RequirePrivileged(t)
 	l := lab.ForTest(t)
 	s := &singleNode{lab: l, dir: t.TempDir()}
