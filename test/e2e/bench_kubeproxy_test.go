@@ -39,9 +39,8 @@ var proxyModes = []string{"sluice", "iptables", "nftables"}
 //   - conn-per-s: new connections per second, 4 at a time, each with one request.
 //
 // Between proxies the node is cleaned: Sluice's pins removed (which detaches its programs),
-// kube-proxy --cleanup for its rules. N is 1 and 1000: 10k Services (30k API writes for their
-// objects, statuses and slices) take this 2-CPU machine's API server longer than a bench run
-// may.
+// kube-proxy --cleanup for its rules. N is 1 and 1000: a run with 10k (30k API writes to set
+// up, then three cold starts) did not finish within 20 minutes on this 2-CPU machine.
 func BenchmarkKubeProxy(b *testing.B) {
 	testenv.RequirePrivileged(b)
 	testenv.RequireCommands(b, "iptables", "nft")
