@@ -83,12 +83,9 @@ func NewSyncer(t Table, opts SyncerOptions) (*Syncer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lb: reading back the datapath maps: %w", err)
 	}
-	ranges, err := t.SourceRanges()
+	ranges, err := sortedRanges(t)
 	if err != nil {
 		return nil, fmt.Errorf("lb: reading back the datapath maps: %w", err)
-	}
-	for _, ps := range ranges {
-		slices.SortFunc(ps, comparePrefixes)
 	}
 	// IDs whose ranges are still in the map (their removal failed, or the agent stopped
 	// first) are not handed out again before those are gone: a new service must not admit
@@ -388,14 +385,18 @@ func (s *Syncer) Set(desired []Service) (SyncStats, error) {
 // kept together with nothing removed: the next Set writes the wanted ranges again (writing
 // one twice is harmless) and removes the ones it knows of.
 func (s *Syncer) rereadRanges() {
-	ranges, err := s.table.SourceRanges()
-	if err != nil {
-		return
+	if ranges, err := sortedRanges(s.table); err == nil {
+		s.ranges = ranges
 	}
+}
+
+// sortedRanges reads the source ranges t holds, each service's sorted.
+func sortedRanges(t Table) (map[uint32][]netip.Prefix, error) {
+	ranges, err := t.SourceRanges()
 	for _, ps := range ranges {
 		slices.SortFunc(ps, comparePrefixes)
 	}
-	s.ranges = ranges
+	return ranges, err
 }
 
 // prefixesMinus returns the prefixes of a (sorted) that b (sorted) does not have.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -80,13 +79,9 @@ func newProxyLab(b *testing.B, n int) *proxyLab {
 	b.Helper()
 	p := &proxyLab{singleNode: newSingleNode(b, 2), env: kubeapi.Start(b, kubeapi.Options{})}
 	must(b, p.client.AddRoute("10.200.0.0/16", "198.18.0.1"))
-	u, err := url.Parse(p.env.Host)
-	must(b, err)
-	relay, err := p.node.Forward(u.Host, u.Host)
-	must(b, err)
+	relay := relayAPI(b, p.env, p.node)
 	b.Cleanup(func() { relay.Close() })
-	p.kubeconfig = filepath.Join(p.dir, "kubeconfig")
-	must(b, os.WriteFile(p.kubeconfig, p.env.KubeConfig, 0o600))
+	p.kubeconfig = kubeconfigIn(b, p.env, p.dir)
 	p.target = net.JoinHostPort(proxyVIP(n-1), "80")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

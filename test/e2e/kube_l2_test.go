@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"context"
-	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,9 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-lb/sluice/api/v1alpha1"
-	"github.com/sluice-lb/sluice/internal/testenv"
 	"github.com/sluice-lb/sluice/test/kubeapi"
-	"github.com/sluice-lb/sluice/test/lab"
 	"github.com/sluice-lb/sluice/test/traffic"
 )
 
@@ -30,28 +25,11 @@ import (
 // them answers ARP for it; the client finds it by ARP and reaches the owner's own endpoint
 // (externalTrafficPolicy Local); the owner records an L2Announced Event on the Service.
 func TestKubeTwoNodesL2(t *testing.T) {
-	testenv.RequirePrivileged(t)
-	testenv.RequireCommands(t, "arping")
+	x, dir := newL2Topology(t)
 	env := kubeapi.Start(t, kubeapi.Options{})
-	u, err := url.Parse(env.Host)
-	must(t, err)
-	l := lab.ForTest(t)
-	dir := t.TempDir()
-	x := &l2Lab{lab: l}
-	x.lan, err = l.Namespace("lan")
-	must(t, err)
-	must(t, x.lan.AddBridge("br"))
-	x.client, err = l.Namespace("client")
-	must(t, err)
-	must(t, l.Connect(lab.Endpoint{NS: x.lan, Name: "client", Bridge: "br"},
-		lab.Endpoint{NS: x.client, Name: "eth0", Addrs: []string{"198.18.6.2/24"}}))
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	must(t, os.WriteFile(kubeconfig, env.KubeConfig, 0o600))
-	x.nodes = twoNodes("198.18.6")
+	kubeconfig := kubeconfigIn(t, env, dir)
 	for _, n := range x.nodes {
-		n.build(t, l, dir, x.lan, "br", n.name)
-		relay, err := n.ns.Forward(u.Host, u.Host)
-		must(t, err)
+		relay := relayAPI(t, env, n.ns)
 		t.Cleanup(func() { relay.Close() })
 	}
 

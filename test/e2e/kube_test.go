@@ -26,28 +26,41 @@ import (
 // namespace, relayed (lab.Forward), so the relay can also be cut: an outage.
 type kubeNode struct {
 	*singleNode
-	env     *kubeapi.Env
-	apiAddr string // host:port of the API server, in the node's namespace as in the test's
-	relay   *lab.Forwarder
+	env   *kubeapi.Env
+	relay *lab.Forwarder
 }
 
 func newKubeNode(t *testing.T, backends int) *kubeNode {
 	k := &kubeNode{singleNode: newSingleNode(t, backends), env: kubeapi.Start(t, kubeapi.Options{})}
-	u, err := url.Parse(k.env.Host)
-	must(t, err)
-	k.apiAddr = u.Host
 	k.connect(t)
 	t.Cleanup(func() { k.disconnect(t) })
-	must(t, os.WriteFile(filepath.Join(k.dir, "kubeconfig"), k.env.KubeConfig, 0o600))
+	kubeconfigIn(t, k.env, k.dir)
 	return k
+}
+
+// relayAPI relays the connections made in ns to env's API server, at the server's own
+// address: processes in ns use env's kubeconfig as it is. The caller closes the relay.
+func relayAPI(t testing.TB, env *kubeapi.Env, ns *lab.Namespace) *lab.Forwarder {
+	t.Helper()
+	u, err := url.Parse(env.Host)
+	must(t, err)
+	relay, err := ns.Forward(u.Host, u.Host)
+	must(t, err)
+	return relay
+}
+
+// kubeconfigIn writes env's kubeconfig as dir/kubeconfig and returns its path.
+func kubeconfigIn(t testing.TB, env *kubeapi.Env, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "kubeconfig")
+	must(t, os.WriteFile(path, env.KubeConfig, 0o600))
+	return path
 }
 
 // connect relays the node's connections to the API server; disconnect cuts them.
 func (k *kubeNode) connect(t *testing.T) {
 	t.Helper()
-	var err error
-	k.relay, err = k.node.Forward(k.apiAddr, k.apiAddr)
-	must(t, err)
+	k.relay = relayAPI(t, k.env, k.node)
 }
 
 func (k *kubeNode) disconnect(t *testing.T) {

@@ -64,11 +64,23 @@ spec: {pools: [lan]%s}
 }
 
 func newL2Lab(t testing.TB) *l2Lab {
+	x, dir := newL2Topology(t)
+	x.config = filepath.Join(dir, "config.yaml")
+	l2Config(t, x.config, map[string]bool{"node-a": true, "node-b": true})
+	for _, n := range x.nodes {
+		n.agent = startAgent(t, n.ns, n.name, n.dir, x.config)
+	}
+	return x
+}
+
+// newL2Topology builds the L2 topology, its nodes' directories under the returned one, with
+// no agent running yet.
+func newL2Topology(t testing.TB) (*l2Lab, string) {
 	testenv.RequirePrivileged(t)
 	testenv.RequireCommands(t, "arping")
 	l := lab.ForTest(t)
 	dir := t.TempDir()
-	x := &l2Lab{lab: l, config: filepath.Join(dir, "config.yaml")}
+	x := &l2Lab{lab: l}
 	var err error
 	x.lan, err = l.Namespace("lan")
 	must(t, err)
@@ -81,11 +93,7 @@ func newL2Lab(t testing.TB) *l2Lab {
 	for _, n := range x.nodes {
 		n.build(t, l, dir, x.lan, "br", n.name)
 	}
-	l2Config(t, x.config, map[string]bool{"node-a": true, "node-b": true})
-	for _, n := range x.nodes {
-		n.agent = startAgent(t, n.ns, n.name, n.dir, x.config)
-	}
-	return x
+	return x, dir
 }
 
 // owner asks node-a's agent who owns the Service address, waiting until both agents hear

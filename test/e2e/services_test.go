@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,9 +16,9 @@ import (
 // serviceYAML is a LoadBalancer Service demo/name on vip port 80 (spec fields extra) with one
 // EndpointSlice holding the lab's backends idx (1-based, port 8080).
 func serviceYAML(name, vip, extra string, idx ...int) string {
-	eps := ""
+	var eps []string
 	for _, i := range idx {
-		eps += fmt.Sprintf("\n  - {addresses: [198.51.100.%d], nodeName: node, conditions: {ready: true}}", 10+i)
+		eps = append(eps, fmt.Sprintf("{addresses: [198.51.100.%d], nodeName: node, conditions: {ready: true}}", 10+i))
 	}
 	return fmt.Sprintf(`---
 apiVersion: v1
@@ -25,14 +26,24 @@ kind: Service
 metadata: {name: %[1]s, namespace: demo}
 spec: {type: LoadBalancer, ports: [{name: tcp, port: 80, protocol: TCP}]%[3]s}
 status: {loadBalancer: {ingress: [{ip: %[2]s}]}}
----
+`, name, vip, extra) + endpointSliceYAML(name, eps...)
+}
+
+// endpointSliceYAML is Service demo/name's EndpointSlice: port tcp 8080, the endpoints given
+// as YAML flow mappings.
+func endpointSliceYAML(name string, endpoints ...string) string {
+	list := "[]"
+	if len(endpoints) > 0 {
+		list = "\n  - " + strings.Join(endpoints, "\n  - ")
+	}
+	return fmt.Sprintf(`---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: %[1]s, namespace: demo, labels: {kubernetes.io/service-name: %[1]s}}
 addressType: IPv4
 ports: [{name: tcp, port: 8080, protocol: TCP}]
-endpoints:%[4]s
-`, name, vip, extra, eps)
+endpoints: %[2]s
+`, name, list)
 }
 
 // TestSourceIPPreservedExternalTrafficPolicyLocal ("should preserve source IP with

@@ -71,16 +71,9 @@ kind: Service
 metadata: {name: %[1]s, namespace: demo}
 spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{name: tcp, port: 80, protocol: TCP}]}
 status: {loadBalancer: {ingress: [{ip: %[2]s}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: %[1]s, namespace: demo, labels: {kubernetes.io/service-name: %[1]s}}
-addressType: IPv4
-ports: [{name: tcp, port: 8080, protocol: TCP}]
-endpoints:
-  - {addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: %[3]v}}
-  - {addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: %[4]v}}
-`, name, vip, ready["node-a"], ready["node-b"])
+`, name, vip) + endpointSliceYAML(name,
+		fmt.Sprintf("{addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: %v}}", ready["node-a"]),
+		fmt.Sprintf("{addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: %v}}", ready["node-b"]))
 }
 
 // writeConfig replaces the config file at path in one rename, as an agent expects a file to

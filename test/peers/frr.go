@@ -151,16 +151,14 @@ func vtyCommand(ctx context.Context, socket, command string) ([]byte, error) {
 	}
 	// vtysh works in the enable node: some commands ("show zebra client summary") are there
 	// only.
-	for _, cmd := range []string{"enable", command} {
-		out, err := vtyRoundTrip(conn, cmd)
-		if err != nil || cmd == command {
-			if err != nil {
-				return fail(err)
-			}
-			return out, nil
-		}
+	if _, err := vtyRoundTrip(conn, "enable"); err != nil {
+		return fail(err)
 	}
-	panic("unreachable")
+	out, err := vtyRoundTrip(conn, command)
+	if err != nil {
+		return fail(err)
+	}
+	return out, nil
 }
 
 // vtyRoundTrip sends one command on a vty connection and reads its answer.
