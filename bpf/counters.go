@@ -39,6 +39,8 @@ const (
 	CounterCTExpired      = Counter(datapathCounterIdCOUNTER_CT_EXPIRED)      // conntrack entry expired or stale: selected again
 	CounterCTClash        = Counter(datapathCounterIdCOUNTER_CT_CLASH)        // new flow dropped: a live flow to another frontend holds its reply tuple
 	CounterSourceDenied   = Counter(datapathCounterIdCOUNTER_SOURCE_DENIED)   // new flow dropped: its client is outside the frontend's source ranges
+	CounterSockXlate      = Counter(datapathCounterIdCOUNTER_SOCK_XLATE)      // connect()/sendmsg() to a frontend pointed at a backend (0 bytes)
+	CounterSockNoBackend  = Counter(datapathCounterIdCOUNTER_SOCK_NO_BACKEND) // connect()/sendmsg() to a frontend without a usable backend: refused
 
 	// NumCounters is the number of counters (and of counters map entries).
 	NumCounters = int(datapathCounterIdCOUNTER_MAX)
@@ -67,6 +69,8 @@ var counterNames = [NumCounters]string{
 	CounterCTExpired:      "ct_expired",
 	CounterCTClash:        "ct_clash",
 	CounterSourceDenied:   "source_denied",
+	CounterSockXlate:      "sock_xlate",
+	CounterSockNoBackend:  "sock_no_backend",
 }
 
 // String returns the counter's name in snake_case, suitable as a metric label.

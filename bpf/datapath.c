@@ -8,5 +8,6 @@
  */
 #include "xdp.c"
 #include "tc.c"
+#include "sock.c"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

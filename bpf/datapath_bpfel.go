@@ -81,7 +81,9 @@ const (
 	datapathCounterIdCOUNTER_CT_EXPIRED      datapathCounterId = 18
 	datapathCounterIdCOUNTER_CT_CLASH        datapathCounterId = 19
 	datapathCounterIdCOUNTER_SOURCE_DENIED   datapathCounterId = 20
-	datapathCounterIdCOUNTER_MAX             datapathCounterId = 21
+	datapathCounterIdCOUNTER_SOCK_XLATE      datapathCounterId = 21
+	datapathCounterIdCOUNTER_SOCK_NO_BACKEND datapathCounterId = 22
+	datapathCounterIdCOUNTER_MAX             datapathCounterId = 23
 )
 
 type datapathCtEntry struct {
@@ -164,6 +166,22 @@ type datapathFrontendKey struct {
 	Scope uint8
 }
 
+type datapathSockRev struct {
+	_         structs.HostLayout
+	Addr      [16]uint8
+	Port      uint16
+	Pad       [2]uint8
+	ServiceId uint32
+}
+
+type datapathSockRevKey struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Addr   [16]uint8
+	Port   uint16
+	Pad    [6]uint8
+}
+
 type datapathSourceRangeKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -175,22 +193,31 @@ type datapathSourceRangeKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	datapathMapAffinity         = "affinity"
-	datapathMapBackends         = "backends"
-	datapathMapConntrack        = "conntrack"
-	datapathMapCounters         = "counters"
-	datapathMapEvents           = "events"
-	datapathMapFrontends        = "frontends"
-	datapathMapMaglev           = "maglev"
-	datapathMapSourceRanges     = "source_ranges"
-	datapathProgSluiceTcEgress  = "sluice_tc_egress"
-	datapathProgSluiceTcIngress = "sluice_tc_ingress"
-	datapathProgSluiceXdp       = "sluice_xdp"
-	datapathVarAnchorCounterId  = "_anchor_counter_id"
-	datapathVarAnchorCtState    = "_anchor_ct_state"
-	datapathVarAnchorEvent      = "_anchor_event"
-	datapathVarAnchorEventType  = "_anchor_event_type"
-	datapathVarNodeConfig       = "node_config"
+	datapathMapAffinity            = "affinity"
+	datapathMapBackends            = "backends"
+	datapathMapConntrack           = "conntrack"
+	datapathMapCounters            = "counters"
+	datapathMapEvents              = "events"
+	datapathMapFrontends           = "frontends"
+	datapathMapMaglev              = "maglev"
+	datapathMapSockRev             = "sock_rev"
+	datapathMapSourceRanges        = "source_ranges"
+	datapathProgSluiceConnect4     = "sluice_connect4"
+	datapathProgSluiceConnect6     = "sluice_connect6"
+	datapathProgSluiceGetpeername4 = "sluice_getpeername4"
+	datapathProgSluiceGetpeername6 = "sluice_getpeername6"
+	datapathProgSluiceRecvmsg4     = "sluice_recvmsg4"
+	datapathProgSluiceRecvmsg6     = "sluice_recvmsg6"
+	datapathProgSluiceSendmsg4     = "sluice_sendmsg4"
+	datapathProgSluiceSendmsg6     = "sluice_sendmsg6"
+	datapathProgSluiceTcEgress     = "sluice_tc_egress"
+	datapathProgSluiceTcIngress    = "sluice_tc_ingress"
+	datapathProgSluiceXdp          = "sluice_xdp"
+	datapathVarAnchorCounterId     = "_anchor_counter_id"
+	datapathVarAnchorCtState       = "_anchor_ct_state"
+	datapathVarAnchorEvent         = "_anchor_event"
+	datapathVarAnchorEventType     = "_anchor_event_type"
+	datapathVarNodeConfig          = "node_config"
 )
 
 // loadDatapath returns the embedded CollectionSpec for datapath.
@@ -235,9 +262,17 @@ type datapathSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathProgramSpecs struct {
-	SluiceTcEgress  *ebpf.ProgramSpec `ebpf:"sluice_tc_egress"`
-	SluiceTcIngress *ebpf.ProgramSpec `ebpf:"sluice_tc_ingress"`
-	SluiceXdp       *ebpf.ProgramSpec `ebpf:"sluice_xdp"`
+	SluiceConnect4     *ebpf.ProgramSpec `ebpf:"sluice_connect4"`
+	SluiceConnect6     *ebpf.ProgramSpec `ebpf:"sluice_connect6"`
+	SluiceGetpeername4 *ebpf.ProgramSpec `ebpf:"sluice_getpeername4"`
+	SluiceGetpeername6 *ebpf.ProgramSpec `ebpf:"sluice_getpeername6"`
+	SluiceRecvmsg4     *ebpf.ProgramSpec `ebpf:"sluice_recvmsg4"`
+	SluiceRecvmsg6     *ebpf.ProgramSpec `ebpf:"sluice_recvmsg6"`
+	SluiceSendmsg4     *ebpf.ProgramSpec `ebpf:"sluice_sendmsg4"`
+	SluiceSendmsg6     *ebpf.ProgramSpec `ebpf:"sluice_sendmsg6"`
+	SluiceTcEgress     *ebpf.ProgramSpec `ebpf:"sluice_tc_egress"`
+	SluiceTcIngress    *ebpf.ProgramSpec `ebpf:"sluice_tc_ingress"`
+	SluiceXdp          *ebpf.ProgramSpec `ebpf:"sluice_xdp"`
 }
 
 // datapathMapSpecs contains maps before they are loaded into the kernel.
@@ -251,6 +286,7 @@ type datapathMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Frontends    *ebpf.MapSpec `ebpf:"frontends"`
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
+	SockRev      *ebpf.MapSpec `ebpf:"sock_rev"`
 	SourceRanges *ebpf.MapSpec `ebpf:"source_ranges"`
 }
 
@@ -292,6 +328,7 @@ type datapathMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	Frontends    *ebpf.Map `ebpf:"frontends"`
 	Maglev       *ebpf.Map `ebpf:"maglev"`
+	SockRev      *ebpf.Map `ebpf:"sock_rev"`
 	SourceRanges *ebpf.Map `ebpf:"source_ranges"`
 }
 
@@ -304,6 +341,7 @@ func (m *datapathMaps) Close() error {
 		m.Events,
 		m.Frontends,
 		m.Maglev,
+		m.SockRev,
 		m.SourceRanges,
 	)
 }
@@ -323,13 +361,29 @@ type datapathVariables struct {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathPrograms struct {
-	SluiceTcEgress  *ebpf.Program `ebpf:"sluice_tc_egress"`
-	SluiceTcIngress *ebpf.Program `ebpf:"sluice_tc_ingress"`
-	SluiceXdp       *ebpf.Program `ebpf:"sluice_xdp"`
+	SluiceConnect4     *ebpf.Program `ebpf:"sluice_connect4"`
+	SluiceConnect6     *ebpf.Program `ebpf:"sluice_connect6"`
+	SluiceGetpeername4 *ebpf.Program `ebpf:"sluice_getpeername4"`
+	SluiceGetpeername6 *ebpf.Program `ebpf:"sluice_getpeername6"`
+	SluiceRecvmsg4     *ebpf.Program `ebpf:"sluice_recvmsg4"`
+	SluiceRecvmsg6     *ebpf.Program `ebpf:"sluice_recvmsg6"`
+	SluiceSendmsg4     *ebpf.Program `ebpf:"sluice_sendmsg4"`
+	SluiceSendmsg6     *ebpf.Program `ebpf:"sluice_sendmsg6"`
+	SluiceTcEgress     *ebpf.Program `ebpf:"sluice_tc_egress"`
+	SluiceTcIngress    *ebpf.Program `ebpf:"sluice_tc_ingress"`
+	SluiceXdp          *ebpf.Program `ebpf:"sluice_xdp"`
 }
 
 func (p *datapathPrograms) Close() error {
 	return _DatapathClose(
+		p.SluiceConnect4,
+		p.SluiceConnect6,
+		p.SluiceGetpeername4,
+		p.SluiceGetpeername6,
+		p.SluiceRecvmsg4,
+		p.SluiceRecvmsg6,
+		p.SluiceSendmsg4,
+		p.SluiceSendmsg6,
 		p.SluiceTcEgress,
 		p.SluiceTcIngress,
 		p.SluiceXdp,

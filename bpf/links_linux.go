@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Attachment kinds, as suffixes of the pinned links' names.
@@ -32,41 +33,31 @@ func (d *Datapath) AttachDevice(ifname, linkDir string) error {
 	progs := map[string]*ebpf.Program{"xdp": d.XDPProgram(), "tcx-ingress": d.TCIngressProgram(), "tcx-egress": d.TCEgressProgram()}
 	for _, kind := range attachKinds {
 		path := filepath.Join(linkDir, ifname+"_"+kind)
-		if err := d.attachPinned(path, kind, iface.Index, progs[kind]); err != nil {
+		onIface := func(l link.Link) bool { return linkOnInterface(l, iface.Index) }
+		if err := attachPinned(path, onIface, progs[kind], func() (link.Link, error) { return attachToDevice(kind, iface.Index, progs[kind]) }); err != nil {
 			return fmt.Errorf("attaching %s to %s: %w", kind, ifname, err)
 		}
 	}
 	return nil
 }
 
-func (d *Datapath) attachPinned(path, kind string, ifindex int, prog *ebpf.Program) error {
+// attachPinned makes the link pinned at path run prog: a pinned link that is still on its
+// target (onTarget) is updated in place, anything else there is replaced by a new link from
+// attach, pinned at path.
+func attachPinned(path string, onTarget func(link.Link) bool, prog *ebpf.Program, attach func() (link.Link, error)) error {
 	if l, err := link.LoadPinnedLink(path, nil); err == nil {
-		ok := linkOnInterface(l, ifindex)
-		if ok {
+		if onTarget(l) {
 			if err := l.Update(prog); err == nil {
 				return l.Close() // the pin keeps the link
 			}
 		}
-		// Defunct or on another interface: replace it.
+		// Defunct or on another target: replace it.
 		_ = l.Unpin()
 		_ = l.Close()
 	} else if !errors.Is(err, os.ErrNotExist) {
 		_ = os.Remove(path)
 	}
-	var l link.Link
-	var err error
-	switch kind {
-	case "xdp":
-		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
-		if err != nil {
-			// No native XDP on this driver: the generic hook still works, slower.
-			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPGenericMode})
-		}
-	case "tcx-ingress":
-		l, err = link.AttachTCX(link.TCXOptions{Program: prog, Attach: ebpf.AttachTCXIngress, Interface: ifindex})
-	case "tcx-egress":
-		l, err = link.AttachTCX(link.TCXOptions{Program: prog, Attach: ebpf.AttachTCXEgress, Interface: ifindex})
-	}
+	l, err := attach()
 	if err != nil {
 		return err
 	}
@@ -75,6 +66,22 @@ func (d *Datapath) attachPinned(path, kind string, ifindex int, prog *ebpf.Progr
 		return fmt.Errorf("pinning %s: %w", path, err)
 	}
 	return nil
+}
+
+func attachToDevice(kind string, ifindex int, prog *ebpf.Program) (link.Link, error) {
+	switch kind {
+	case "xdp":
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+		if err != nil {
+			// No native XDP on this driver: the generic hook still works, slower.
+			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPGenericMode})
+		}
+		return l, err
+	case "tcx-ingress":
+		return link.AttachTCX(link.TCXOptions{Program: prog, Attach: ebpf.AttachTCXIngress, Interface: ifindex})
+	default:
+		return link.AttachTCX(link.TCXOptions{Program: prog, Attach: ebpf.AttachTCXEgress, Interface: ifindex})
+	}
 }
 
 // linkOnInterface reports whether a pinned link is still attached to ifindex.
@@ -90,6 +97,83 @@ func linkOnInterface(l link.Link, ifindex int) bool {
 		return int(t.Ifindex) == ifindex
 	}
 	return false
+}
+
+// The socket programs (sock.c) by the pinned link's name: cgroup_<name>.
+var cgroupHooks = []struct {
+	name   string
+	attach ebpf.AttachType
+}{
+	{"connect4", ebpf.AttachCGroupInet4Connect},
+	{"connect6", ebpf.AttachCGroupInet6Connect},
+	{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg},
+	{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg},
+	{"recvmsg4", ebpf.AttachCGroupUDP4Recvmsg},
+	{"recvmsg6", ebpf.AttachCGroupUDP6Recvmsg},
+	{"getpeername4", ebpf.AttachCgroupInet4GetPeername},
+	{"getpeername6", ebpf.AttachCgroupInet6GetPeername},
+}
+
+// AttachCgroup attaches the socket-level load balancer (connect, sendmsg, recvmsg and
+// getpeername, both families) to the cgroup v2 directory cgroup, which covers the processes
+// in it and below it: the node's pods and host processes when it is the cgroup root. The
+// links are pinned under linkDir as cgroup_<hook> and, like [Datapath.AttachDevice]'s,
+// updated in place when an earlier agent pinned them on the same cgroup.
+func (d *Datapath) AttachCgroup(cgroup, linkDir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(cgroup, &st); err != nil {
+		return fmt.Errorf("attaching to cgroup %s: %w", cgroup, err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(cgroup, &fs); err != nil {
+		return fmt.Errorf("attaching to cgroup %s: %w", cgroup, err)
+	}
+	if fs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return fmt.Errorf("attaching to cgroup %s: not on a cgroup v2 filesystem", cgroup)
+	}
+	if err := os.MkdirAll(linkDir, 0o700); err != nil {
+		return fmt.Errorf("attaching to cgroup %s: %w", cgroup, err)
+	}
+	progs := d.sockPrograms()
+	onCgroup := func(l link.Link) bool {
+		info, err := l.Info()
+		if err != nil || info.Cgroup() == nil {
+			return false
+		}
+		return info.Cgroup().CgroupId == st.Ino // a cgroup's id is its directory's inode
+	}
+	for i, h := range cgroupHooks {
+		path := filepath.Join(linkDir, "cgroup_"+h.name)
+		attach := func() (link.Link, error) {
+			return link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: h.attach, Program: progs[i]})
+		}
+		if err := attachPinned(path, onCgroup, progs[i], attach); err != nil {
+			return fmt.Errorf("attaching %s to cgroup %s: %w", h.name, cgroup, err)
+		}
+	}
+	return nil
+}
+
+// sockPrograms are the socket programs in cgroupHooks' order.
+func (d *Datapath) sockPrograms() []*ebpf.Program {
+	p := d.programs
+	return []*ebpf.Program{p.SluiceConnect4, p.SluiceConnect6, p.SluiceSendmsg4, p.SluiceSendmsg6,
+		p.SluiceRecvmsg4, p.SluiceRecvmsg6, p.SluiceGetpeername4, p.SluiceGetpeername6}
+}
+
+// DetachCgroup removes the socket programs' pinned links under linkDir, which detaches them.
+func DetachCgroup(linkDir string) error {
+	var errs []error
+	for _, h := range cgroupHooks {
+		path := filepath.Join(linkDir, "cgroup_"+h.name)
+		if l, err := link.LoadPinnedLink(path, nil); err == nil {
+			_ = l.Unpin()
+			_ = l.Close()
+		} else if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // DetachDevices removes the pinned links under linkDir of every interface not in keep, which

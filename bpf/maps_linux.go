@@ -443,7 +443,8 @@ func (d *Datapath) PutAffinity(serviceID uint32, client netip.Addr, backendID ui
 }
 
 // DeleteAffinity deletes the affinity entries for which stale(serviceID, backendID) is true,
-// and returns how many. It iterates the map while the programs run; an entry written
+// and returns how many. The socket programs' entries (SockAffinityNetns) are judged by
+// their service id too. It iterates the map while the programs run; an entry written
 // meanwhile may be missed, and is judged on the next call.
 func (d *Datapath) DeleteAffinity(stale func(serviceID, backendID uint32) bool) (int, error) {
 	var (
@@ -453,7 +454,7 @@ func (d *Datapath) DeleteAffinity(stale func(serviceID, backendID uint32) bool) 
 	)
 	it := d.maps.Affinity.Iterate()
 	for it.Next(&k, &v) {
-		if stale(k.ServiceId, v.BackendId) {
+		if stale(k.ServiceId&^SockAffinityNetns, v.BackendId) {
 			dead = append(dead, k)
 		}
 	}

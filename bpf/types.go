@@ -15,7 +15,7 @@ type Scope uint8
 
 const (
 	ScopeExternal Scope = 0 // from the external devices: LoadBalancer IPs, externalIPs
-	ScopeInternal Scope = 1 // from inside the cluster (ClusterIP); not looked up by the programs yet
+	ScopeInternal Scope = 1 // from inside the cluster (ClusterIP): the socket programs
 )
 
 // IP protocol numbers of frontends and flows.
@@ -229,3 +229,8 @@ func addr16(a netip.Addr) [16]uint8 { return a.As16() }
 func addrFrom16(b [16]uint8) netip.Addr { return netip.AddrFrom16(b).Unmap() }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// SockAffinityNetns marks the ClientIP affinity entries of the socket programs: their service
+// id is the service's with this bit set, their client the network namespace's cookie (one per
+// pod) in the address's first 8 bytes. Service ids stay below it.
+const SockAffinityNetns = 1 << 31

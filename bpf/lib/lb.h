@@ -32,16 +32,22 @@ struct lb_result {
 	__u32 backend_id;
 };
 
-/* Looks up the frontend the flow key k (original direction) is addressed to. */
-static __always_inline struct frontend *lb_frontend(const struct ct_key *k)
+/* Looks up the frontend (addr, port, proto) of the given scope. */
+static __always_inline struct frontend *lb_frontend_of(const __u8 *addr, __be16 port, __u8 proto, __u8 scope)
 {
 	struct frontend_key fk = {};
 
-	addr_copy(fk.addr, k->daddr);
-	fk.port = k->dport;
-	fk.proto = k->proto;
-	fk.scope = SCOPE_EXTERNAL;
+	addr_copy(fk.addr, addr);
+	fk.port = port;
+	fk.proto = proto;
+	fk.scope = scope;
 	return bpf_map_lookup_elem(&frontends, &fk);
+}
+
+/* Looks up the external frontend the flow key k (original direction) is addressed to. */
+static __always_inline struct frontend *lb_frontend(const struct ct_key *k)
+{
+	return lb_frontend_of(k->daddr, k->dport, k->proto, SCOPE_EXTERNAL);
 }
 
 /* Whether fe admits a new flow from the client of k (its source ranges). */
@@ -55,31 +61,44 @@ static __always_inline int lb_source_allowed(const struct frontend *fe, const st
 	return bpf_map_lookup_elem(&source_ranges, &rk) != 0;
 }
 
-/* A backend usable for a flow of the family of k: same family as the frontend. */
-static __always_inline struct backend *lb_backend(__u32 id, const struct ct_key *k)
+/* A backend usable for a flow of the family of daddr: same family as the frontend. */
+static __always_inline struct backend *lb_backend(__u32 id, const __u8 *daddr)
 {
 	struct backend *be = bpf_map_lookup_elem(&backends, &id);
 
-	if (!be || addr_is_v4(be->addr) != addr_is_v4(k->daddr))
+	if (!be || addr_is_v4(be->addr) != addr_is_v4(daddr))
 		return 0;
 	return be;
 }
 
+/*
+ * Who a new flow of fe is from, for the choice of its backend: client is the
+ * key of its ClientIP affinity (with affinity_id for the service id: the
+ * packet path uses the service's own, the socket path a marked one), hash
+ * picks its Maglev slot, daddr is the frontend address (its family).
+ */
+struct lb_client {
+	const __u8 *client;
+	const __u8 *daddr;
+	__u32 affinity_id;
+	__u32 hash;
+};
+
 /* Picks a backend for a new flow of fe: affinity, else Maglev / random. */
-static __always_inline struct backend *lb_select(const struct frontend *fe, const struct ct_key *k, __u64 now,
+static __always_inline struct backend *lb_select(const struct frontend *fe, const struct lb_client *c, __u64 now,
 						 __u32 *id_out)
 {
 	struct backend *be;
 	__u32 slot, *id;
 
 	if (fe->affinity_timeout) {
-		struct affinity_key ak = { .service_id = fe->service_id };
+		struct affinity_key ak = { .service_id = c->affinity_id };
 		struct affinity *a;
 
-		addr_copy(ak.client, k->saddr);
+		addr_copy(ak.client, c->client);
 		a = bpf_map_lookup_elem(&affinity, &ak);
 		if (a && !clock_older_than(now, a->last_used, (__u64)fe->affinity_timeout * NSEC_PER_SEC)) {
-			be = lb_backend(a->backend_id, k);
+			be = lb_backend(a->backend_id, c->daddr);
 			if (be && be->state == BACKEND_ACTIVE) {
 				*id_out = a->backend_id;
 				return be;
@@ -87,16 +106,24 @@ static __always_inline struct backend *lb_select(const struct frontend *fe, cons
 		}
 	}
 
-	if (fe->flags & FRONTEND_F_RANDOM)
-		slot = bpf_get_prandom_u32();
-	else
-		slot = flow_hash(k->saddr, k->sport, k->dport, k->proto);
-	slot = fe->maglev_base + slot % fe->maglev_size;
+	slot = fe->maglev_base + c->hash % fe->maglev_size;
 	id = bpf_map_lookup_elem(&maglev, &slot);
 	if (!id)
 		return 0;
 	*id_out = *id;
-	return lb_backend(*id, k);
+	return lb_backend(*id, c->daddr);
+}
+
+/* Records that the client of c was given backend id (ClientIP affinity), if fe has affinity. */
+static __always_inline void lb_affinity_record(const struct frontend *fe, const struct lb_client *c, __u32 id, __u64 now)
+{
+	struct affinity_key ak = { .service_id = c->affinity_id };
+	struct affinity av = { .backend_id = id, .last_used = now };
+
+	if (!fe->affinity_timeout)
+		return;
+	addr_copy(ak.client, c->client);
+	bpf_map_update_elem(&affinity, &ak, &av, BPF_ANY);
 }
 
 /*
@@ -127,6 +154,7 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 	struct ct_entry *ct, *re, entry = {};
 	struct frontend *fe;
 	struct backend *be;
+	struct lb_client c;
 	struct ct_key rk;
 	int same_frontend;
 	__u32 id = 0;
@@ -151,7 +179,7 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 		 */
 		if (ct->service_id == fe->service_id && !ct_expired(ct, k->proto, now) &&
 		    !ct_reopened(ct, k->proto, flags) &&
-		    (k->proto == IPPROTO_TCP || lb_backend(ct->backend_id, k))) {
+		    (k->proto == IPPROTO_TCP || lb_backend(ct->backend_id, k->daddr))) {
 			ct_touch(ct, k->proto, flags, 0, now, len);
 			addr_copy(res->addr, ct->nat_addr);
 			res->port = ct->nat_port;
@@ -169,7 +197,11 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 		return LB_DENIED;
 	if (fe->maglev_size == 0)
 		return LB_NO_BACKEND;
-	be = lb_select(fe, k, now, &id);
+	c.client = k->saddr;
+	c.daddr = k->daddr;
+	c.affinity_id = fe->service_id;
+	c.hash = fe->flags & FRONTEND_F_RANDOM ? bpf_get_prandom_u32() : flow_hash(k->saddr, k->sport, k->dport, k->proto);
+	be = lb_select(fe, &c, now, &id);
 	if (!be)
 		return LB_NO_BACKEND;
 
@@ -226,13 +258,7 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 		bpf_map_update_elem(&conntrack, &rk, &entry, BPF_ANY);
 	}
 
-	if (fe->affinity_timeout) {
-		struct affinity_key ak = { .service_id = fe->service_id };
-		struct affinity av = { .backend_id = id, .last_used = now };
-
-		addr_copy(ak.client, k->saddr);
-		bpf_map_update_elem(&affinity, &ak, &av, BPF_ANY);
-	}
+	lb_affinity_record(fe, &c, id, now);
 	return LB_NEW;
 }
 

@@ -42,6 +42,7 @@ struct {
 #define CONNTRACK_MAX 262144
 #define AFFINITY_MAX 65536
 #define SOURCE_RANGES_MAX 65536
+#define SOCK_REV_MAX 131072
 #define EVENTS_SIZE (256 * 1024)
 
 /* Service ports: (address, port, protocol, scope) -> struct frontend. */
@@ -105,6 +106,19 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } source_ranges SEC(".maps");
+
+/*
+ * Sockets the socket programs pointed at a backend -> the frontend they asked
+ * for. An evicted entry only makes getpeername() / recvmsg() report the
+ * backend instead of the frontend.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SOCK_REV_MAX);
+	__type(key, struct sock_rev_key);
+	__type(value, struct sock_rev);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sock_rev SEC(".maps");
 
 /*
  * Drop and trace events (struct event). Not pinned: it carries no state, and

@@ -45,6 +45,12 @@ enum counter_id {
 	COUNTER_CT_EXPIRED,	/* conntrack entry found but expired or stale: reselected */
 	COUNTER_CT_CLASH,	/* new flow whose reply tuple a live flow to another frontend holds: dropped */
 	COUNTER_SOURCE_DENIED,	/* new flow from outside the frontend's source ranges: dropped */
+	/*
+	 * Socket-level load balancing (the cgroup programs, sock.h), counted
+	 * per connect() or sendmsg() to a frontend, with 0 bytes.
+	 */
+	COUNTER_SOCK_XLATE,	/* the socket's destination set to the selected backend */
+	COUNTER_SOCK_NO_BACKEND, /* no usable backend: connect() / sendmsg() refused (ECONNREFUSED) */
 	COUNTER_MAX,		/* number of counters; keep last */
 };
 
@@ -95,7 +101,7 @@ SLUICE_ASSERT_SIZE(struct config, 48);
 /* Where a frontend is reachable from (struct frontend_key.scope). */
 enum frontend_scope {
 	SCOPE_EXTERNAL = 0,	/* from the external devices (LoadBalancer IP, externalIP) */
-	SCOPE_INTERNAL = 1,	/* from inside the cluster (ClusterIP); not looked up yet */
+	SCOPE_INTERNAL = 1,	/* from inside the cluster (ClusterIP): the socket programs (sock.h) */
 };
 
 /*
@@ -221,6 +227,28 @@ struct affinity {
 	__u64 last_used;	/* clock_now() of the last new flow */
 };
 SLUICE_ASSERT_SIZE(struct affinity, 16);
+
+/*
+ * sock_rev map key: a socket the socket programs sent to a backend, and that
+ * backend (what recvmsg and getpeername report, to be turned back into the
+ * frontend).
+ */
+struct sock_rev_key {
+	__u64 cookie;		/* bpf_get_socket_cookie() */
+	__u8 addr[16];		/* the backend */
+	__be16 port;
+	__u8 _pad[6];
+};
+SLUICE_ASSERT_SIZE(struct sock_rev_key, 32);
+
+/* sock_rev map value: the frontend the socket asked for. */
+struct sock_rev {
+	__u8 addr[16];
+	__be16 port;
+	__u8 _pad[2];
+	__u32 service_id;
+};
+SLUICE_ASSERT_SIZE(struct sock_rev, 24);
 
 /* struct event.type */
 enum event_type {

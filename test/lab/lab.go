@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,6 +50,9 @@ type Lab struct {
 	closed bool
 	nss    []*Namespace
 	procs  []*Process
+	// cgroups are the Lab's cgroups, under the cgroup v2 mount cgroupMount ("": none yet).
+	cgroups     []*Cgroup
+	cgroupMount string
 }
 
 // New removes stale labs and returns an empty Lab. name is a human label included in
@@ -156,6 +160,9 @@ func (l *Lab) Close() error {
 		})
 	}
 	wg.Wait()
+	if err := l.closeCgroups(); err != nil { // once closed, nothing else adds one
+		errs = append(errs, err)
+	}
 	for _, ns := range nss {
 		if err := killNetnsProcesses(ns.path(), StopGrace); err != nil {
 			errs = append(errs, fmt.Errorf("netns %s: %w", ns.Name, err))
@@ -215,9 +222,22 @@ func sanitizeLabel(name string) string {
 // combined output; the error names the namespace and command and carries the output.
 // An empty netns runs the command in the current namespace.
 func Exec(ctx context.Context, netns, name string, args ...string) ([]byte, error) {
+	return ExecIn(ctx, netns, nil, name, args...)
+}
+
+// ExecIn is Exec, the command running in cgroup cg when that is not nil.
+func ExecIn(ctx context.Context, netns string, cg *Cgroup, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	if netns != "" {
 		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", netns, name}, args...)...)
+	}
+	if cg != nil {
+		dir, err := os.Open(cg.Path)
+		if err != nil {
+			return nil, fmt.Errorf("netns %s: %s in cgroup: %w", displayNetns(netns), name, err)
+		}
+		defer dir.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

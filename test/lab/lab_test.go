@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -177,7 +178,19 @@ func TestCloseRemovesEverything(t *testing.T) {
 	if _, err := fmt.Sscan(string(out), &forked); err != nil {
 		t.Fatalf("parsing forked PID from %q: %v", out, err)
 	}
-	for _, pid := range []int{p.PID, forked} {
+	cg, err := l.Cgroup("pods")
+	must(t, err)
+	// A process in the cgroup that forked into the background: only the cgroup knows it.
+	out, err = top.node2.ExecInCgroup(t.Context(), cg, "sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!")
+	must(t, err)
+	var inCgroup int
+	if _, err := fmt.Sscan(string(out), &inCgroup); err != nil {
+		t.Fatalf("parsing forked PID from %q: %v", out, err)
+	}
+	if procs, err := os.ReadFile(filepath.Join(cg.Path, "cgroup.procs")); err != nil || strings.TrimSpace(string(procs)) != strconv.Itoa(inCgroup) {
+		t.Fatalf("cgroup %s holds %q (%v), want %d", cg.Path, procs, err, inCgroup)
+	}
+	for _, pid := range []int{p.PID, forked, inCgroup} {
 		if !running(pid) {
 			t.Fatalf("process %d is not running before Close", pid)
 		}
@@ -193,10 +206,13 @@ func TestCloseRemovesEverything(t *testing.T) {
 	default:
 		t.Errorf("tracked process %d not reaped after Close", p.PID)
 	}
-	for _, pid := range []int{p.PID, forked} {
+	for _, pid := range []int{p.PID, forked, inCgroup} {
 		if running(pid) {
 			t.Errorf("process %d still running after Close", pid)
 		}
+	}
+	if _, err := os.Stat(cg.Path); !os.IsNotExist(err) {
+		t.Errorf("cgroup %s after Close: %v, want it removed", cg.Path, err)
 	}
 	if left := netnsInodes(t, l.Prefix()); len(left) != 0 {
 		t.Errorf("namespaces left after Close: %v", left)

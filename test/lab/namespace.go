@@ -69,13 +69,28 @@ func (ns *Namespace) Exec(ctx context.Context, name string, args ...string) ([]b
 	return Exec(ctx, ns.Name, name, args...)
 }
 
-// Start starts a background process inside the namespace. Close stops it (SIGTERM, then
-// SIGKILL after StopGrace) if it is still running; it may also be stopped earlier.
-func (ns *Namespace) Start(name string, args ...string) (*Process, error) {
+// ExecInCgroup is Exec with the command in cgroup cg, as a pod's processes are in their
+// node's cgroup.
+func (ns *Namespace) ExecInCgroup(ctx context.Context, cg *Cgroup, name string, args ...string) ([]byte, error) {
 	if ns.lab.isClosed() {
 		return nil, ErrClosed
 	}
-	p, err := StartIn(ns.Name, name, args...)
+	return ExecIn(ctx, ns.Name, cg, name, args...)
+}
+
+// Start starts a background process inside the namespace. Close stops it (SIGTERM, then
+// SIGKILL after StopGrace) if it is still running; it may also be stopped earlier.
+func (ns *Namespace) Start(name string, args ...string) (*Process, error) {
+	return ns.StartInCgroup(nil, name, args...)
+}
+
+// StartInCgroup is Start with the process in cgroup cg (nil: this process's), as a pod's
+// processes are in their node's cgroup.
+func (ns *Namespace) StartInCgroup(cg *Cgroup, name string, args ...string) (*Process, error) {
+	if ns.lab.isClosed() {
+		return nil, ErrClosed
+	}
+	p, err := startIn(ns.Name, cg, name, args...)
 	if err != nil {
 		return nil, err
 	}

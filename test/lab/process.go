@@ -32,6 +32,11 @@ type Process struct {
 // when netns is empty. The process gets its own process group, so a terminal's Ctrl-C
 // reaches only the program that owns it. No Lab tracks it: the caller stops it.
 func StartIn(netns, name string, args ...string) (*Process, error) {
+	return startIn(netns, nil, name, args...)
+}
+
+// startIn is StartIn, the process starting in cgroup cg when that is not nil.
+func startIn(netns string, cg *Cgroup, name string, args ...string) (*Process, error) {
 	argv := append([]string{name}, args...)
 	cmd := exec.Command(name, args...)
 	if netns != "" {
@@ -40,6 +45,15 @@ func StartIn(netns, name string, args ...string) (*Process, error) {
 	out := &tail{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if cg != nil {
+		dir, err := os.Open(cg.Path)
+		if err != nil {
+			return nil, fmt.Errorf("netns %s: starting %s in cgroup: %w", displayNetns(netns), strings.Join(argv, " "), err)
+		}
+		defer dir.Close()
+		// clone3(CLONE_INTO_CGROUP): the process is in the cgroup from its first instruction.
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(dir.Fd())
+	}
 	cmd.WaitDelay = time.Second // a forked child holding the output pipe must not block Wait
 	p := &Process{NetNS: netns, Cmd: strings.Join(argv, " "), cmd: cmd, out: out, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {

@@ -43,7 +43,7 @@ func RemoveStale() error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	errs := []error{removeStaleCgroups()}
 	for _, e := range entries {
 		pid, prefix, ok := parseOwner(e.Name())
 		if !ok || !stale(pid, prefix) {

@@ -31,11 +31,11 @@ func TestStaleLabRemoved(t *testing.T) {
 	must(t, cmd.Start())
 	defer cmd.Process.Kill()
 
-	var prefix string
-	var sleeper int
+	var prefix, cgroup string
+	var sleeper, cgSleeper int
 	lines := bufio.NewScanner(stdout)
 	for lines.Scan() {
-		if _, err := fmt.Sscanf(lines.Text(), "ORPHAN %s %d", &prefix, &sleeper); err == nil {
+		if _, err := fmt.Sscanf(lines.Text(), "ORPHAN %s %d %s %d", &prefix, &sleeper, &cgroup, &cgSleeper); err == nil {
 			break
 		}
 	}
@@ -46,6 +46,9 @@ func TestStaleLabRemoved(t *testing.T) {
 	if n := len(netnsInodes(t, prefix)); n != 2 || !running(sleeper) {
 		t.Fatalf("helper's lab: %d namespaces with prefix %s (want 2), sleeper running %v (want true)", n, prefix, running(sleeper))
 	}
+	if procs, err := os.ReadFile(filepath.Join(cgroup, "cgroup.procs")); err != nil || strings.TrimSpace(string(procs)) != strconv.Itoa(cgSleeper) {
+		t.Fatalf("helper's cgroup %s holds %q (%v), want its sleeper %d", cgroup, procs, err, cgSleeper)
+	}
 	must(t, cmd.Process.Kill())
 	cmd.Wait()
 
@@ -55,8 +58,14 @@ func TestStaleLabRemoved(t *testing.T) {
 	if left := netnsInodes(t, prefix); len(left) != 0 {
 		t.Errorf("stale namespaces left: %v", left)
 	}
-	if running(sleeper) {
-		t.Errorf("process %d of the stale lab still running", sleeper)
+	if running(sleeper) || running(cgSleeper) {
+		t.Errorf("processes %d, %d of the stale lab: running %v, %v", sleeper, cgSleeper, running(sleeper), running(cgSleeper))
+	}
+	if _, err := os.Stat(cgroup); !os.IsNotExist(err) {
+		t.Errorf("stale cgroup %s: %v, want it removed", cgroup, err)
+	}
+	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(mounts), prefix) {
+		t.Errorf("the stale lab's cgroup mount is still mounted (%v)", err)
 	}
 }
 
@@ -95,7 +104,15 @@ func orphanLab() {
 	if err != nil {
 		fail(err)
 	}
-	fmt.Printf("ORPHAN %s %d\n", l.Prefix(), p.PID)
+	cg, err := l.Cgroup("c")
+	if err != nil {
+		fail(err)
+	}
+	pc, err := b.StartInCgroup(cg, "sleep", "1000")
+	if err != nil {
+		fail(err)
+	}
+	fmt.Printf("ORPHAN %s %d %s %d\n", l.Prefix(), p.PID, cg.Path, pc.PID)
 	time.Sleep(time.Minute) // killed by the parent
 	fail(fmt.Errorf("not killed within a minute"))
 }
