@@ -65,6 +65,8 @@ func run(args []string, stderr io.Writer) int {
 	fs.Func("bpf-ct-max", "datapath: conntrack entries, two per flow (default 262144)", uintFlag(&cfg.BPF.Sizes.Conntrack))
 	fs.Func("bpf-affinity-max", "datapath: ClientIP session affinity entries (default 65536)", uintFlag(&cfg.BPF.Sizes.Affinity))
 	fs.Func("maglev-table-size", "datapath: smallest Maglev table of a Service, rounded up to a prime (default 251)", uintFlag(&cfg.BPF.MaglevMinimum))
+	fs.BoolVar(&cfg.BPF.SocketLB, "socket-lb", true, "datapath: socket-level load balancing for the processes under --cgroup-root (pods and host processes): cluster IPs, and the other Service addresses from inside the node, without per-packet NAT")
+	fs.StringVar(&cfg.BPF.CgroupRoot, "cgroup-root", "/run/sluice/cgroupv2", "datapath: the cgroup v2 directory whose processes get socket-level load balancing; mounted there if it is not one (the hierarchy's root)")
 	fs.StringVar(&algorithm, "lb-algorithm", "maglev", "datapath: backend selection for new flows: maglev or random")
 	fs.DurationVar(&cfg.BPF.GCInterval, "conntrack-gc-interval", 30*time.Second, "datapath: how often expired conntrack entries are deleted")
 	fs.Func("external-ip-cidrs", "where Services' spec.externalIPs may lie besides the IPPools, comma-separated CIDRs (others are ignored: CVE-2020-8554)", func(v string) error {

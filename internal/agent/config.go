@@ -58,6 +58,14 @@ type BPFConfig struct {
 	MaglevMinimum uint32        // smallest Maglev table of a service (rounded up to a prime)
 	Algorithm     lb.Algorithm  // Maglev or Random
 	GCInterval    time.Duration // conntrack garbage collection (default 30s)
+	// SocketLB attaches the socket-level load balancer to CgroupRoot: connect() and
+	// sendmsg() of the processes in it go to the cluster IPs' backends (and the other
+	// frontends') directly. Off, cluster IPs are not served.
+	SocketLB bool
+	// CgroupRoot is the cgroup v2 directory the socket programs attach to: the root of the
+	// hierarchy on a node (the pods' and host processes' cgroups are below it). If it is
+	// not on a cgroup v2 filesystem, the cgroup v2 hierarchy is mounted there.
+	CgroupRoot string
 }
 
 // MapSizes are the capacities of the datapath's maps.

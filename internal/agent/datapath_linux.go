@@ -74,6 +74,9 @@ func openDatapath(cfg Config, log *slog.Logger) (*datapath, error) {
 		log.Warn("detaching devices no longer configured", "error", err)
 	}
 	d.attach()
+	if err := d.attachCgroup(); err != nil {
+		log.Error("socket load balancing is off: cluster IPs are not served on this node", "error", err)
+	}
 	d.syncer, err = lb.NewSyncer(lb.BPFTable{DP: dp}, lb.SyncerOptions{MaglevMinimum: cfg.BPF.MaglevMinimum, MaxBackends: cfg.BPF.Sizes.Backends})
 	if err != nil {
 		dp.Close()
@@ -98,6 +101,30 @@ func (d *datapath) attach() error {
 		d.log.Info("datapath attached", "device", dev, "programs", "xdp, tcx ingress, tcx egress")
 	}
 	return errors.Join(errs...)
+}
+
+// attachCgroup attaches the socket programs to --cgroup-root (mounting the cgroup v2
+// hierarchy there if needed), or detaches them with --socket-lb=false.
+func (d *datapath) attachCgroup() error {
+	if !d.cfg.BPF.SocketLB {
+		if err := bpf.DetachCgroup(d.linkDir); err != nil {
+			d.log.Warn("detaching the socket programs (--socket-lb=false)", "error", err)
+		}
+		return nil
+	}
+	root := d.cfg.BPF.CgroupRoot
+	mounted, err := bpf.MountCgroup2(root)
+	if err != nil {
+		return fmt.Errorf("--cgroup-root: %s is not a cgroup v2 directory and mounting the hierarchy there failed: %w", root, err)
+	}
+	if mounted {
+		d.log.Info("mounted the cgroup v2 hierarchy at --cgroup-root", "path", root)
+	}
+	if err := d.dp.AttachCgroup(root, d.linkDir); err != nil {
+		return fmt.Errorf("--cgroup-root: %w", err)
+	}
+	d.log.Info("socket load balancing attached", "cgroup", root, "programs", "connect, sendmsg, recvmsg, getpeername (IPv4, IPv6)")
+	return nil
 }
 
 // apply programs the model's Services.

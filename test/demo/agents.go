@@ -68,6 +68,7 @@ func (d *demo) startAgents(ctx context.Context) error {
 	fmt.Fprintf(d.out, "    %s --config %s --node-name NODE --devices %s\n", filepath.Base(d.opts.Agent), d.config, device)
 	fmt.Fprintf(d.out, "      --state-dir %s --bpffs %s\n", filepath.Join(d.dir, "NODE", "state"), filepath.Join(d.dir, "NODE", "bpf"))
 	fmt.Fprintf(d.out, "      --metrics-addr %s --health-addr %s\n", metricsAddr, healthAddr)
+	fmt.Fprintln(d.out, "      --cgroup-root <the node's own cgroup> (socket load balancing for its processes only)")
 	fmt.Fprintln(d.out, "  the demo mounts each node's bpffs itself, in the host's mount namespace, as a DaemonSet's")
 	fmt.Fprintln(d.out, "  hostPath gives it: `ip netns exec` gives the agent a mount namespace of its own, and the")
 	fmt.Fprintln(d.out, "  pinned maps and program links must outlive the agent")
@@ -83,8 +84,13 @@ func (d *demo) startAgents(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", n.name, err)
 		}
 		n.bpffsMounted = mounted
+		// Each node's socket programs attach to its own cgroup, never the machine's.
+		cg, err := n.ns.Cgroup()
+		if err != nil {
+			return fmt.Errorf("%s: %w", n.name, err)
+		}
 		start := time.Now()
-		n.agent, err = n.ns.Start(d.opts.Agent,
+		n.agent, err = n.ns.Start(d.opts.Agent, "--cgroup-root", cg.Path,
 			"--config", d.config, "--node-name", n.name, "--devices", device,
 			"--state-dir", n.stateDir, "--bpffs", n.bpffs,
 			"--metrics-addr", metricsAddr, "--health-addr", healthAddr)

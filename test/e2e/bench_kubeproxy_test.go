@@ -146,7 +146,7 @@ func (p *proxyLab) run(b *testing.B, mode string) proxyResult {
 	var err error
 	start := time.Now()
 	if mode == "sluice" {
-		proc, err = p.node.Start(agentBin, agentArgs("node", p.dir, "", "--kubeconfig", p.kubeconfig,
+		proc, err = p.node.Start(agentBin, agentArgs(b, p.node, "node", p.dir, "", "--kubeconfig", p.kubeconfig,
 			"--namespace", "sluice-system", "--ipam-controller=false")...)
 	} else {
 		proc, err = p.node.Start(kubeProxyBin(b), "--kubeconfig", p.kubeconfig, "--hostname-override", "node",

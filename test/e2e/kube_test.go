@@ -170,7 +170,7 @@ func TestKubeAPIServerOutage(t *testing.T) {
 	must(t, c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "web"}, &es))
 	es.Endpoints = endpointSlice("web", "198.51.100.11").Endpoints
 	must(t, c.Update(ctx, &es))
-	k.agent, err = k.node.Start(agentBin, agentArgs("node", k.dir, "", k.kubeFlags()...)...)
+	k.agent, err = k.node.Start(agentBin, agentArgs(t, k.node, "node", k.dir, "", k.kubeFlags()...)...)
 	must(t, err)
 	time.Sleep(2 * time.Second)
 	if r := cl.Spread("tcp", tcp4, 10, 2); r.Failed != 0 || r.ByServer["be2"] != 10 {

@@ -22,6 +22,7 @@ import (
 var agentBin, ctlBin string
 
 func TestMain(m *testing.M) {
+	traffic.RunPodClientIfAsked() // the pods' client processes (socket load balancing)
 	dir, err := os.MkdirTemp("", "sluice-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -164,7 +165,7 @@ func (s *singleNode) startAgent(t *testing.T, config string, flags ...string) {
 // Without a config, the flags must say where its objects come from (--kubeconfig).
 func startAgent(t testing.TB, ns *lab.Namespace, node, dir, config string, flags ...string) *lab.Process {
 	t.Helper()
-	agent, err := ns.Start(agentBin, agentArgs(node, dir, config, flags...)...)
+	agent, err := ns.Start(agentBin, agentArgs(t, ns, node, dir, config, flags...)...)
 	must(t, err)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -186,11 +187,15 @@ func startAgent(t testing.TB, ns *lab.Namespace, node, dir, config string, flags
 	}
 }
 
-// agentArgs are the command-line arguments of startAgent's agent.
-func agentArgs(node, dir, config string, flags ...string) []string {
-	var args []string
+// agentArgs are the command-line arguments of an agent in namespace ns: its socket programs
+// attach to the namespace's cgroup (never the machine's).
+func agentArgs(t testing.TB, ns *lab.Namespace, node, dir, config string, flags ...string) []string {
+	t.Helper()
+	cg, err := ns.Cgroup()
+	must(t, err)
+	args := []string{"--cgroup-root", cg.Path}
 	if config != "" {
-		args = []string{"--config", config}
+		args = append(args, "--config", config)
 	}
 	return append(append(args, "--node-name", node, "--devices", "eth0",
 		"--state-dir", filepath.Join(dir, "state"), "--bpffs", filepath.Join(dir, "bpffs"),

@@ -24,6 +24,29 @@ type Namespace struct {
 
 	lab    *Lab
 	handle netns.NsHandle // open until Lab.Close
+	cgroup *Cgroup        // made by Cgroup; guarded by lab.mu
+}
+
+// Cgroup returns the namespace's own cgroup, named like it and made on first use: a lab
+// node's, where its agent attaches the socket programs (--cgroup-root) and its pods'
+// processes run (StartInCgroup, ExecInCgroup), as on a real node.
+func (ns *Namespace) Cgroup() (*Cgroup, error) {
+	ns.lab.mu.Lock()
+	cg := ns.cgroup
+	ns.lab.mu.Unlock()
+	if cg != nil {
+		return cg, nil
+	}
+	cg, err := ns.lab.Cgroup(ns.Short)
+	if err != nil {
+		return nil, err
+	}
+	ns.lab.mu.Lock()
+	defer ns.lab.mu.Unlock()
+	if ns.cgroup == nil {
+		ns.cgroup = cg
+	}
+	return ns.cgroup, nil
 }
 
 func (ns *Namespace) path() string { return netnsPath(ns.Name) }
