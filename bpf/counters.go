@@ -41,6 +41,10 @@ const (
 	CounterSourceDenied   = Counter(datapathCounterIdCOUNTER_SOURCE_DENIED)   // new flow dropped: its client is outside the frontend's source ranges
 	CounterSockXlate      = Counter(datapathCounterIdCOUNTER_SOCK_XLATE)      // connect()/sendmsg() to a frontend pointed at a backend (0 bytes)
 	CounterSockNoBackend  = Counter(datapathCounterIdCOUNTER_SOCK_NO_BACKEND) // connect()/sendmsg() to a frontend without a usable backend: refused
+	CounterSNATForward    = Counter(datapathCounterIdCOUNTER_SNAT_FWD)        // client -> remote backend: SNATed and redirected (TC)
+	CounterSNATReverse    = Counter(datapathCounterIdCOUNTER_SNAT_REV)        // remote backend -> client: translated back
+	CounterSNATNoPort     = Counter(datapathCounterIdCOUNTER_SNAT_NO_PORT)    // new flow to a remote backend without a free SNAT port: dropped
+	CounterSNATNoRoute    = Counter(datapathCounterIdCOUNTER_SNAT_NO_ROUTE)   // SNATed packet without a route to its backend: dropped
 
 	// NumCounters is the number of counters (and of counters map entries).
 	NumCounters = int(datapathCounterIdCOUNTER_MAX)
@@ -71,6 +75,10 @@ var counterNames = [NumCounters]string{
 	CounterSourceDenied:   "source_denied",
 	CounterSockXlate:      "sock_xlate",
 	CounterSockNoBackend:  "sock_no_backend",
+	CounterSNATForward:    "snat_forward",
+	CounterSNATReverse:    "snat_reverse",
+	CounterSNATNoPort:     "snat_no_port",
+	CounterSNATNoRoute:    "snat_no_route",
 }
 
 // String returns the counter's name in snake_case, suitable as a metric label.

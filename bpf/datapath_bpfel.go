@@ -40,7 +40,9 @@ type datapathConfig struct {
 	Counters         uint8
 	Vlan             uint8
 	Events           uint8
-	Reserved         [5]uint8
+	Reserved         uint8
+	SnatPortMin      uint16
+	SnatPortMax      uint16
 	CtTcpSynSent     uint32
 	CtTcpEstablished uint32
 	CtTcpFinWait     uint32
@@ -83,7 +85,11 @@ const (
 	datapathCounterIdCOUNTER_SOURCE_DENIED   datapathCounterId = 20
 	datapathCounterIdCOUNTER_SOCK_XLATE      datapathCounterId = 21
 	datapathCounterIdCOUNTER_SOCK_NO_BACKEND datapathCounterId = 22
-	datapathCounterIdCOUNTER_MAX             datapathCounterId = 23
+	datapathCounterIdCOUNTER_SNAT_FWD        datapathCounterId = 23
+	datapathCounterIdCOUNTER_SNAT_REV        datapathCounterId = 24
+	datapathCounterIdCOUNTER_SNAT_NO_PORT    datapathCounterId = 25
+	datapathCounterIdCOUNTER_SNAT_NO_ROUTE   datapathCounterId = 26
+	datapathCounterIdCOUNTER_MAX             datapathCounterId = 27
 )
 
 type datapathCtEntry struct {
@@ -96,7 +102,8 @@ type datapathCtEntry struct {
 	NatPort   uint16
 	State     uint8
 	Flags     uint8
-	Reserved  uint32
+	SnatPort  uint16
+	Reserved  uint16
 	Packets   uint64
 	Bytes     uint64
 }
@@ -166,6 +173,27 @@ type datapathFrontendKey struct {
 	Scope uint8
 }
 
+type datapathLbScratch struct {
+	_       structs.HostLayout
+	Entry   datapathCtEntry
+	SnatKey datapathCtKey
+	Snat    datapathSnatEntry
+}
+
+type datapathSnatAddr struct {
+	_    structs.HostLayout
+	Addr [16]uint8
+}
+
+type datapathSnatEntry struct {
+	_            structs.HostLayout
+	Client       [16]uint8
+	Frontend     [16]uint8
+	ClientPort   uint16
+	FrontendPort uint16
+	BackendId    uint32
+}
+
 type datapathSockRev struct {
 	_         structs.HostLayout
 	Addr      [16]uint8
@@ -199,7 +227,10 @@ const (
 	datapathMapCounters            = "counters"
 	datapathMapEvents              = "events"
 	datapathMapFrontends           = "frontends"
+	datapathMapLbScratch           = "lb_scratch"
 	datapathMapMaglev              = "maglev"
+	datapathMapSnat                = "snat"
+	datapathMapSnatAddrs           = "snat_addrs"
 	datapathMapSockRev             = "sock_rev"
 	datapathMapSourceRanges        = "source_ranges"
 	datapathProgSluiceConnect4     = "sluice_connect4"
@@ -285,7 +316,10 @@ type datapathMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Frontends    *ebpf.MapSpec `ebpf:"frontends"`
+	LbScratch    *ebpf.MapSpec `ebpf:"lb_scratch"`
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
+	Snat         *ebpf.MapSpec `ebpf:"snat"`
+	SnatAddrs    *ebpf.MapSpec `ebpf:"snat_addrs"`
 	SockRev      *ebpf.MapSpec `ebpf:"sock_rev"`
 	SourceRanges *ebpf.MapSpec `ebpf:"source_ranges"`
 }
@@ -327,7 +361,10 @@ type datapathMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Frontends    *ebpf.Map `ebpf:"frontends"`
+	LbScratch    *ebpf.Map `ebpf:"lb_scratch"`
 	Maglev       *ebpf.Map `ebpf:"maglev"`
+	Snat         *ebpf.Map `ebpf:"snat"`
+	SnatAddrs    *ebpf.Map `ebpf:"snat_addrs"`
 	SockRev      *ebpf.Map `ebpf:"sock_rev"`
 	SourceRanges *ebpf.Map `ebpf:"source_ranges"`
 }
@@ -340,7 +377,10 @@ func (m *datapathMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Frontends,
+		m.LbScratch,
 		m.Maglev,
+		m.Snat,
+		m.SnatAddrs,
 		m.SockRev,
 		m.SourceRanges,
 	)

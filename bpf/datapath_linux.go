@@ -41,6 +41,13 @@ type Options struct {
 	// defaults ([DefaultTimeouts]).
 	Timeouts Timeouts
 
+	// SNATPorts is the range of source ports of flows SNATed to remote backends, inclusive;
+	// the zero range turns SNAT off (such flows are only DNATed, and their replies must
+	// find their own way back). Keep it out of the node's ephemeral port range
+	// (net.ipv4.ip_local_port_range) and reserve it (ip_local_reserved_ports) so that the
+	// host's own connections never take one of its ports.
+	SNATPorts PortRange
+
 	// Clock is how the programs read the time. Nil: from jiffies, measured
 	// once per process by [MeasureClock] (falling back to the kernel's
 	// clock helper if that fails: see [Datapath.Clock]). A zero Clock makes
@@ -72,6 +79,8 @@ func (o Options) nodeConfig(clock Clock) datapathConfig {
 		CtTcpClose:       seconds(t.TCPClose),
 		CtUdpUnreplied:   seconds(t.UDPUnreplied),
 		CtUdpReplied:     seconds(t.UDPReplied),
+		SnatPortMin:      o.SNATPorts.First,
+		SnatPortMax:      o.SNATPorts.Last,
 	}
 }
 
@@ -118,6 +127,8 @@ type Datapath struct {
 	migrations []MapMigration
 	// gcAfterWalk, in tests, runs between CollectConntrack's walk and its second look.
 	gcAfterWalk func()
+	// snatSuspects are the SNAT flows the last collection found dead (see collectSNAT).
+	snatSuspects map[ConntrackKey]bool
 }
 
 // Load loads the embedded BPF objects into the kernel with the per-node
@@ -128,6 +139,9 @@ func Load(opts Options) (*Datapath, error) {
 		return nil, fmt.Errorf("bpf: read embedded objects: %w", err)
 	}
 
+	if r := opts.SNATPorts; r != (PortRange{}) && (r.First == 0 || r.Last < r.First) {
+		return nil, fmt.Errorf("bpf: SNAT port range %s is not a range of ports", r)
+	}
 	cfg, ok := spec.Variables[datapathVarNodeConfig]
 	if !ok {
 		return nil, fmt.Errorf("bpf: object has no %q variable", datapathVarNodeConfig)
@@ -279,7 +293,7 @@ func (d *Datapath) Unpin() error {
 
 // pinnedMaps are the maps pinned by name (all but the events ring buffer).
 func (d *Datapath) pinnedMaps() []*ebpf.Map {
-	return []*ebpf.Map{d.maps.Counters, d.maps.Frontends, d.maps.Backends, d.maps.Maglev, d.maps.Conntrack, d.maps.Affinity, d.maps.SourceRanges, d.maps.SockRev}
+	return []*ebpf.Map{d.maps.Counters, d.maps.Frontends, d.maps.Backends, d.maps.Maglev, d.maps.Conntrack, d.maps.Affinity, d.maps.SourceRanges, d.maps.SockRev, d.maps.Snat, d.maps.SnatAddrs}
 }
 
 // Close releases the programs and maps held by this Datapath. Attached links

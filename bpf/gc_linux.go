@@ -12,6 +12,9 @@ import (
 type GCStats struct {
 	Entries int // entries seen
 	Deleted int // entries deleted
+	// SNATDeleted are the SNAT flows deleted: their original conntrack entry was gone
+	// (expired, collected, evicted) or belongs to another flow now.
+	SNATDeleted int
 }
 
 // CollectConntrack deletes expired flows: an original entry (client → frontend) past its
@@ -83,7 +86,41 @@ func (d *Datapath) CollectConntrack(now time.Duration) (GCStats, error) {
 	if err != nil {
 		return st, fmt.Errorf("bpf: conntrack gc: %w", err)
 	}
-	return st, nil
+	st.SNATDeleted, err = d.collectSNAT(now)
+	return st, err
+}
+
+// collectSNAT deletes the SNAT flows whose original conntrack entry is gone or expired, or
+// no longer leaves with their port to their backend: their port is free again. The datapath
+// claims a flow's port just before it writes its conntrack entry, so a flow is deleted only
+// when the previous collection found it dead too.
+func (d *Datapath) collectSNAT(now time.Duration) (int, error) {
+	flows, err := d.SNATFlows()
+	if err != nil {
+		return 0, fmt.Errorf("bpf: snat gc: %w", err)
+	}
+	suspects := d.snatSuspects
+	d.snatSuspects = map[ConntrackKey]bool{}
+	n := 0
+	for rk, f := range flows {
+		o, err := d.LookupConntrack(ConntrackKey{Src: f.Client, Dst: f.Frontend, Proto: rk.Proto})
+		if err == nil && o.SNATPort == rk.Dst.Port() && o.BackendID == f.BackendID && !d.timeouts.Expired(rk.Proto, o, now) {
+			continue
+		} else if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return n, fmt.Errorf("bpf: snat gc: %w", err)
+		}
+		if !suspects[rk] {
+			d.snatSuspects[rk] = true
+			continue
+		}
+		raw := rk.raw()
+		if err := d.maps.Snat.Delete(&raw); err == nil {
+			n++
+		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return n, fmt.Errorf("bpf: snat gc: %w", err)
+		}
+	}
+	return n, nil
 }
 
 // replyKey is the reply-direction key of an original-direction flow: backend → client.

@@ -53,11 +53,15 @@ func (b Backend) raw() (datapathBackend, error) {
 	if !b.Addr.IsValid() {
 		return datapathBackend{}, fmt.Errorf("bpf: backend address is not set")
 	}
-	return datapathBackend{Addr: addr16(b.Addr), Port: htons(b.Port), State: uint8(b.State)}, nil
+	r := datapathBackend{Addr: addr16(b.Addr), Port: htons(b.Port), State: uint8(b.State)}
+	if b.Remote {
+		r.Flags = backendFlagRemote
+	}
+	return r, nil
 }
 
 func (r datapathBackend) value() Backend {
-	return Backend{Addr: addrFrom16(r.Addr), Port: htons(r.Port), State: BackendState(r.State)}
+	return Backend{Addr: addrFrom16(r.Addr), Port: htons(r.Port), State: BackendState(r.State), Remote: r.Flags&backendFlagRemote != 0}
 }
 
 func (k ConntrackKey) raw() datapathCtKey {
@@ -82,7 +86,7 @@ func (r datapathCtKey) key() ConntrackKey {
 }
 
 func (r datapathCtEntry) value() ConntrackEntry {
-	return ConntrackEntry{
+	e := ConntrackEntry{
 		LastSeen:  time.Duration(r.LastSeen),
 		Created:   time.Duration(r.Created),
 		BackendID: r.BackendId,
@@ -92,15 +96,23 @@ func (r datapathCtEntry) value() ConntrackEntry {
 		Packets:   r.Packets,
 		Bytes:     r.Bytes,
 	}
+	if r.Flags&ctFlagSNAT != 0 {
+		e.SNATPort = htons(r.SnatPort)
+	}
+	return e
 }
 
 func (e ConntrackEntry) raw() datapathCtEntry {
-	return datapathCtEntry{
+	r := datapathCtEntry{
 		LastSeen: uint64(e.LastSeen), Created: uint64(e.Created),
 		BackendId: e.BackendID, ServiceId: e.ServiceID,
 		NatAddr: addr16(e.NAT.Addr()), NatPort: htons(e.NAT.Port()),
 		State: uint8(e.State), Packets: e.Packets, Bytes: e.Bytes,
 	}
+	if e.SNATPort != 0 {
+		r.Flags, r.SnatPort = ctFlagSNAT, htons(e.SNATPort)
+	}
+	return r
 }
 
 // PutFrontend creates or replaces a frontend.
@@ -470,4 +482,72 @@ func (d *Datapath) DeleteAffinity(stale func(serviceID, backendID uint32) bool) 
 		}
 	}
 	return n, nil
+}
+
+// Flags of struct backend and struct ct_entry (lib/structs.h).
+const (
+	backendFlagRemote = 1 << 0 // BACKEND_F_REMOTE
+	ctFlagSNAT        = 1 << 0 // CT_F_SNAT
+)
+
+// SetSNATAddrs sets the node's source addresses for flows SNATed to remote backends, one per
+// family; an invalid one means none (such flows of that family are only DNATed). Flows
+// already SNATed with an address keep it until they end.
+func (d *Datapath) SetSNATAddrs(v4, v6 netip.Addr) error {
+	for i, a := range []netip.Addr{v4, v6} {
+		var v datapathSnatAddr
+		if a.IsValid() {
+			if a.Unmap().Is4() != (i == 0) {
+				return fmt.Errorf("bpf: SNAT address %s is not of the family of slot %d", a, i)
+			}
+			v.Addr = addr16(a)
+		}
+		if err := d.maps.SnatAddrs.Put(uint32(i), &v); err != nil {
+			return fmt.Errorf("bpf: set SNAT address %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// SNATAddrs reads the node's SNAT source addresses back (invalid: none).
+func (d *Datapath) SNATAddrs() (v4, v6 netip.Addr, err error) {
+	var out [2]netip.Addr
+	for i := range out {
+		var v datapathSnatAddr
+		if err := d.maps.SnatAddrs.Lookup(uint32(i), &v); err != nil {
+			return netip.Addr{}, netip.Addr{}, fmt.Errorf("bpf: read SNAT address %d: %w", i, err)
+		}
+		if v.Addr != ([16]uint8{}) {
+			out[i] = addrFrom16(v.Addr)
+		}
+	}
+	return out[0], out[1], nil
+}
+
+// SNATEntry is a SNATed flow, keyed by its replies' tuple (backend → node address and
+// SNAT port): what they are translated back to.
+type SNATEntry struct {
+	Client, Frontend netip.AddrPort
+	BackendID        uint32
+}
+
+// SNATFlows reads every SNATed flow by its reply key.
+func (d *Datapath) SNATFlows() (map[ConntrackKey]SNATEntry, error) {
+	out := map[ConntrackKey]SNATEntry{}
+	var (
+		k datapathCtKey
+		v datapathSnatEntry
+	)
+	it := d.maps.Snat.Iterate()
+	for it.Next(&k, &v) {
+		out[k.key()] = SNATEntry{
+			Client:    netip.AddrPortFrom(addrFrom16(v.Client), htons(v.ClientPort)),
+			Frontend:  netip.AddrPortFrom(addrFrom16(v.Frontend), htons(v.FrontendPort)),
+			BackendID: v.BackendId,
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("bpf: read SNAT flows: %w", err)
+	}
+	return out, nil
 }

@@ -70,6 +70,10 @@ type Backend struct {
 	Addr  netip.Addr
 	Port  uint16
 	State BackendState
+	// Remote backends are on another node: new flows to them from outside leave SNATed to
+	// this node's address (Datapath.SetSNATAddrs), so that their replies come back through
+	// it. Socket-level load balancing connects to them directly.
+	Remote bool
 }
 
 // ConntrackState is the TCP (or UDP) state of a flow.
@@ -118,6 +122,9 @@ type ConntrackEntry struct {
 	NAT               netip.AddrPort
 	State             ConntrackState
 	Packets, Bytes    uint64
+	// SNATPort, on an original entry, is the source port the flow leaves with towards a
+	// remote backend (0: not SNATed); its source address is the node's (SetSNATAddrs).
+	SNATPort uint16
 }
 
 // Timeouts are the conntrack timeouts by state, like the kernel's
@@ -234,3 +241,8 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // id is the service's with this bit set, their client the network namespace's cookie (one per
 // pod) in the address's first 8 bytes. Service ids stay below it.
 const SockAffinityNetns = 1 << 31
+
+// PortRange is an inclusive range of ports; the zero value is empty.
+type PortRange struct{ First, Last uint16 }
+
+func (r PortRange) String() string { return fmt.Sprintf("%d-%d", r.First, r.Last) }

@@ -38,7 +38,7 @@ func (t BPFTable) Load() (map[Frontend]FrontendEntry, map[uint32]Backend, error)
 	}
 	backends := make(map[uint32]Backend, len(bs))
 	for id, b := range bs {
-		backends[id] = Backend{ID: id, Addr: b.Addr, Port: b.Port, State: BackendState(b.State)}
+		backends[id] = Backend{ID: id, Addr: b.Addr, Port: b.Port, State: BackendState(b.State), Remote: b.Remote}
 	}
 	return frontends, backends, nil
 }
@@ -55,7 +55,7 @@ func (t BPFTable) WriteSlots(base uint32, ids []uint32) error { return t.DP.PutM
 // UpdateBackends implements Table.
 func (t BPFTable) UpdateBackends(backends []Backend) error {
 	for _, b := range backends {
-		if err := t.DP.PutBackend(b.ID, bpf.Backend{Addr: b.Addr, Port: b.Port, State: bpf.BackendState(b.State)}); err != nil {
+		if err := t.DP.PutBackend(b.ID, bpf.Backend{Addr: b.Addr, Port: b.Port, State: bpf.BackendState(b.State), Remote: b.Remote}); err != nil {
 			return fmt.Errorf("backend %s: %w", b, err)
 		}
 	}

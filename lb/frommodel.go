@@ -181,16 +181,12 @@ func fromModelService(s *model.Service, opts Options) []Service {
 				if len(fronts[local]) == 0 {
 					continue
 				}
-				node := ""
-				if local {
-					node = opts.Node
-				}
 				k := key
 				k.Local = local
 				svc := Service{
 					Key:             k,
 					Frontends:       uniqueFrontends(fronts[local]),
-					Backends:        backendsOf(topology(s.Endpoints, local, opts), p.Name, proto, fam, local, node),
+					Backends:        backendsOf(topology(s.Endpoints, local, opts), p.Name, proto, fam, local, opts.Node),
 					Affinity:        affinity,
 					AffinityTimeout: timeout,
 					Algorithm:       opts.Algorithm,
@@ -239,7 +235,7 @@ func uniqueFrontends(fronts []Frontend) []Frontend {
 }
 
 // backendsOf returns, sorted, the backends of the endpoints of family fam for a Service port;
-// with local, only those on node.
+// with local, only those on node. Those on another node are Remote.
 func backendsOf(eps []model.Endpoint, portName string, proto Protocol, fam Family, local bool, node string) []Backend {
 	var out []Backend
 	for _, ep := range eps {
@@ -259,7 +255,9 @@ func backendsOf(eps []model.Endpoint, portName string, proto Protocol, fam Famil
 		default:
 			state = BackendActive
 		}
-		out = append(out, Backend{Addr: ep.Addr, Port: port, Weight: DefaultWeight, State: state})
+		// An endpoint without a node (a hand-written standalone config) is taken as local.
+		remote := ep.Node != "" && node != "" && ep.Node != node
+		out = append(out, Backend{Addr: ep.Addr, Port: port, Weight: DefaultWeight, State: state, Remote: remote})
 	}
 	// With no ready endpoint, serving terminating ones take new flows rather than none (as
 	// kube-proxy does): a rolling update of a one-replica Deployment keeps answering.

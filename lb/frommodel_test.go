@@ -37,6 +37,12 @@ func be(addr string, port uint16, proto Protocol, state BackendState) Backend {
 	return Backend{Addr: netip.MustParseAddr(addr), Port: port, Weight: 1, State: state}
 }
 
+// remote is b on another node.
+func remote(b Backend) Backend {
+	b.Remote = true
+	return b
+}
+
 func key(name, port string, fam Family) ServiceKey {
 	return ServiceKey{Namespace: "ns", Name: name, Port: port, Family: fam}
 }
@@ -317,7 +323,7 @@ func TestFromModel(t *testing.T) {
 		want: []Service{{
 			Key:       key("etp", "http", IPv4),
 			Frontends: []Frontend{fe("10.96.0.21", 80, TCP, ScopeInternal)},
-			Backends:  []Backend{be("10.1.0.2", 8080, TCP, BackendActive)},
+			Backends:  []Backend{remote(be("10.1.0.2", 8080, TCP, BackendActive))},
 		}, {
 			Key:       localKey("etp", "http", IPv4),
 			Frontends: []Frontend{fe("198.51.100.21", 80, TCP, ScopeExternal)},
@@ -338,7 +344,7 @@ func TestFromModel(t *testing.T) {
 		want: []Service{{
 			Key:       key("itp", "http", IPv4),
 			Frontends: []Frontend{fe("198.51.100.22", 80, TCP, ScopeExternal)},
-			Backends: []Backend{be("10.1.0.1", 8080, TCP, BackendActive), be("10.1.0.2", 8080, TCP, BackendActive),
+			Backends: []Backend{be("10.1.0.1", 8080, TCP, BackendActive), remote(be("10.1.0.2", 8080, TCP, BackendActive)),
 				be("10.1.0.4", 8080, TCP, BackendTerminating)},
 		}, {
 			Key:       localKey("itp", "http", IPv4),
@@ -380,7 +386,7 @@ func TestFromModel(t *testing.T) {
 		want: []Service{{
 			Key:       key("lbl", "http", IPv4),
 			Frontends: []Frontend{fe("10.96.0.31", 80, TCP, ScopeInternal)},
-			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive), be("10.1.0.2", 8080, TCP, BackendActive)},
+			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive), remote(be("10.1.0.2", 8080, TCP, BackendActive))},
 		}, {
 			Key: localKey("lbl", "http", IPv4),
 			Frontends: []Frontend{fe("192.0.2.11", 30081, TCP, ScopeExternal), fe("192.0.2.12", 30081, TCP, ScopeExternal),
@@ -389,7 +395,7 @@ func TestFromModel(t *testing.T) {
 		}, {
 			Key:       key("np", "http", IPv4),
 			Frontends: []Frontend{fe("10.96.0.30", 80, TCP, ScopeInternal), fe("192.0.2.11", 30080, TCP, ScopeExternal), fe("192.0.2.12", 30080, TCP, ScopeExternal)},
-			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive), be("10.1.0.2", 8080, TCP, BackendActive)},
+			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive), remote(be("10.1.0.2", 8080, TCP, BackendActive))},
 		}, {
 			Key:       key("np", "http", IPv6),
 			Frontends: []Frontend{fe("2001:db8::11", 30080, TCP, ScopeExternal), fe("fd00::30", 80, TCP, ScopeInternal)},

@@ -88,6 +88,9 @@ type Backend struct {
 	// Weight is the backend's relative share of new flows; 0 takes none.
 	Weight uint16
 	State  BackendState
+	// Remote backends are endpoints on another node: flows to them from outside the
+	// cluster are SNATed to this node's address, so that their replies come back through it.
+	Remote bool
 }
 
 // DefaultWeight is the weight of a backend that was given none.
@@ -99,8 +102,11 @@ func (b Backend) Key() BackendKey {
 }
 
 func (b Backend) String() string {
-	return fmt.Sprintf("%s#%d weight %d %s",
-		netip.AddrPortFrom(b.Addr, b.Port), b.ID, b.Weight, b.State)
+	s := fmt.Sprintf("%s#%d weight %d %s", netip.AddrPortFrom(b.Addr, b.Port), b.ID, b.Weight, b.State)
+	if b.Remote {
+		s += " remote"
+	}
+	return s
 }
 
 // BackendKey is what a backend ID stands for: an address and port. The protocol is the

@@ -424,9 +424,9 @@ func (s *Syncer) ServiceKeys() map[uint32]ServiceKey {
 }
 
 // sameStored reports whether two backends are the same in the backends map, which holds the
-// address, port and state (the weight lives in the Maglev table).
+// address, port, state and locality (the weight lives in the Maglev table).
 func sameStored(a, b Backend) bool {
-	return a.ID == b.ID && a.Addr == b.Addr && a.Port == b.Port && a.State == b.State
+	return a.ID == b.ID && a.Addr == b.Addr && a.Port == b.Port && a.State == b.State && a.Remote == b.Remote
 }
 
 // sameSlice reports whether a and b are the same slice (a memoised table), which makes

@@ -22,7 +22,8 @@
 /* What the shared part decided. */
 enum fwd_action {
 	FWD_PASS = 0,		/* untouched (or already translated in place) */
-	FWD_NAT,		/* rewrite the destination to res */
+	FWD_NAT,		/* rewrite the destination to res (and, res.snat, the source: TC only) */
+	FWD_SNAT_REV,		/* a reply of an SNATed flow: rewrite the source to res.snat_addr/port, the destination to res.addr/port */
 	FWD_REJECT,		/* no usable backend */
 	FWD_DROP,		/* counted and reported already: drop */
 };
@@ -64,6 +65,18 @@ static __always_inline enum fwd_action forward_decide(struct packet *pkt, enum c
 	if (ct_key_from_packet(k, pkt, pkt->data + pkt->l3_off) < 0)
 		return FWD_PASS;
 	v = lb_forward(k, pkt->tcp_flags, pkt->len, res);
+	if (v == LB_NOT_OURS && lb_snat_port(k->dport)) {
+		struct snat_entry *e = lb_snat_reverse(k, pkt->tcp_flags);
+
+		if (!e)
+			return FWD_PASS;
+		addr_copy(res->addr, e->client);
+		res->port = e->client_port;
+		res->snat_addr = e->frontend;
+		res->snat_port = e->frontend_port;
+		counter_add(COUNTER_SNAT_REV, pkt->len);
+		return FWD_SNAT_REV;
+	}
 	if (res->expired)
 		counter_add(COUNTER_CT_EXPIRED, pkt->len);
 	switch (v) {
@@ -78,6 +91,9 @@ static __always_inline enum fwd_action forward_decide(struct packet *pkt, enum c
 	case LB_CLASH:
 		counter_add(COUNTER_CT_CLASH, pkt->len);
 		event_emit(EVENT_CT_CLASH, COUNTER_CT_CLASH, k, res->service_id, ifindex, pkt->len);
+		return FWD_DROP;
+	case LB_SNAT_NO_PORT:
+		counter_add(COUNTER_SNAT_NO_PORT, pkt->len);
 		return FWD_DROP;
 	case LB_DENIED:
 		counter_add(COUNTER_SOURCE_DENIED, pkt->len);
@@ -103,7 +119,18 @@ static __always_inline int xdp_forward(struct xdp_md *ctx)
 	counter_add(class, pkt.len);
 	switch (forward_decide(&pkt, class, &k, &res, ctx->ingress_ifindex)) {
 	case FWD_NAT:
-		xdp_nat(&pkt, NAT_DST, res.addr, res.port);
+		/*
+		 * A flow SNATed to a remote backend leaves with a source address
+		 * of this node, which the kernel's input path drops as a martian:
+		 * TC ingress translates and redirects it (its conntrack entry is
+		 * written now).
+		 */
+		if (!res.snat)
+			xdp_nat(&pkt, NAT_DST, res.addr, res.port);
+		return XDP_PASS;
+	case FWD_SNAT_REV:
+		if (xdp_nat(&pkt, NAT_DST, res.addr, res.port) == 0)
+			xdp_nat(&pkt, NAT_SRC, res.snat_addr, res.snat_port);
 		return XDP_PASS;
 	case FWD_REJECT:
 		break;
@@ -136,6 +163,44 @@ static __always_inline int tc_pull_headers(struct __sk_buff *skb)
 	return bpf_skb_pull_data(skb, want) < 0 ? -1 : 0;
 }
 
+#ifndef AF_INET
+#define AF_INET 2
+#define AF_INET6 10
+#endif
+
+/*
+ * Sends an SNATed packet (source saddr, destination daddr, both rewritten)
+ * out of the device the route to daddr takes, past the kernel's input path
+ * (which drops a packet from one of its own addresses): bpf_redirect_neigh
+ * resolves the next hop's address.
+ */
+static __always_inline int tc_snat_redirect(struct __sk_buff *skb, const struct packet *pkt, const __u8 *daddr,
+					    const __u8 *saddr)
+{
+	struct bpf_fib_lookup fib = {};
+	long ret;
+
+	fib.ifindex = skb->ingress_ifindex;
+	fib.l4_protocol = pkt->l4_proto;
+	fib.tot_len = pkt->len;
+	if (addr_is_v4(daddr)) {
+		fib.family = AF_INET;
+		fib.ipv4_src = ((const __u32 *)saddr)[3];
+		fib.ipv4_dst = ((const __u32 *)daddr)[3];
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, daddr, 16);
+	}
+	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		counter_add(COUNTER_SNAT_NO_ROUTE, pkt->len);
+		return TCX_DROP;
+	}
+	counter_add(COUNTER_SNAT_FWD, pkt->len);
+	return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
+}
+
 /* TC ingress: like XDP, for what XDP did not handle; rejects are dropped. */
 static __always_inline int tc_forward(struct __sk_buff *skb)
 {
@@ -155,7 +220,14 @@ static __always_inline int tc_forward(struct __sk_buff *skb)
 	class = parse_packet(&pkt, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
 	switch (forward_decide(&pkt, class, &k, &res, ifindex)) {
 	case FWD_NAT:
-		tc_nat(skb, &pkt, NAT_DST, res.addr, res.port);
+		if (tc_nat(skb, &pkt, NAT_DST, res.addr, res.port) < 0 || !res.snat)
+			return TCX_NEXT;
+		if (tc_nat(skb, &pkt, NAT_SRC, res.snat_addr, res.snat_port) < 0)
+			return TCX_DROP;
+		return tc_snat_redirect(skb, &pkt, res.addr, res.snat_addr);
+	case FWD_SNAT_REV:
+		if (tc_nat(skb, &pkt, NAT_DST, res.addr, res.port) == 0)
+			tc_nat(skb, &pkt, NAT_SRC, res.snat_addr, res.snat_port);
 		return TCX_NEXT;
 	case FWD_REJECT:
 		counter_add(COUNTER_NO_BACKEND_DROP, pkt.len);

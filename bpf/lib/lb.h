@@ -21,16 +21,92 @@ enum lb_verdict {
 	LB_NO_BACKEND,		/* frontend without a usable backend: reject */
 	LB_CLASH,		/* new flow whose reply tuple a live flow to another frontend holds: drop */
 	LB_DENIED,		/* new flow from a client outside the frontend's source ranges: drop */
+	LB_SNAT_NO_PORT,	/* new flow to a remote backend without a free SNAT port: drop */
 };
 
 struct lb_result {
 	__u8 addr[16];		/* backend */
+	const __u8 *snat_addr;	/* snat: the source to rewrite to (in a map value) */
 	__be16 port;
+	__be16 snat_port;
 	__u8 expired;		/* a conntrack entry was found but expired or stale */
-	__u8 _pad;
+	__u8 snat;		/* to a remote backend: rewrite the source to snat_addr/port too */
+	__u8 _pad[2];
 	__u32 service_id;
 	__u32 backend_id;
 };
+
+/* Whether port (network order) is in the SNAT port range. */
+static __always_inline int lb_snat_port(__be16 port)
+{
+	__u16 p = bpf_ntohs(port);
+
+	return node_config.snat_port_max && p >= node_config.snat_port_min && p <= node_config.snat_port_max;
+}
+
+/* The node's SNAT source address of the family of addr, or NULL if it has none. */
+static __always_inline const __u8 *lb_snat_addr(const __u8 *addr)
+{
+	__u32 i = addr_is_v4(addr) ? 0 : 1;
+	struct snat_addr *a;
+	const __u32 *w;
+
+	if (!node_config.snat_port_max)
+		return 0;
+	a = bpf_map_lookup_elem(&snat_addrs, &i);
+	if (!a)
+		return 0;
+	w = (const __u32 *)a->addr;
+	if ((w[0] | w[1] | w[2] | w[3]) == 0)
+		return 0;
+	return a->addr;
+}
+
+#define SNAT_TRIES 8
+
+/*
+ * Claims a SNAT source port for the new flow k (original direction) to
+ * backend be (id) from address sa: the first of SNAT_TRIES ports, from a hash
+ * of the flow, whose reply tuple (backend -> sa:port) is free, or already
+ * this flow's. Returns the port (network order), or 0 if none is free.
+ */
+static __attribute__((noinline)) __be16 lb_snat_claim(const struct ct_key *k, const struct backend *be, __u32 id,
+							 const __u8 *sa)
+{
+	__u32 range = (__u32)node_config.snat_port_max - node_config.snat_port_min + 1;
+	__u32 h = flow_hash(k->saddr, k->sport, k->dport, k->proto);
+	struct lb_scratch *s;
+	struct snat_entry *cur;
+	__u32 zero = 0, i;
+
+	s = bpf_map_lookup_elem(&lb_scratch, &zero);
+	if (!s)
+		return 0;
+	__builtin_memset(&s->snat_key, 0, sizeof(s->snat_key));
+	__builtin_memset(&s->snat, 0, sizeof(s->snat));
+	addr_copy(s->snat_key.saddr, be->addr);
+	addr_copy(s->snat_key.daddr, sa);
+	s->snat_key.sport = be->port;
+	s->snat_key.proto = k->proto;
+	s->snat_key.dir = CT_DIR_REPLY;
+	addr_copy(s->snat.client, k->saddr);
+	addr_copy(s->snat.frontend, k->daddr);
+	s->snat.client_port = k->sport;
+	s->snat.frontend_port = k->dport;
+	s->snat.backend_id = id;
+	for (i = 0; i < SNAT_TRIES; i++) {
+		s->snat_key.dport = bpf_htons((__u16)(node_config.snat_port_min + (h + i) % range));
+		if (bpf_map_update_elem(&snat, &s->snat_key, &s->snat, BPF_NOEXIST) == 0)
+			return s->snat_key.dport;
+		cur = bpf_map_lookup_elem(&snat, &s->snat_key);
+		if (cur && addr_equal(cur->client, k->saddr) && cur->client_port == k->sport &&
+		    addr_equal(cur->frontend, k->daddr) && cur->frontend_port == k->dport) {
+			cur->backend_id = id; /* this flow, reopened */
+			return s->snat_key.dport;
+		}
+	}
+	return 0;
+}
 
 /* Looks up the frontend (addr, port, proto) of the given scope. */
 static __always_inline struct frontend *lb_frontend_of(const __u8 *addr, __be16 port, __u8 proto, __u8 scope)
@@ -151,7 +227,8 @@ static __attribute__((noinline)) int lb_reply_live(const struct ct_entry *re, co
  */
 static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, __u32 len, struct lb_result *res)
 {
-	struct ct_entry *ct, *re, entry = {};
+	struct ct_entry *ct, *re, *entry;
+	struct lb_scratch *scratch;
 	struct frontend *fe;
 	struct backend *be;
 	struct lb_client c;
@@ -177,13 +254,21 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 		 * connections. UDP moves to a live backend, as kube-proxy
 		 * flushes UDP conntrack on endpoint removal.
 		 */
+		const __u8 *sa = ct->flags & CT_F_SNAT ? lb_snat_addr(k->daddr) : 0;
+
 		if (ct->service_id == fe->service_id && !ct_expired(ct, k->proto, now) &&
 		    !ct_reopened(ct, k->proto, flags) &&
-		    (k->proto == IPPROTO_TCP || lb_backend(ct->backend_id, k->daddr))) {
+		    (k->proto == IPPROTO_TCP || lb_backend(ct->backend_id, k->daddr)) &&
+		    (!(ct->flags & CT_F_SNAT) || sa)) {
 			ct_touch(ct, k->proto, flags, 0, now, len);
 			addr_copy(res->addr, ct->nat_addr);
 			res->port = ct->nat_port;
 			res->backend_id = ct->backend_id;
+			if (sa) {
+				res->snat = 1;
+				res->snat_addr = sa;
+				res->snat_port = ct->snat_port;
+			}
 			return LB_ESTABLISHED;
 		}
 		res->expired = 1;
@@ -209,6 +294,47 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 	res->port = be->port;
 	res->backend_id = id;
 
+	scratch = bpf_map_lookup_elem(&lb_scratch, &(__u32){0});
+	if (!scratch)
+		return LB_NO_BACKEND;
+	entry = &scratch->entry;
+	__builtin_memset(entry, 0, sizeof(*entry));
+	entry->last_seen = now;
+	entry->created = now;
+	entry->backend_id = id;
+	entry->service_id = fe->service_id;
+	entry->state = ct_new_state(k->proto, flags);
+	entry->packets = 1;
+	entry->bytes = len;
+	addr_copy(entry->nat_addr, be->addr);
+	entry->nat_port = be->port;
+
+	if (be->flags & BACKEND_F_REMOTE) {
+		/*
+		 * The backend is on another node: its replies must come back
+		 * through this one, so the flow leaves with this node's address
+		 * and a port of its own (the snat map translates replies back).
+		 * The reply tuple is unique by construction: no clash check, no
+		 * reply conntrack entry.
+		 */
+		const __u8 *sa = lb_snat_addr(k->daddr);
+
+		if (sa) {
+			__be16 port = lb_snat_claim(k, be, id, sa);
+
+			if (!port)
+				return LB_SNAT_NO_PORT;
+			entry->flags = CT_F_SNAT;
+			entry->snat_port = port;
+			bpf_map_update_elem(&conntrack, k, entry, BPF_ANY);
+			lb_affinity_record(fe, &c, id, now);
+			res->snat = 1;
+			res->snat_addr = sa;
+			res->snat_port = port;
+			return LB_NEW;
+		}
+	}
+
 	/*
 	 * The reply entry is keyed by what the backend sends back: backend ->
 	 * client address and port. Two frontends sharing a backend, reached
@@ -225,16 +351,7 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 	if (re && !same_frontend && lb_reply_live(re, &rk, now))
 		return LB_CLASH;
 
-	entry.last_seen = now;
-	entry.created = now;
-	entry.backend_id = id;
-	entry.service_id = fe->service_id;
-	entry.state = ct_new_state(k->proto, flags);
-	entry.packets = 1;
-	entry.bytes = len;
-	addr_copy(entry.nat_addr, be->addr);
-	entry.nat_port = be->port;
-	bpf_map_update_elem(&conntrack, k, &entry, BPF_ANY);
+	bpf_map_update_elem(&conntrack, k, entry, BPF_ANY);
 
 	if (same_frontend) {
 		/*
@@ -247,15 +364,15 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 		re->created = now;
 		re->backend_id = id;
 		re->service_id = fe->service_id;
-		re->state = entry.state;
+		re->state = entry->state;
 		re->packets = 0;
 		re->bytes = 0;
 	} else {
-		addr_copy(entry.nat_addr, k->daddr);
-		entry.nat_port = k->dport;
-		entry.packets = 0;
-		entry.bytes = 0;
-		bpf_map_update_elem(&conntrack, &rk, &entry, BPF_ANY);
+		addr_copy(entry->nat_addr, k->daddr);
+		entry->nat_port = k->dport;
+		entry->packets = 0;
+		entry->bytes = 0;
+		bpf_map_update_elem(&conntrack, &rk, entry, BPF_ANY);
 	}
 
 	lb_affinity_record(fe, &c, id, now);
@@ -289,6 +406,39 @@ static __always_inline struct ct_entry *lb_reverse(struct ct_key *r, __u8 flags,
 			oe->state = next;
 	}
 	return re;
+}
+
+/*
+ * Looks up the SNATed flow whose reply r is (a packet backend -> SNAT
+ * address and port, as on the wire, dir set here) and, on a hit, refreshes
+ * the flow's original conntrack entry with the packet's flags. Returns the
+ * snat entry (client and frontend) or NULL.
+ */
+static __always_inline struct snat_entry *lb_snat_reverse(struct ct_key *r, __u8 flags)
+{
+	struct snat_entry *e;
+	struct ct_entry *oe;
+	struct ct_key ok = {};
+
+	r->dir = CT_DIR_REPLY;
+	e = bpf_map_lookup_elem(&snat, r);
+	if (!e)
+		return 0;
+	addr_copy(ok.saddr, e->client);
+	addr_copy(ok.daddr, e->frontend);
+	ok.sport = e->client_port;
+	ok.dport = e->frontend_port;
+	ok.proto = r->proto;
+	ok.dir = CT_DIR_ORIGINAL;
+	oe = bpf_map_lookup_elem(&conntrack, &ok);
+	if (oe && oe->backend_id == e->backend_id && (oe->flags & CT_F_SNAT) && oe->snat_port == r->dport) {
+		__u8 next = ct_next_state(r->proto, oe->state, flags, 1);
+
+		oe->last_seen = clock_now();
+		if (oe->state != next)
+			oe->state = next;
+	}
+	return e;
 }
 
 #endif /* __SLUICE_LB_H */

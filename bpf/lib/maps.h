@@ -43,6 +43,7 @@ struct {
 #define AFFINITY_MAX 65536
 #define SOURCE_RANGES_MAX 65536
 #define SOCK_REV_MAX 131072
+#define SNAT_MAX 131072
 #define EVENTS_SIZE (256 * 1024)
 
 /* Service ports: (address, port, protocol, scope) -> struct frontend. */
@@ -119,6 +120,42 @@ struct {
 	__type(value, struct sock_rev);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_rev SEC(".maps");
+
+/* SNATed flows by their reply tuple (struct snat_entry). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SNAT_MAX);
+	__type(key, struct ct_key);
+	__type(value, struct snat_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} snat SEC(".maps");
+
+/*
+ * Per-CPU scratch space for the structures a new flow writes (lb.h): on the
+ * stack they would push the XDP program and its subprograms past their
+ * combined 512 bytes. Not pinned: it holds nothing between packets.
+ */
+struct lb_scratch {
+	struct ct_entry entry;		/* lb_forward: the new flow's conntrack entries */
+	struct ct_key snat_key;		/* lb_snat_claim */
+	struct snat_entry snat;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_scratch);
+} lb_scratch SEC(".maps");
+
+/* The node's SNAT source addresses: index 0 IPv4 (mapped), 1 IPv6. Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct snat_addr);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} snat_addrs SEC(".maps");
 
 /*
  * Drop and trace events (struct event). Not pinned: it carries no state, and

@@ -51,6 +51,11 @@ enum counter_id {
 	 */
 	COUNTER_SOCK_XLATE,	/* the socket's destination set to the selected backend */
 	COUNTER_SOCK_NO_BACKEND, /* no usable backend: connect() / sendmsg() refused (ECONNREFUSED) */
+	/* SNAT to backends on other nodes (lb.h, forward.h). */
+	COUNTER_SNAT_FWD,	/* client -> remote backend: source and destination rewritten, redirected (TC) */
+	COUNTER_SNAT_REV,	/* remote backend -> client: translated back to frontend -> client */
+	COUNTER_SNAT_NO_PORT,	/* new flow to a remote backend without a free SNAT port: dropped */
+	COUNTER_SNAT_NO_ROUTE,	/* SNAT packet without a route to the backend: dropped */
 	COUNTER_MAX,		/* number of counters; keep last */
 };
 
@@ -86,7 +91,13 @@ struct config {
 	__u8 counters;		/* update the counters map */
 	__u8 vlan;		/* look through one 802.1Q / 802.1ad tag */
 	__u8 events;		/* emit events to the events ring buffer */
-	__u8 _reserved[5];
+	__u8 _reserved;
+	/*
+	 * SNAT source ports for flows to backends on other nodes, host order,
+	 * inclusive; snat_port_max 0: no SNAT (such flows are only DNATed).
+	 */
+	__u16 snat_port_min;
+	__u16 snat_port_max;
 	__u32 ct_tcp_syn_sent;	/* TCP, SYN seen, no reply yet */
 	__u32 ct_tcp_established; /* TCP, reply seen */
 	__u32 ct_tcp_fin_wait;	/* TCP, FIN seen */
@@ -152,6 +163,9 @@ enum backend_state {
 	BACKEND_TERMINATING = 1,	/* keeps its flows, takes no new ones */
 };
 
+/* struct backend.flags */
+#define BACKEND_F_REMOTE (1U << 0)	/* on another node: new flows from outside are SNATed to it */
+
 /* backends map value (key: __u32 backend id, never 0 by convention). */
 struct backend {
 	__u8 addr[16];
@@ -206,12 +220,38 @@ struct ct_entry {
 	__u8 nat_addr[16];
 	__be16 nat_port;
 	__u8 state;		/* enum ct_state */
-	__u8 flags;
-	__u32 _reserved;
+	__u8 flags;		/* CT_F_* */
+	__be16 snat_port;	/* CT_F_SNAT: the source port the flow leaves with */
+	__u16 _reserved;
 	__u64 packets;		/* in this entry's direction (approximate, not atomic) */
 	__u64 bytes;
 };
 SLUICE_ASSERT_SIZE(struct ct_entry, 64);
+
+/* struct ct_entry.flags */
+#define CT_F_SNAT (1U << 0)	/* to a remote backend, from snat_addrs and snat_port (original entry only) */
+
+/*
+ * snat map value, keyed by the struct ct_key of the replies of an SNATed flow
+ * as the backend sends them (backend -> SNAT address and port, dir
+ * CT_DIR_REPLY): what they are translated back to. The flow's original
+ * conntrack entry (client -> frontend) holds its state; the agent deletes an
+ * entry once that one is gone.
+ */
+struct snat_entry {
+	__u8 client[16];
+	__u8 frontend[16];
+	__be16 client_port;
+	__be16 frontend_port;
+	__u32 backend_id;
+};
+SLUICE_ASSERT_SIZE(struct snat_entry, 40);
+
+/* snat_addrs map value: the node's SNAT source address of one family (zero: none). */
+struct snat_addr {
+	__u8 addr[16];
+};
+SLUICE_ASSERT_SIZE(struct snat_addr, 16);
 
 /* affinity map key: ClientIP session affinity per service. */
 struct affinity_key {

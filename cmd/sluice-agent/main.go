@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/sluice-lb/sluice/bpf"
 	"github.com/sluice-lb/sluice/internal/agent"
 	"github.com/sluice-lb/sluice/internal/source"
 	"github.com/sluice-lb/sluice/internal/version"
@@ -67,6 +68,19 @@ func run(args []string, stderr io.Writer) int {
 	fs.Func("maglev-table-size", "datapath: smallest Maglev table of a Service, rounded up to a prime (default 251)", uintFlag(&cfg.BPF.MaglevMinimum))
 	fs.BoolVar(&cfg.BPF.SocketLB, "socket-lb", true, "datapath: socket-level load balancing for the processes under --cgroup-root (pods and host processes): cluster IPs, and the other Service addresses from inside the node, without per-packet NAT")
 	fs.StringVar(&cfg.BPF.CgroupRoot, "cgroup-root", "/run/sluice/cgroupv2", "datapath: the cgroup v2 directory whose processes get socket-level load balancing; mounted there if it is not one (the hierarchy's root)")
+	cfg.BPF.SNATPorts = bpf.PortRange{First: 61000, Last: 65535}
+	fs.Func("snat-port-range", "datapath: source ports of external flows SNATed to endpoints on other nodes (default 61000-65535, outside Linux's ephemeral ports; reserved in net.ipv4.ip_local_reserved_ports); \"off\": no SNAT", func(v string) error {
+		if v == "off" {
+			cfg.BPF.SNATPorts = bpf.PortRange{}
+			return nil
+		}
+		var r bpf.PortRange
+		if n, err := fmt.Sscanf(v, "%d-%d", &r.First, &r.Last); err != nil || n != 2 || r.First == 0 || r.Last < r.First || fmt.Sprintf("%d-%d", r.First, r.Last) != v {
+			return fmt.Errorf("%q is not a port range FIRST-LAST (1-65535) or off", v)
+		}
+		cfg.BPF.SNATPorts = r
+		return nil
+	})
 	fs.StringVar(&algorithm, "lb-algorithm", "maglev", "datapath: backend selection for new flows: maglev or random")
 	fs.DurationVar(&cfg.BPF.GCInterval, "conntrack-gc-interval", 30*time.Second, "datapath: how often expired conntrack entries are deleted")
 	fs.Func("external-ip-cidrs", "where Services' spec.externalIPs may lie besides the IPPools, comma-separated CIDRs (others are ignored: CVE-2020-8554)", func(v string) error {

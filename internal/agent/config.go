@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-lb/sluice/bpf"
 	"github.com/sluice-lb/sluice/lb"
 )
 
@@ -66,6 +67,9 @@ type BPFConfig struct {
 	// hierarchy on a node (the pods' and host processes' cgroups are below it). If it is
 	// not on a cgroup v2 filesystem, the cgroup v2 hierarchy is mounted there.
 	CgroupRoot string
+	// SNATPorts are the source ports of flows SNATed to backends on other nodes (the zero
+	// range: no SNAT). The agent reserves them in net.ipv4.ip_local_reserved_ports.
+	SNATPorts bpf.PortRange
 }
 
 // MapSizes are the capacities of the datapath's maps.

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,9 @@ type datapath struct {
 	linkDir string
 	// attached are the devices whose programs are attached.
 	attached map[string]bool
+	// snat4 and snat6 are the SNAT source addresses the maps hold (set).
+	snat4, snat6 netip.Addr
+	snatSet      bool
 }
 
 // openDatapath loads the programs (reusing pinned maps), attaches them to the devices
@@ -56,7 +61,7 @@ func openDatapath(cfg Config, log *slog.Logger) (*datapath, error) {
 	pin := filepath.Join(cfg.BPFFS, "sluice")
 	sz := cfg.BPF.Sizes
 	dp, err := bpf.Load(bpf.Options{PinPath: pin, Sizes: bpf.MapSizes{Frontends: sz.Frontends, Backends: sz.Backends,
-		Maglev: sz.Maglev, Conntrack: sz.Conntrack, Affinity: sz.Affinity}})
+		Maglev: sz.Maglev, Conntrack: sz.Conntrack, Affinity: sz.Affinity}, SNATPorts: cfg.BPF.SNATPorts})
 	if err != nil {
 		return nil, fmt.Errorf("loading the datapath (maps pinned in %s): %w", pin, err)
 	}
@@ -76,6 +81,12 @@ func openDatapath(cfg Config, log *slog.Logger) (*datapath, error) {
 	d.attach()
 	if err := d.attachCgroup(); err != nil {
 		log.Error("socket load balancing is off: cluster IPs are not served on this node", "error", err)
+	}
+	if r := cfg.BPF.SNATPorts; r != (bpf.PortRange{}) {
+		if err := reservePorts(r); err != nil {
+			log.Warn("could not reserve the SNAT ports: a connection of this host may take one, and a flow SNATed with it fails",
+				"ports", r.String(), "error", err)
+		}
 	}
 	d.syncer, err = lb.NewSyncer(lb.BPFTable{DP: dp}, lb.SyncerOptions{MaglevMinimum: cfg.BPF.MaglevMinimum, MaxBackends: cfg.BPF.Sizes.Backends})
 	if err != nil {
@@ -127,15 +138,86 @@ func (d *datapath) attachCgroup() error {
 	return nil
 }
 
+// setSNATAddrs sets the source addresses of flows SNATed to endpoints on other nodes: the
+// node's first address of each family (its Node object), else the first device's.
+func (d *datapath) setSNATAddrs(nodeAddrs []netip.Addr) error {
+	if d.cfg.BPF.SNATPorts == (bpf.PortRange{}) {
+		return nil
+	}
+	addrs := nodeAddrs
+	if len(addrs) == 0 && len(d.cfg.Devices) > 0 {
+		addrs = deviceAddresses(d.cfg.Devices[0])
+	}
+	var v4, v6 netip.Addr
+	for _, a := range addrs {
+		if a = a.Unmap(); a.Is4() && !v4.IsValid() {
+			v4 = a
+		} else if a.Is6() && !v6.IsValid() {
+			v6 = a
+		}
+	}
+	if d.snatSet && v4 == d.snat4 && v6 == d.snat6 {
+		return nil
+	}
+	if err := d.dp.SetSNATAddrs(v4, v6); err != nil {
+		return err
+	}
+	d.snat4, d.snat6, d.snatSet = v4, v6, true
+	d.log.Info("SNAT to endpoints on other nodes", "ipv4", v4, "ipv6", v6, "ports", d.cfg.BPF.SNATPorts.String())
+	return nil
+}
+
+// deviceAddresses are the global unicast addresses of the interface named dev.
+func deviceAddresses(dev string) []netip.Addr {
+	iface, err := net.InterfaceByName(dev)
+	if err != nil {
+		return nil
+	}
+	as, err := iface.Addrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsGlobalUnicast() {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
+}
+
+// reservePorts adds r to net.ipv4.ip_local_reserved_ports (which covers IPv6 too) of this
+// network namespace, so that the host never picks one of its ports for a connection of its
+// own.
+func reservePorts(r bpf.PortRange) error {
+	const path = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+	cur, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	list := strings.TrimSpace(string(cur))
+	for _, part := range strings.Split(list, ",") {
+		if part == r.String() {
+			return nil
+		}
+	}
+	if list != "" {
+		list += ","
+	}
+	return os.WriteFile(path, []byte(list+r.String()), 0o644)
+}
+
 // apply programs the model's Services.
 func (d *datapath) apply(m *model.Model, lbIPs map[types.NamespacedName][]netip.Addr) (lb.SyncStats, []lb.Conflict, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	attachErr := d.attach()
+	addrs := nodeAddresses(m, d.cfg.NodeName)
 	svcs, conflicts := lb.FromModel(m.Services, lb.Options{LoadBalancerIPs: lbIPs, Algorithm: d.cfg.BPF.Algorithm, Node: d.cfg.NodeName,
-		NodeAddresses: nodeAddresses(m, d.cfg.NodeName), Zone: nodeZone(m, d.cfg.NodeName)})
+		NodeAddresses: addrs, Zone: nodeZone(m, d.cfg.NodeName)})
+	snatErr := d.setSNATAddrs(addrs)
 	st, err := d.syncer.Set(svcs)
-	return st, conflicts, errors.Join(attachErr, err)
+	return st, conflicts, errors.Join(attachErr, snatErr, err)
 }
 
 // services reads back what the maps hold: every frontend with its backends and their share

@@ -37,6 +37,11 @@ type l2Lab struct {
 // l2Config writes the config both agents read; ready says which nodes' endpoints are ready,
 // interfaces are the advertisement's (none: the default).
 func l2Config(t testing.TB, path string, ready map[string]bool, interfaces ...string) {
+	l2ConfigWith(t, path, localServiceYAML("web", l2VIP, ready), interfaces...)
+}
+
+// l2ConfigWith is l2Config with other Services (YAML documents, each starting with ---).
+func l2ConfigWith(t testing.TB, path, services string, interfaces ...string) {
 	ifaces := ""
 	if len(interfaces) > 0 {
 		ifaces = ", interfaces: [" + strings.Join(interfaces, ", ") + "]"
@@ -60,7 +65,7 @@ apiVersion: sluice.dev/v1alpha1
 kind: L2Advertisement
 metadata: {name: lan}
 spec: {pools: [lan]%s}
-`, ifaces)+localServiceYAML("web", l2VIP, ready))
+`, ifaces)+services)
 }
 
 func newL2Lab(t testing.TB) *l2Lab {
