@@ -498,3 +498,24 @@ func TestSyncerSourceRangesIDReuse(t *testing.T) {
 		t.Fatalf("the map holds %v, want only b's range", got)
 	}
 }
+
+// TestSyncerBackendMovesNode: a backend that becomes remote (its endpoint's node is no longer
+// this one) is written again, so the datapath starts SNATing new flows to it.
+func TestSyncerBackendMovesNode(t *testing.T) {
+	tab := lbtest.NewTable(1 << 12)
+	s := newSyncer(t, tab)
+	desired := []lb.Service{svc("a", "203.0.113.1", "198.51.100.1:8080")}
+	if _, err := s.Set(desired); err != nil {
+		t.Fatal(err)
+	}
+	desired[0].Backends[0].Remote = true
+	st, err := s.Set(desired)
+	if err != nil || st.BackendsUpdated != 1 {
+		t.Fatalf("Set after the backend became remote: %+v, %v; want one backend written", st, err)
+	}
+	for _, b := range tab.Backends() {
+		if !b.Remote {
+			t.Errorf("backend %s in the table is not remote", b)
+		}
+	}
+}
