@@ -39,8 +39,8 @@ func must(t testing.TB, err error) {
 
 // A new flow to a remote backend: XDP claims a SNAT port and leaves the packet to TC
 // ingress, which rewrites source and destination (and, without a route here, drops it);
-// the backend's reply is translated back to frontend -> client by XDP; the flow's state
-// follows; garbage collection frees the port once the flow is gone.
+// the backend's reply is translated back to frontend -> client by TC ingress too; the flow's
+// state follows; garbage collection frees the port once the flow is gone.
 func TestSNATToRemoteBackend(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	ports := PortRange{61000, 61099}
@@ -83,15 +83,20 @@ func TestSNATToRemoteBackend(t *testing.T) {
 				t.Errorf("TC ingress counted snat_no_route %d, fwd_established %d; want 1, 1", got[CounterSNATNoRoute].Packets, got[CounterFwdEstablished].Packets)
 			}
 
+			// The reply: XDP leaves it to TC ingress (its new source may be a node address),
+			// which translates it back and, without a route here, drops it.
 			reply := replyFrame(s.key.Proto, be, snatted, packet.SYN|packet.ACK)
-			before = readCounters(t, d)
-			ret, out = runXDP(t, d.XDPProgram(), reply)
-			want = replyFrame(s.key.Proto, vip, src, packet.SYN|packet.ACK)
-			if ret != xdpPass || !bytes.Equal(out[:len(want)], want) {
-				t.Errorf("XDP reply: verdict %d, frame\n%x\nwant\n%x", ret, out[:len(want)], want)
+			if ret, out := runXDP(t, d.XDPProgram(), reply); ret != xdpPass || !bytes.Equal(out[:len(reply)], reply) {
+				t.Errorf("XDP reply: verdict %d, changed %v; want it passed untouched", ret, !bytes.Equal(out[:len(reply)], reply))
 			}
-			if got := readCounters(t, d).Sub(before); got[CounterSNATReverse].Packets != 1 {
-				t.Errorf("reply counted snat_reverse %d, want 1", got[CounterSNATReverse].Packets)
+			before = readCounters(t, d)
+			ret, out = runTC(t, d.TCIngressProgram(), reply)
+			want = replyFrame(s.key.Proto, vip, src, packet.SYN|packet.ACK)
+			if ret != tcxDrop || !bytes.Equal(out[:len(want)], want) {
+				t.Errorf("TC reply: verdict %d, frame\n%x\nwant\n%x", ret, out[:len(want)], want)
+			}
+			if got := readCounters(t, d).Sub(before); got[CounterSNATReverse].Packets != 1 || got[CounterSNATNoRoute].Packets != 1 {
+				t.Errorf("reply counted snat_reverse %d, snat_no_route %d; want 1, 1", got[CounterSNATReverse].Packets, got[CounterSNATNoRoute].Packets)
 			}
 			if ct := ctEntry(t, d, ConntrackKey{Src: src, Dst: vip, Proto: s.key.Proto}); ct.State != StateEstablished {
 				t.Errorf("after the reply the flow is %v, want established", ct.State)

@@ -23,7 +23,7 @@
 enum fwd_action {
 	FWD_PASS = 0,		/* untouched (or already translated in place) */
 	FWD_NAT,		/* rewrite the destination to res (and, res.snat, the source: TC only) */
-	FWD_SNAT_REV,		/* a reply of an SNATed flow: rewrite the source to res.snat_addr/port, the destination to res.addr/port */
+	FWD_SNAT_REV,		/* a reply of an SNATed flow (TC only): source to res.snat_addr/port, destination to res.addr/port */
 	FWD_REJECT,		/* no usable backend */
 	FWD_DROP,		/* counted and reported already: drop */
 };
@@ -33,7 +33,7 @@ enum fwd_action {
  * balancer, counts, and translates ICMP errors in place (direct access).
  */
 static __always_inline enum fwd_action forward_decide(struct packet *pkt, enum counter_id class, struct ct_key *k,
-						      struct lb_result *res, __u32 ifindex)
+						      struct lb_result *res, __u32 ifindex, int tc)
 {
 	enum lb_verdict v;
 
@@ -66,8 +66,16 @@ static __always_inline enum fwd_action forward_decide(struct packet *pkt, enum c
 		return FWD_PASS;
 	v = lb_forward(k, pkt->tcp_flags, pkt->len, res);
 	if (v == LB_NOT_OURS && lb_snat_port(k->dport)) {
-		struct snat_entry *e = lb_snat_reverse(k, pkt->tcp_flags);
+		struct snat_entry *e;
 
+		/*
+		 * Only TC translates replies of SNATed flows: their new source,
+		 * the frontend, may be one of the node's own addresses (a node
+		 * port), which the kernel's input path drops as a martian.
+		 */
+		if (!tc)
+			return FWD_PASS;
+		e = lb_snat_reverse(k, pkt->tcp_flags);
 		if (!e)
 			return FWD_PASS;
 		addr_copy(res->addr, e->client);
@@ -117,7 +125,7 @@ static __always_inline int xdp_forward(struct xdp_md *ctx)
 
 	class = parse_packet(&pkt, data, data_end, data_end - data);
 	counter_add(class, pkt.len);
-	switch (forward_decide(&pkt, class, &k, &res, ctx->ingress_ifindex)) {
+	switch (forward_decide(&pkt, class, &k, &res, ctx->ingress_ifindex, 0)) {
 	case FWD_NAT:
 		/*
 		 * A flow SNATed to a remote backend leaves with a source address
@@ -128,10 +136,7 @@ static __always_inline int xdp_forward(struct xdp_md *ctx)
 		if (!res.snat)
 			xdp_nat(&pkt, NAT_DST, res.addr, res.port);
 		return XDP_PASS;
-	case FWD_SNAT_REV:
-		if (xdp_nat(&pkt, NAT_DST, res.addr, res.port) == 0)
-			xdp_nat(&pkt, NAT_SRC, res.snat_addr, res.snat_port);
-		return XDP_PASS;
+
 	case FWD_REJECT:
 		break;
 	case FWD_DROP:
@@ -197,13 +202,16 @@ static __always_inline int tc_snat_redirect(struct __sk_buff *skb, const struct 
 		counter_add(COUNTER_SNAT_NO_ROUTE, pkt->len);
 		return TCX_DROP;
 	}
-	counter_add(COUNTER_SNAT_FWD, pkt->len);
 	return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
 }
 
-/* TC ingress: like XDP, for what XDP did not handle; rejects are dropped. */
+/*
+ * TC ingress: like XDP, for what XDP did not handle or left to it (flows
+ * SNATed to remote backends, both ways); rejects are dropped.
+ */
 static __always_inline int tc_forward(struct __sk_buff *skb)
 {
+	int ret;
 	struct lb_result res = {};
 	struct packet pkt = {};
 	struct ct_key k;
@@ -218,17 +226,21 @@ static __always_inline int tc_forward(struct __sk_buff *skb)
 	if (tc_pull_headers(skb) < 0)
 		return TCX_NEXT;
 	class = parse_packet(&pkt, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
-	switch (forward_decide(&pkt, class, &k, &res, ifindex)) {
+	switch (forward_decide(&pkt, class, &k, &res, ifindex, 1)) {
 	case FWD_NAT:
 		if (tc_nat(skb, &pkt, NAT_DST, res.addr, res.port) < 0 || !res.snat)
 			return TCX_NEXT;
 		if (tc_nat(skb, &pkt, NAT_SRC, res.snat_addr, res.snat_port) < 0)
 			return TCX_DROP;
-		return tc_snat_redirect(skb, &pkt, res.addr, res.snat_addr);
+		ret = tc_snat_redirect(skb, &pkt, res.addr, res.snat_addr);
+		if (ret != TCX_DROP)
+			counter_add(COUNTER_SNAT_FWD, pkt.len);
+		return ret;
 	case FWD_SNAT_REV:
-		if (tc_nat(skb, &pkt, NAT_DST, res.addr, res.port) == 0)
-			tc_nat(skb, &pkt, NAT_SRC, res.snat_addr, res.snat_port);
-		return TCX_NEXT;
+		if (tc_nat(skb, &pkt, NAT_DST, res.addr, res.port) < 0 ||
+		    tc_nat(skb, &pkt, NAT_SRC, res.snat_addr, res.snat_port) < 0)
+			return TCX_DROP;
+		return tc_snat_redirect(skb, &pkt, res.addr, res.snat_addr);
 	case FWD_REJECT:
 		counter_add(COUNTER_NO_BACKEND_DROP, pkt.len);
 		event_emit(EVENT_NO_BACKEND, COUNTER_NO_BACKEND_DROP, &k, res.service_id, ifindex, pkt.len);
