@@ -26,6 +26,14 @@ type Options struct {
 	Node string
 	// Zone is the node's topology.kubernetes.io/zone, for topology hints ("": none).
 	Zone string
+	// NodePortFirst and NodePortLast bound the node ports served (inclusive); a Service
+	// port's nodePort outside them gets no frontend. Both 0: any.
+	NodePortFirst, NodePortLast uint16
+}
+
+// nodePortServed reports whether a nodePort is within opts' range.
+func (o Options) nodePortServed(p uint16) bool {
+	return o.NodePortLast == 0 || (p >= o.NodePortFirst && p <= o.NodePortLast)
 }
 
 // Conflict is a frontend that two Services claim. The first Service in key order keeps it.
@@ -156,7 +164,8 @@ func fromModelService(s *model.Service, opts Options) []Service {
 					fronts[externalLocal] = append(fronts[externalLocal], Frontend{Addr: a, Port: p.Port, Protocol: proto, Scope: ScopeExternal})
 				}
 			}
-			if p.NodePort != 0 && hasFamily(s, fam) && (s.Type == corev1.ServiceTypeNodePort || s.Type == corev1.ServiceTypeLoadBalancer) {
+			if p.NodePort != 0 && opts.nodePortServed(p.NodePort) && hasFamily(s, fam) &&
+				(s.Type == corev1.ServiceTypeNodePort || s.Type == corev1.ServiceTypeLoadBalancer) {
 				for _, a := range opts.NodeAddresses {
 					if familyOf(a) == fam {
 						fronts[externalLocal] = append(fronts[externalLocal], Frontend{Addr: a, Port: p.NodePort, Protocol: proto, Scope: ScopeExternal})

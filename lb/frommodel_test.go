@@ -401,6 +401,24 @@ func TestFromModel(t *testing.T) {
 			Frontends: []Frontend{fe("2001:db8::11", 30080, TCP, ScopeExternal), fe("fd00::30", 80, TCP, ScopeInternal)},
 		}},
 	}, {
+		name: "a nodePort outside the node port range gets no frontend",
+		in: []*model.Service{svc("np", corev1.ServiceTypeNodePort, func(s *model.Service) {
+			s.ClusterIPs = addrs("10.96.0.32")
+			s.Ports = append(s.Ports, model.Port{Name: "in", Protocol: corev1.ProtocolTCP, Port: 81, NodePort: 30000})
+			s.Ports[0].NodePort = 29999
+			s.Endpoints = []model.Endpoint{ready("10.1.0.1", map[string]uint16{"http": 8080, "in": 8081})}
+		})},
+		opts: Options{NodeAddresses: addrs("192.0.2.11"), NodePortFirst: 30000, NodePortLast: 32767},
+		want: []Service{{
+			Key:       key("np", "http", IPv4),
+			Frontends: []Frontend{fe("10.96.0.32", 80, TCP, ScopeInternal)},
+			Backends:  []Backend{be("10.1.0.1", 8080, TCP, BackendActive)},
+		}, {
+			Key:       key("np", "in", IPv4),
+			Frontends: []Frontend{fe("10.96.0.32", 81, TCP, ScopeInternal), fe("192.0.2.11", 30000, TCP, ScopeExternal)},
+			Backends:  []Backend{be("10.1.0.1", 8081, TCP, BackendActive)},
+		}},
+	}, {
 		name: "no ready endpoint: the serving terminating ones take new flows",
 		in: []*model.Service{svc("rolling", corev1.ServiceTypeClusterIP, func(s *model.Service) {
 			s.ClusterIPs = addrs("10.96.0.50")

@@ -69,18 +69,9 @@ func run(args []string, stderr io.Writer) int {
 	fs.BoolVar(&cfg.BPF.SocketLB, "socket-lb", true, "datapath: socket-level load balancing for the processes under --cgroup-root (pods and host processes): cluster IPs, and the other Service addresses from inside the node, without per-packet NAT")
 	fs.StringVar(&cfg.BPF.CgroupRoot, "cgroup-root", "/run/sluice/cgroupv2", "datapath: the cgroup v2 directory whose processes get socket-level load balancing; mounted there if it is not one (the hierarchy's root)")
 	cfg.BPF.SNATPorts = bpf.PortRange{First: 61000, Last: 65535}
-	fs.Func("snat-port-range", "datapath: source ports of external flows SNATed to endpoints on other nodes (default 61000-65535, outside Linux's ephemeral ports; reserved in net.ipv4.ip_local_reserved_ports); \"off\": no SNAT", func(v string) error {
-		if v == "off" {
-			cfg.BPF.SNATPorts = bpf.PortRange{}
-			return nil
-		}
-		var r bpf.PortRange
-		if n, err := fmt.Sscanf(v, "%d-%d", &r.First, &r.Last); err != nil || n != 2 || r.First == 0 || r.Last < r.First || fmt.Sprintf("%d-%d", r.First, r.Last) != v {
-			return fmt.Errorf("%q is not a port range FIRST-LAST (1-65535) or off", v)
-		}
-		cfg.BPF.SNATPorts = r
-		return nil
-	})
+	fs.Func("snat-port-range", "datapath: source ports of external flows SNATed to endpoints on other nodes (default 61000-65535, outside Linux's ephemeral ports; reserved in net.ipv4.ip_local_reserved_ports); \"off\": no SNAT", portRangeFlag(&cfg.BPF.SNATPorts, true))
+	cfg.BPF.NodePorts = bpf.PortRange{First: 30000, Last: 32767}
+	fs.Func("node-port-range", "datapath: the node ports served, as the API server's --service-node-port-range (default 30000-32767; reserved in net.ipv4.ip_local_reserved_ports); nodePorts outside it are ignored and reported", portRangeFlag(&cfg.BPF.NodePorts, false))
 	fs.StringVar(&algorithm, "lb-algorithm", "maglev", "datapath: backend selection for new flows: maglev or random")
 	fs.DurationVar(&cfg.BPF.GCInterval, "conntrack-gc-interval", 30*time.Second, "datapath: how often expired conntrack entries are deleted")
 	fs.Func("external-ip-cidrs", "where Services' spec.externalIPs may lie besides the IPPools, comma-separated CIDRs (others are ignored: CVE-2020-8554)", func(v string) error {
@@ -249,4 +240,23 @@ func addrString(a fmt.Stringer) string {
 		return "off"
 	}
 	return a.String()
+}
+
+// portRangeFlag parses FIRST-LAST into r; with off, "off" is the empty range.
+func portRangeFlag(r *bpf.PortRange, off bool) func(string) error {
+	return func(v string) error {
+		if off && v == "off" {
+			*r = bpf.PortRange{}
+			return nil
+		}
+		var p bpf.PortRange
+		if n, err := fmt.Sscanf(v, "%d-%d", &p.First, &p.Last); err != nil || n != 2 || p.First == 0 || p.Last < p.First || p.String() != v {
+			if off {
+				return fmt.Errorf("%q is not a port range FIRST-LAST (1-65535) or off", v)
+			}
+			return fmt.Errorf("%q is not a port range FIRST-LAST (1-65535)", v)
+		}
+		*r = p
+		return nil
+	}
 }

@@ -70,6 +70,8 @@ type BPFConfig struct {
 	// SNATPorts are the source ports of flows SNATed to backends on other nodes (the zero
 	// range: no SNAT). The agent reserves them in net.ipv4.ip_local_reserved_ports.
 	SNATPorts bpf.PortRange
+	// NodePorts are the node ports served (the zero range: any), reserved like SNATPorts.
+	NodePorts bpf.PortRange
 }
 
 // MapSizes are the capacities of the datapath's maps.
@@ -80,6 +82,9 @@ type MapSizes struct {
 // Validate checks the configuration; errors name the flag.
 func (c *Config) Validate() error {
 	var errs []error
+	if a, b := c.BPF.SNATPorts, c.BPF.NodePorts; a.Last != 0 && b.Last != 0 && a.First <= b.Last && b.First <= a.Last {
+		errs = append(errs, fmt.Errorf("--snat-port-range %s overlaps --node-port-range %s", a, b))
+	}
 	if c.NodeName == "" {
 		errs = append(errs, errors.New("--node-name: empty (and no hostname to default to)"))
 	}

@@ -36,6 +36,8 @@ type datapath struct {
 	// snat4 and snat6 are the SNAT source addresses the maps hold (set).
 	snat4, snat6 netip.Addr
 	snatSet      bool
+	// nodePortsReported is the last list of nodePorts outside the range that was logged.
+	nodePortsReported string
 }
 
 // openDatapath loads the programs (reusing pinned maps), attaches them to the devices
@@ -82,10 +84,13 @@ func openDatapath(cfg Config, log *slog.Logger) (*datapath, error) {
 	if err := d.attachCgroup(); err != nil {
 		log.Error("socket load balancing is off: cluster IPs are not served on this node", "error", err)
 	}
-	if r := cfg.BPF.SNATPorts; r != (bpf.PortRange{}) {
+	for what, r := range map[string]bpf.PortRange{"SNAT": cfg.BPF.SNATPorts, "node": cfg.BPF.NodePorts} {
+		if r == (bpf.PortRange{}) {
+			continue
+		}
 		if err := reservePorts(r); err != nil {
-			log.Warn("could not reserve the SNAT ports: a connection of this host may take one, and a flow SNATed with it fails",
-				"ports", r.String(), "error", err)
+			log.Warn("could not reserve ports: a connection of this host may take one and collide with the datapath's",
+				"ports", what, "range", r.String(), "error", err)
 		}
 	}
 	d.syncer, err = lb.NewSyncer(lb.BPFTable{DP: dp}, lb.SyncerOptions{MaglevMinimum: cfg.BPF.MaglevMinimum, MaxBackends: cfg.BPF.Sizes.Backends})
@@ -136,6 +141,29 @@ func (d *datapath) attachCgroup() error {
 	}
 	d.log.Info("socket load balancing attached", "cgroup", root, "programs", "connect, sendmsg, recvmsg, getpeername (IPv4, IPv6)")
 	return nil
+}
+
+// reportNodePorts logs the Service ports whose nodePort is outside --node-port-range, when
+// that list changes.
+func (d *datapath) reportNodePorts(m *model.Model) {
+	r := d.cfg.BPF.NodePorts
+	if r.Last == 0 {
+		return
+	}
+	var out []string
+	for _, s := range m.Services {
+		for _, p := range s.Ports {
+			if p.NodePort != 0 && (p.NodePort < r.First || p.NodePort > r.Last) {
+				out = append(out, fmt.Sprintf("%s port %s: nodePort %d", s.Key, p.Name, p.NodePort))
+			}
+		}
+	}
+	if list := strings.Join(out, "; "); list != d.nodePortsReported {
+		d.nodePortsReported = list
+		if list != "" {
+			d.log.Warn("nodePorts outside --node-port-range are not served", "range", r.String(), "ports", list)
+		}
+	}
 }
 
 // setSNATAddrs sets the source addresses of flows SNATed to endpoints on other nodes: the
@@ -213,8 +241,10 @@ func (d *datapath) apply(m *model.Model, lbIPs map[types.NamespacedName][]netip.
 	defer d.mu.Unlock()
 	attachErr := d.attach()
 	addrs := nodeAddresses(m, d.cfg.NodeName)
+	np := d.cfg.BPF.NodePorts
 	svcs, conflicts := lb.FromModel(m.Services, lb.Options{LoadBalancerIPs: lbIPs, Algorithm: d.cfg.BPF.Algorithm, Node: d.cfg.NodeName,
-		NodeAddresses: addrs, Zone: nodeZone(m, d.cfg.NodeName)})
+		NodeAddresses: addrs, Zone: nodeZone(m, d.cfg.NodeName), NodePortFirst: np.First, NodePortLast: np.Last})
+	d.reportNodePorts(m)
 	snatErr := d.setSNATAddrs(addrs)
 	st, err := d.syncer.Set(svcs)
 	return st, conflicts, errors.Join(attachErr, snatErr, err)
