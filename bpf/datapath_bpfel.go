@@ -243,6 +243,7 @@ const (
 	datapathProgSluiceSendmsg6     = "sluice_sendmsg6"
 	datapathProgSluiceTcEgress     = "sluice_tc_egress"
 	datapathProgSluiceTcIngress    = "sluice_tc_ingress"
+	datapathProgSluiceTcPodIngress = "sluice_tc_pod_ingress"
 	datapathProgSluiceXdp          = "sluice_xdp"
 	datapathVarAnchorCounterId     = "_anchor_counter_id"
 	datapathVarAnchorCtState       = "_anchor_ct_state"
@@ -303,6 +304,7 @@ type datapathProgramSpecs struct {
 	SluiceSendmsg6     *ebpf.ProgramSpec `ebpf:"sluice_sendmsg6"`
 	SluiceTcEgress     *ebpf.ProgramSpec `ebpf:"sluice_tc_egress"`
 	SluiceTcIngress    *ebpf.ProgramSpec `ebpf:"sluice_tc_ingress"`
+	SluiceTcPodIngress *ebpf.ProgramSpec `ebpf:"sluice_tc_pod_ingress"`
 	SluiceXdp          *ebpf.ProgramSpec `ebpf:"sluice_xdp"`
 }
 
@@ -411,6 +413,7 @@ type datapathPrograms struct {
 	SluiceSendmsg6     *ebpf.Program `ebpf:"sluice_sendmsg6"`
 	SluiceTcEgress     *ebpf.Program `ebpf:"sluice_tc_egress"`
 	SluiceTcIngress    *ebpf.Program `ebpf:"sluice_tc_ingress"`
+	SluiceTcPodIngress *ebpf.Program `ebpf:"sluice_tc_pod_ingress"`
 	SluiceXdp          *ebpf.Program `ebpf:"sluice_xdp"`
 }
 
@@ -426,6 +429,7 @@ func (p *datapathPrograms) Close() error {
 		p.SluiceSendmsg6,
 		p.SluiceTcEgress,
 		p.SluiceTcIngress,
+		p.SluiceTcPodIngress,
 		p.SluiceXdp,
 	)
 }

@@ -212,6 +212,10 @@ func (d *Datapath) XDPProgram() *ebpf.Program { return d.programs.SluiceXdp }
 // what XDP did not handle). It stays owned by the Datapath.
 func (d *Datapath) TCIngressProgram() *ebpf.Program { return d.programs.SluiceTcIngress }
 
+// TCPodIngressProgram returns the TCX ingress program of pods' interfaces (the fallback for
+// pod traffic the socket programs did not translate). It stays owned by the Datapath.
+func (d *Datapath) TCPodIngressProgram() *ebpf.Program { return d.programs.SluiceTcPodIngress }
+
 // TCEgressProgram returns the TCX egress program (the reply path). It stays
 // owned by the Datapath.
 func (d *Datapath) TCEgressProgram() *ebpf.Program { return d.programs.SluiceTcEgress }

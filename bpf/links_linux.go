@@ -14,7 +14,7 @@ import (
 )
 
 // Attachment kinds, as suffixes of the pinned links' names.
-var attachKinds = []string{"xdp", "tcx-ingress", "tcx-egress"}
+var attachKinds = []string{"xdp", "tcx-ingress", "tcx-egress", "tcx-pod-ingress"}
 
 // AttachDevice attaches the XDP and TCX programs to the interface and pins the links under
 // linkDir as <ifname>_xdp, <ifname>_tcx-ingress and <ifname>_tcx-egress (bpffs reserves
@@ -23,6 +23,20 @@ var attachKinds = []string{"xdp", "tcx-ingress", "tcx-egress"}
 // traffic never passes the device without a program — across restarts and upgrades. A pinned
 // link that no longer works (its interface was recreated) is replaced.
 func (d *Datapath) AttachDevice(ifname, linkDir string) error {
+	return d.attachDevice(ifname, linkDir, map[string]*ebpf.Program{
+		"xdp": d.XDPProgram(), "tcx-ingress": d.TCIngressProgram(), "tcx-egress": d.TCEgressProgram()})
+}
+
+// AttachPodDevice attaches the fallback for pod traffic to a pod's interface (its host side):
+// TCX ingress translates what the pod sends to a frontend — cluster IPs included — that the
+// socket programs did not, and TCX egress the replies to it. The links are pinned under
+// linkDir as <ifname>_tcx-pod-ingress and <ifname>_tcx-egress, as AttachDevice pins its.
+func (d *Datapath) AttachPodDevice(ifname, linkDir string) error {
+	return d.attachDevice(ifname, linkDir, map[string]*ebpf.Program{
+		"tcx-pod-ingress": d.TCPodIngressProgram(), "tcx-egress": d.TCEgressProgram()})
+}
+
+func (d *Datapath) attachDevice(ifname, linkDir string, progs map[string]*ebpf.Program) error {
 	iface, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return fmt.Errorf("attaching to %s: %w", ifname, err)
@@ -30,8 +44,10 @@ func (d *Datapath) AttachDevice(ifname, linkDir string) error {
 	if err := os.MkdirAll(linkDir, 0o700); err != nil {
 		return fmt.Errorf("attaching to %s: %w", ifname, err)
 	}
-	progs := map[string]*ebpf.Program{"xdp": d.XDPProgram(), "tcx-ingress": d.TCIngressProgram(), "tcx-egress": d.TCEgressProgram()}
 	for _, kind := range attachKinds {
+		if progs[kind] == nil {
+			continue
+		}
 		path := filepath.Join(linkDir, ifname+"_"+kind)
 		onIface := func(l link.Link) bool { return linkOnInterface(l, iface.Index) }
 		if err := attachPinned(path, onIface, progs[kind], func() (link.Link, error) { return attachToDevice(kind, iface.Index, progs[kind]) }); err != nil {
@@ -77,7 +93,7 @@ func attachToDevice(kind string, ifindex int, prog *ebpf.Program) (link.Link, er
 			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPGenericMode})
 		}
 		return l, err
-	case "tcx-ingress":
+	case "tcx-ingress", "tcx-pod-ingress":
 		return link.AttachTCX(link.TCXOptions{Program: prog, Attach: ebpf.AttachTCXIngress, Interface: ifindex})
 	default:
 		return link.AttachTCX(link.TCXOptions{Program: prog, Attach: ebpf.AttachTCXEgress, Interface: ifindex})

@@ -33,7 +33,7 @@ enum fwd_action {
  * balancer, counts, and translates ICMP errors in place (direct access).
  */
 static __always_inline enum fwd_action forward_decide(struct packet *pkt, enum counter_id class, struct ct_key *k,
-						      struct lb_result *res, __u32 ifindex, int tc)
+						      struct lb_result *res, __u32 ifindex, int tc, int internal)
 {
 	enum lb_verdict v;
 
@@ -52,7 +52,7 @@ static __always_inline enum fwd_action forward_decide(struct packet *pkt, enum c
 	case COUNTER_MALFORMED_L4:
 		/* Aimed at a frontend? Tell the agent; the kernel will drop it anyway. */
 		if (pkt->ports && ct_key_from_packet(k, pkt, pkt->data + pkt->l3_off) == 0) {
-			struct frontend *fe = lb_frontend(k);
+			struct frontend *fe = lb_frontend(k, internal);
 
 			if (fe)
 				event_emit(EVENT_MALFORMED, COUNTER_MALFORMED_L4, k, fe->service_id, ifindex, pkt->len);
@@ -64,7 +64,7 @@ static __always_inline enum fwd_action forward_decide(struct packet *pkt, enum c
 
 	if (ct_key_from_packet(k, pkt, pkt->data + pkt->l3_off) < 0)
 		return FWD_PASS;
-	v = lb_forward(k, pkt->tcp_flags, pkt->len, res);
+	v = lb_forward(k, pkt->tcp_flags, pkt->len, res, internal);
 	if (v == LB_NOT_OURS && lb_snat_port(k->dport)) {
 		struct snat_entry *e;
 
@@ -125,7 +125,7 @@ static __always_inline int xdp_forward(struct xdp_md *ctx)
 
 	class = parse_packet(&pkt, data, data_end, data_end - data);
 	counter_add(class, pkt.len);
-	switch (forward_decide(&pkt, class, &k, &res, ctx->ingress_ifindex, 0)) {
+	switch (forward_decide(&pkt, class, &k, &res, ctx->ingress_ifindex, 0, 0)) {
 	case FWD_NAT:
 		/*
 		 * A flow SNATed to a remote backend leaves with a source address
@@ -207,9 +207,11 @@ static __always_inline int tc_snat_redirect(struct __sk_buff *skb, const struct 
 
 /*
  * TC ingress: like XDP, for what XDP did not handle or left to it (flows
- * SNATed to remote backends, both ways); rejects are dropped.
+ * SNATed to remote backends, both ways); rejects are dropped. internal: on a
+ * pod's interface, for pod traffic the socket programs did not translate
+ * (cluster IPs too, never SNATed).
  */
-static __always_inline int tc_forward(struct __sk_buff *skb)
+static __always_inline int tc_forward(struct __sk_buff *skb, int internal)
 {
 	int ret;
 	struct lb_result res = {};
@@ -226,7 +228,7 @@ static __always_inline int tc_forward(struct __sk_buff *skb)
 	if (tc_pull_headers(skb) < 0)
 		return TCX_NEXT;
 	class = parse_packet(&pkt, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
-	switch (forward_decide(&pkt, class, &k, &res, ifindex, 1)) {
+	switch (forward_decide(&pkt, class, &k, &res, ifindex, 1, internal)) {
 	case FWD_NAT:
 		if (tc_nat(skb, &pkt, NAT_DST, res.addr, res.port) < 0 || !res.snat)
 			return TCX_NEXT;

@@ -120,9 +120,19 @@ static __always_inline struct frontend *lb_frontend_of(const __u8 *addr, __be16 
 	return bpf_map_lookup_elem(&frontends, &fk);
 }
 
-/* Looks up the external frontend the flow key k (original direction) is addressed to. */
-static __always_inline struct frontend *lb_frontend(const struct ct_key *k)
+/*
+ * Looks up the frontend the flow key k (original direction) is addressed to:
+ * external only, or, for traffic from pods (internal), internal first.
+ */
+static __always_inline struct frontend *lb_frontend(const struct ct_key *k, int internal)
 {
+	struct frontend *fe;
+
+	if (internal) {
+		fe = lb_frontend_of(k->daddr, k->dport, k->proto, SCOPE_INTERNAL);
+		if (fe)
+			return fe;
+	}
 	return lb_frontend_of(k->daddr, k->dport, k->proto, SCOPE_EXTERNAL);
 }
 
@@ -225,7 +235,8 @@ static __attribute__((noinline)) int lb_reply_live(const struct ct_entry *re, co
  * holds the backend to rewrite the destination to; on LB_NO_BACKEND, the
  * service.
  */
-static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, __u32 len, struct lb_result *res)
+static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, __u32 len, struct lb_result *res,
+						  int internal)
 {
 	struct ct_entry *ct, *re, *entry;
 	struct lb_scratch *scratch;
@@ -237,7 +248,7 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 	__u32 id = 0;
 	__u64 now;
 
-	fe = lb_frontend(k);
+	fe = lb_frontend(k, internal);
 	if (!fe)
 		return LB_NOT_OURS;
 	res->service_id = fe->service_id;
@@ -309,9 +320,11 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 	addr_copy(entry->nat_addr, be->addr);
 	entry->nat_port = be->port;
 
-	if (be->flags & BACKEND_F_REMOTE) {
+	if ((be->flags & BACKEND_F_REMOTE) && !internal) {
 		/*
-		 * The backend is on another node: its replies must come back
+		 * The backend is on another node (and the client outside the
+		 * cluster: a pod's replies find it through the pod network): its
+		 * replies must come back
 		 * through this one, so the flow leaves with this node's address
 		 * and a port of its own (the snat map translates replies back).
 		 * The reply tuple is unique by construction: no clash check, no

@@ -48,13 +48,14 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	hostname, _ := os.Hostname()
 	var cfg agent.Config
-	var devices, logLevel, logFormat, algorithm string
+	var devices, podDevices, logLevel, logFormat, algorithm string
 	var showVersion, ipamOnly bool
 	fs.StringVar(&cfg.ConfigPath, "config", "", "standalone mode: read objects from this YAML file or directory instead of the Kubernetes API")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	fs.StringVar(&cfg.NodeName, "node-name", envOr("NODE_NAME", hostname), "this node's name, as in its Node object (env NODE_NAME)")
 	fs.StringVar(&cfg.Namespace, "namespace", envOr("POD_NAMESPACE", "sluice-system"), "the agent's namespace, where BGP password Secrets are read (env POD_NAMESPACE)")
 	fs.StringVar(&devices, "devices", "", "external interfaces the datapath attaches to, comma-separated")
+	fs.StringVar(&podDevices, "pod-devices", "", "datapath: host sides of pods' interfaces, comma-separated names or patterns (lxc*,cali*): a TCX fallback there serves pod traffic the socket programs do not see (pods outside --cgroup-root)")
 	fs.StringVar(&cfg.StateDir, "state-dir", "/var/run/sluice", "directory for the local API socket and state")
 	fs.StringVar(&cfg.BPFFS, "bpffs", "/sys/fs/bpf", "bpf filesystem under which maps and programs are pinned (in <bpffs>/sluice)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9472", "address of the Prometheus /metrics endpoint (empty: off)")
@@ -118,6 +119,9 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if devices != "" {
 		cfg.Devices = strings.Split(devices, ",")
+	}
+	if podDevices != "" {
+		cfg.PodDevices = strings.Split(podDevices, ",")
 	}
 	switch algorithm {
 	case "maglev":

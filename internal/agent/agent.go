@@ -206,6 +206,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.dp != nil {
 		run("conntrack gc", a.collectConntrack)
 		run("datapath events", func(ctx context.Context) error { return a.dp.watchEvents(ctx, a.metrics.datapathEvents) })
+		run("pod devices", a.dp.watchPods)
 	}
 	run("model", func(ctx context.Context) error {
 		for {

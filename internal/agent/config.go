@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,7 +26,10 @@ type Config struct {
 	// Namespace is the agent's own namespace, where BGP password Secrets are read.
 	Namespace string
 	// Devices are the external interfaces the datapath attaches to.
-	Devices     []string
+	Devices []string
+	// PodDevices are the host sides of pods' interfaces (names or shell patterns such as
+	// lxc*): the fallback for pod traffic the socket programs do not see attaches to them.
+	PodDevices  []string
 	StateDir    string
 	BPFFS       string
 	MetricsAddr string // empty: no metrics endpoint
@@ -93,6 +97,11 @@ func (c *Config) Validate() error {
 	}
 	if c.BPFFS == "" {
 		errs = append(errs, errors.New("--bpffs: empty"))
+	}
+	for _, p := range c.PodDevices {
+		if _, err := filepath.Match(p, ""); err != nil || p == "" || strings.Contains(p, "/") {
+			errs = append(errs, fmt.Errorf("--pod-devices: %q is not an interface name or pattern", p))
+		}
 	}
 	for _, d := range c.Devices {
 		if d == "" || len(d) > 15 || strings.ContainsAny(d, "/: \t") {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -31,8 +33,9 @@ type datapath struct {
 	dp      *bpf.Datapath
 	syncer  *lb.Syncer
 	linkDir string
-	// attached are the devices whose programs are attached.
+	// attached are the devices whose programs are attached; pods the pod devices'.
 	attached map[string]bool
+	pods     map[string]bool
 	// snat4 and snat6 are the SNAT source addresses the maps hold (set).
 	snat4, snat6 netip.Addr
 	snatSet      bool
@@ -76,11 +79,14 @@ func openDatapath(cfg Config, log *slog.Logger) (*datapath, error) {
 	} else {
 		log.Debug("datapath clock from jiffies", "tick", clock.Tick)
 	}
-	d := &datapath{cfg: cfg, log: log, dp: dp, linkDir: filepath.Join(pin, "links"), attached: map[string]bool{}}
-	if err := bpf.DetachDevices(d.linkDir, cfg.Devices); err != nil {
+	d := &datapath{cfg: cfg, log: log, dp: dp, linkDir: filepath.Join(pin, "links"), attached: map[string]bool{}, pods: map[string]bool{}}
+	if err := bpf.DetachDevices(d.linkDir, append(slices.Clone(cfg.Devices), d.podDevices()...)); err != nil {
 		log.Warn("detaching devices no longer configured", "error", err)
 	}
 	d.attach()
+	if err := d.attachPods(); err != nil {
+		log.Warn("attaching to pod devices", "error", err)
+	}
 	if err := d.attachCgroup(); err != nil {
 		log.Error("socket load balancing is off: cluster IPs are not served on this node", "error", err)
 	}
@@ -117,6 +123,83 @@ func (d *datapath) attach() error {
 		d.log.Info("datapath attached", "device", dev, "programs", "xdp, tcx ingress, tcx egress")
 	}
 	return errors.Join(errs...)
+}
+
+// podDevices are the interfaces that match --pod-devices (and are not --devices).
+func (d *datapath) podDevices() []string {
+	if len(d.cfg.PodDevices) == 0 {
+		return nil
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, iface := range ifaces {
+		if slices.Contains(d.cfg.Devices, iface.Name) {
+			continue
+		}
+		for _, p := range d.cfg.PodDevices {
+			if ok, _ := filepath.Match(p, iface.Name); ok {
+				out = append(out, iface.Name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// attachPods attaches the pod fallback to the pod devices that appeared and removes the
+// pinned links of those that are gone.
+func (d *datapath) attachPods() error {
+	if len(d.cfg.PodDevices) == 0 {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	present := d.podDevices()
+	var errs []error
+	for _, dev := range present {
+		if d.pods[dev] {
+			continue
+		}
+		if err := d.dp.AttachPodDevice(dev, d.linkDir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		d.pods[dev] = true
+		d.log.Info("pod fallback attached", "device", dev, "programs", "tcx ingress (pod), tcx egress")
+	}
+	gone := false
+	for dev := range d.pods {
+		if !slices.Contains(present, dev) {
+			delete(d.pods, dev)
+			gone = true
+		}
+	}
+	if gone {
+		errs = append(errs, bpf.DetachDevices(d.linkDir, append(slices.Clone(d.cfg.Devices), present...)))
+	}
+	return errors.Join(errs...)
+}
+
+// watchPods attaches to new pod devices every second.
+func (d *datapath) watchPods(ctx context.Context) error {
+	if len(d.cfg.PodDevices) == 0 {
+		return nil
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if err := d.attachPods(); err != nil {
+			d.log.Warn("attaching to pod devices", "error", err)
+		}
+	}
 }
 
 // attachCgroup attaches the socket programs to --cgroup-root (mounting the cgroup v2

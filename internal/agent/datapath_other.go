@@ -32,6 +32,8 @@ func (*datapath) collector() prometheus.Collector { return prometheus.NewRegistr
 
 func (*datapath) watchEvents(context.Context, *prometheus.CounterVec) error { return nil }
 
+func (*datapath) watchPods(context.Context) error { return nil }
+
 func (*datapath) services() ([]localapi.ServiceStatus, error) { return nil, nil }
 
 func (*datapath) conntrack(int) ([]localapi.ConntrackEntry, error) { return nil, nil }

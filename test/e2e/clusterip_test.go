@@ -73,7 +73,7 @@ func TestClusterIP(t *testing.T) {
 	s := newSingleNode(t, 2)
 	s.extra = clusterIPServices(1, 2)
 	config := s.config(t, "1", "2")
-	s.startAgent(t, config)
+	s.startAgent(t, config, "--pod-devices", "po*") // the pod's veth appears later: found by the agent's rescan
 
 	pod, err := s.lab.Namespace("pod")
 	must(t, err)
@@ -127,6 +127,36 @@ func TestClusterIP(t *testing.T) {
 			}
 		}
 	}
+
+	t.Run("PodOutsideTheCgroup", func(t *testing.T) {
+		// A process of the pod that the socket programs do not cover (not under the node's
+		// cgroup): the TCX fallback on the pod's interface translates its packets, and the
+		// replies back.
+		outside := &traffic.PodClient{NS: pod}
+		fwdNew := func() int { return atoi(t, s.metric(t, `sluice_datapath_packets_total{counter="fwd_new"}`)) }
+		before := fwdNew()
+		for _, tc := range []struct {
+			network string
+			to      netip.AddrPort
+		}{
+			{traffic.TCP, tcp4},
+			{traffic.UDPUnconnected, netip.AddrPortFrom(apiIP4, 53)},
+			{traffic.TCP, netip.AddrPortFrom(apiIP6, 80)},
+		} {
+			var by map[string]int
+			waitFor(t, fmt.Sprintf("%s to %s from outside the cgroup", tc.network, tc.to), func() bool {
+				var err error
+				by, err = ask(outside, tc.network, tc.to, 16)
+				return err == nil
+			})
+			if by["be1"] == 0 || by["be2"] == 0 {
+				t.Errorf("%s to %s from outside the cgroup answered by %v, want both backends", tc.network, tc.to, by)
+			}
+		}
+		if n := fwdNew() - before; n < 48 {
+			t.Errorf("the datapath counted %d new flows, want one per request (48): the TCX fallback translated them", n)
+		}
+	})
 
 	t.Run("ServiceWithoutEndpointsRefuses", func(t *testing.T) {
 		_, err := clients["pod"].Ask(traffic.TCP, netip.AddrPortFrom(idleIP4, 80).String())
