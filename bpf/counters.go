@@ -44,7 +44,9 @@ const (
 	CounterSNATForward    = Counter(datapathCounterIdCOUNTER_SNAT_FWD)        // client -> remote backend: SNATed and redirected (TC)
 	CounterSNATReverse    = Counter(datapathCounterIdCOUNTER_SNAT_REV)        // remote backend -> client: translated back
 	CounterSNATNoPort     = Counter(datapathCounterIdCOUNTER_SNAT_NO_PORT)    // new flow to a remote backend without a free SNAT port: dropped
-	CounterSNATNoRoute    = Counter(datapathCounterIdCOUNTER_SNAT_NO_ROUTE)   // SNATed packet without a route to its backend: dropped
+	CounterNoRoute        = Counter(datapathCounterIdCOUNTER_NO_ROUTE)        // SNATed or DSR packet without a route to its destination: dropped
+	CounterDSREncap       = Counter(datapathCounterIdCOUNTER_DSR_ENCAP)       // client -> remote backend: DNATed and tunnelled to its node (TC)
+	CounterDSRDecap       = Counter(datapathCounterIdCOUNTER_DSR_DECAP)       // DSR tunnel from another node: decapsulated, the flow recorded
 
 	// NumCounters is the number of counters (and of counters map entries).
 	NumCounters = int(datapathCounterIdCOUNTER_MAX)
@@ -78,7 +80,9 @@ var counterNames = [NumCounters]string{
 	CounterSNATForward:    "snat_forward",
 	CounterSNATReverse:    "snat_reverse",
 	CounterSNATNoPort:     "snat_no_port",
-	CounterSNATNoRoute:    "snat_no_route",
+	CounterNoRoute:        "no_route",
+	CounterDSREncap:       "dsr_encap",
+	CounterDSRDecap:       "dsr_decap",
 }
 
 // String returns the counter's name in snake_case, suitable as a metric label.

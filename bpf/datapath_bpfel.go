@@ -35,6 +35,11 @@ type datapathBackend struct {
 	Reserved uint32
 }
 
+type datapathBackendNode struct {
+	_    structs.HostLayout
+	Addr [16]uint8
+}
+
 type datapathConfig struct {
 	_                structs.HostLayout
 	Counters         uint8
@@ -88,8 +93,10 @@ const (
 	datapathCounterIdCOUNTER_SNAT_FWD        datapathCounterId = 23
 	datapathCounterIdCOUNTER_SNAT_REV        datapathCounterId = 24
 	datapathCounterIdCOUNTER_SNAT_NO_PORT    datapathCounterId = 25
-	datapathCounterIdCOUNTER_SNAT_NO_ROUTE   datapathCounterId = 26
-	datapathCounterIdCOUNTER_MAX             datapathCounterId = 27
+	datapathCounterIdCOUNTER_NO_ROUTE        datapathCounterId = 26
+	datapathCounterIdCOUNTER_DSR_ENCAP       datapathCounterId = 27
+	datapathCounterIdCOUNTER_DSR_DECAP       datapathCounterId = 28
+	datapathCounterIdCOUNTER_MAX             datapathCounterId = 29
 )
 
 type datapathCtEntry struct {
@@ -222,6 +229,7 @@ type datapathSourceRangeKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	datapathMapAffinity            = "affinity"
+	datapathMapBackendNodes        = "backend_nodes"
 	datapathMapBackends            = "backends"
 	datapathMapConntrack           = "conntrack"
 	datapathMapCounters            = "counters"
@@ -313,6 +321,7 @@ type datapathProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
 	Affinity     *ebpf.MapSpec `ebpf:"affinity"`
+	BackendNodes *ebpf.MapSpec `ebpf:"backend_nodes"`
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
 	Conntrack    *ebpf.MapSpec `ebpf:"conntrack"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
@@ -358,6 +367,7 @@ func (o *datapathObjects) Close() error {
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
 	Affinity     *ebpf.Map `ebpf:"affinity"`
+	BackendNodes *ebpf.Map `ebpf:"backend_nodes"`
 	Backends     *ebpf.Map `ebpf:"backends"`
 	Conntrack    *ebpf.Map `ebpf:"conntrack"`
 	Counters     *ebpf.Map `ebpf:"counters"`
@@ -374,6 +384,7 @@ type datapathMaps struct {
 func (m *datapathMaps) Close() error {
 	return _DatapathClose(
 		m.Affinity,
+		m.BackendNodes,
 		m.Backends,
 		m.Conntrack,
 		m.Counters,

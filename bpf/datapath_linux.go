@@ -297,7 +297,7 @@ func (d *Datapath) Unpin() error {
 
 // pinnedMaps are the maps pinned by name (all but the events ring buffer).
 func (d *Datapath) pinnedMaps() []*ebpf.Map {
-	return []*ebpf.Map{d.maps.Counters, d.maps.Frontends, d.maps.Backends, d.maps.Maglev, d.maps.Conntrack, d.maps.Affinity, d.maps.SourceRanges, d.maps.SockRev, d.maps.Snat, d.maps.SnatAddrs}
+	return []*ebpf.Map{d.maps.Counters, d.maps.Frontends, d.maps.Backends, d.maps.Maglev, d.maps.Conntrack, d.maps.Affinity, d.maps.SourceRanges, d.maps.SockRev, d.maps.Snat, d.maps.SnatAddrs, d.maps.BackendNodes}
 }
 
 // Close releases the programs and maps held by this Datapath. Attached links

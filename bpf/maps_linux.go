@@ -212,6 +212,14 @@ func (d *Datapath) PutBackend(id uint32, b Backend) error {
 	if err != nil {
 		return err
 	}
+	// The node first: a flow that sees the backend may tunnel to it at once.
+	if b.Node.IsValid() {
+		if err := d.maps.BackendNodes.Put(&id, &datapathBackendNode{Addr: addr16(b.Node)}); err != nil {
+			return fmt.Errorf("bpf: put backend %d's node: %w", id, err)
+		}
+	} else if err := d.maps.BackendNodes.Delete(&id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("bpf: delete backend %d's node: %w", id, err)
+	}
 	if err := d.maps.Backends.Put(&id, &rv); err != nil {
 		return fmt.Errorf("bpf: put backend %d: %w", id, err)
 	}
@@ -223,6 +231,9 @@ func (d *Datapath) PutBackend(id uint32, b Backend) error {
 func (d *Datapath) DeleteBackend(id uint32) error {
 	if err := d.maps.Backends.Delete(&id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("bpf: delete backend %d: %w", id, err)
+	}
+	if err := d.maps.BackendNodes.Delete(&id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("bpf: delete backend %d's node: %w", id, err)
 	}
 	return nil
 }
@@ -240,6 +251,17 @@ func (d *Datapath) Backends() (map[uint32]Backend, error) {
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("bpf: read backends: %w", err)
+	}
+	var n datapathBackendNode
+	nodes := d.maps.BackendNodes.Iterate()
+	for nodes.Next(&k, &n) {
+		if b, ok := out[k]; ok {
+			b.Node = addrFrom16(n.Addr)
+			out[k] = b
+		}
+	}
+	if err := nodes.Err(); err != nil {
+		return nil, fmt.Errorf("bpf: read backend nodes: %w", err)
 	}
 	return out, nil
 }

@@ -79,8 +79,8 @@ func TestSNATToRemoteBackend(t *testing.T) {
 			if ret != tcxDrop || !bytes.Equal(out[:len(want)], want) {
 				t.Errorf("TC ingress: verdict %d (want drop: no route here), frame\n%x\nwant\n%x", ret, out[:len(want)], want)
 			}
-			if got := readCounters(t, d).Sub(before); got[CounterSNATNoRoute].Packets != 1 || got[CounterFwdEstablished].Packets != 1 {
-				t.Errorf("TC ingress counted snat_no_route %d, fwd_established %d; want 1, 1", got[CounterSNATNoRoute].Packets, got[CounterFwdEstablished].Packets)
+			if got := readCounters(t, d).Sub(before); got[CounterNoRoute].Packets != 1 || got[CounterFwdEstablished].Packets != 1 {
+				t.Errorf("TC ingress counted no_route %d, fwd_established %d; want 1, 1", got[CounterNoRoute].Packets, got[CounterFwdEstablished].Packets)
 			}
 
 			// The reply: XDP leaves it to TC ingress (its new source may be a node address),
@@ -95,8 +95,8 @@ func TestSNATToRemoteBackend(t *testing.T) {
 			if ret != tcxDrop || !bytes.Equal(out[:len(want)], want) {
 				t.Errorf("TC reply: verdict %d, frame\n%x\nwant\n%x", ret, out[:len(want)], want)
 			}
-			if got := readCounters(t, d).Sub(before); got[CounterSNATReverse].Packets != 1 || got[CounterSNATNoRoute].Packets != 1 {
-				t.Errorf("reply counted snat_reverse %d, snat_no_route %d; want 1, 1", got[CounterSNATReverse].Packets, got[CounterSNATNoRoute].Packets)
+			if got := readCounters(t, d).Sub(before); got[CounterSNATReverse].Packets != 1 || got[CounterNoRoute].Packets != 1 {
+				t.Errorf("reply counted snat_reverse %d, no_route %d; want 1, 1", got[CounterSNATReverse].Packets, got[CounterNoRoute].Packets)
 			}
 			if ct := ctEntry(t, d, ConntrackKey{Src: src, Dst: vip, Proto: s.key.Proto}); ct.State != StateEstablished {
 				t.Errorf("after the reply the flow is %v, want established", ct.State)

@@ -41,6 +41,9 @@ const (
 	// FrontendSourceRanges admits new flows only from the service's source ranges (see
 	// Datapath.PutSourceRange).
 	FrontendSourceRanges FrontendFlags = 1 << 1
+	// FrontendDSR sends new external flows to remote backends over DSR (a tunnel to the
+	// backend's node, which answers the client itself) instead of SNAT.
+	FrontendDSR FrontendFlags = 1 << 2
 )
 
 // Frontend is what a frontend maps to.
@@ -74,6 +77,9 @@ type Backend struct {
 	// this node's address (Datapath.SetSNATAddrs), so that their replies come back through
 	// it. Socket-level load balancing connects to them directly.
 	Remote bool
+	// Node is a remote backend's node address, the tunnel endpoint of DSR (invalid: unknown,
+	// SNAT then).
+	Node netip.Addr
 }
 
 // ConntrackState is the TCP (or UDP) state of a flow.

@@ -30,7 +30,7 @@ func (t BPFTable) Load() (map[Frontend]FrontendEntry, map[uint32]Backend, error)
 		f := Frontend{Addr: k.Addr, Port: k.Port, Protocol: Protocol(k.Proto), Scope: Scope(k.Scope)}
 		frontends[f] = FrontendEntry{ServiceID: v.ServiceID, MaglevBase: v.MaglevBase, MaglevSize: v.MaglevSize,
 			AffinityTimeout: v.AffinityTimeout, Random: v.Flags&bpf.FrontendRandom != 0,
-			SourceRanges: v.Flags&bpf.FrontendSourceRanges != 0}
+			SourceRanges: v.Flags&bpf.FrontendSourceRanges != 0, DSR: v.Flags&bpf.FrontendDSR != 0}
 	}
 	bs, err := t.DP.Backends()
 	if err != nil {
@@ -38,7 +38,7 @@ func (t BPFTable) Load() (map[Frontend]FrontendEntry, map[uint32]Backend, error)
 	}
 	backends := make(map[uint32]Backend, len(bs))
 	for id, b := range bs {
-		backends[id] = Backend{ID: id, Addr: b.Addr, Port: b.Port, State: BackendState(b.State), Remote: b.Remote}
+		backends[id] = Backend{ID: id, Addr: b.Addr, Port: b.Port, State: BackendState(b.State), Remote: b.Remote, Node: b.Node}
 	}
 	return frontends, backends, nil
 }
@@ -55,7 +55,7 @@ func (t BPFTable) WriteSlots(base uint32, ids []uint32) error { return t.DP.PutM
 // UpdateBackends implements Table.
 func (t BPFTable) UpdateBackends(backends []Backend) error {
 	for _, b := range backends {
-		if err := t.DP.PutBackend(b.ID, bpf.Backend{Addr: b.Addr, Port: b.Port, State: bpf.BackendState(b.State), Remote: b.Remote}); err != nil {
+		if err := t.DP.PutBackend(b.ID, bpf.Backend{Addr: b.Addr, Port: b.Port, State: bpf.BackendState(b.State), Remote: b.Remote, Node: b.Node}); err != nil {
 			return fmt.Errorf("backend %s: %w", b, err)
 		}
 	}
@@ -79,6 +79,9 @@ func (t BPFTable) UpdateFrontends(entries map[Frontend]FrontendEntry) error {
 			AffinityTimeout: e.AffinityTimeout.Truncate(time.Second)}
 		if e.Random {
 			v.Flags |= bpf.FrontendRandom
+		}
+		if e.DSR {
+			v.Flags |= bpf.FrontendDSR
 		}
 		if e.SourceRanges {
 			v.Flags |= bpf.FrontendSourceRanges

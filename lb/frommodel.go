@@ -29,6 +29,12 @@ type Options struct {
 	// NodePortFirst and NodePortLast bound the node ports served (inclusive); a Service
 	// port's nodePort outside them gets no frontend. Both 0: any.
 	NodePortFirst, NodePortLast uint16
+	// DSR makes direct server return the forwarding mode of Services that do not pick one
+	// (model.Service.ForwardingMode); SNAT otherwise.
+	DSR bool
+	// Nodes are the cluster's nodes' addresses by name: a remote backend's Node is its
+	// node's first address of the backend's family.
+	Nodes map[string][]netip.Addr
 }
 
 // nodePortServed reports whether a nodePort is within opts' range.
@@ -195,8 +201,9 @@ func fromModelService(s *model.Service, opts Options) []Service {
 				svc := Service{
 					Key:             k,
 					Frontends:       uniqueFrontends(fronts[local]),
-					Backends:        backendsOf(topology(s.Endpoints, local, opts), p.Name, proto, fam, local, opts.Node),
+					Backends:        backendsOf(topology(s.Endpoints, local, opts), p.Name, proto, fam, local, opts),
 					Affinity:        affinity,
+					DSR:             s.ForwardingMode == model.ForwardingDSR || (s.ForwardingMode == "" && opts.DSR),
 					AffinityTimeout: timeout,
 					Algorithm:       opts.Algorithm,
 				}
@@ -245,7 +252,8 @@ func uniqueFrontends(fronts []Frontend) []Frontend {
 
 // backendsOf returns, sorted, the backends of the endpoints of family fam for a Service port;
 // with local, only those on node. Those on another node are Remote.
-func backendsOf(eps []model.Endpoint, portName string, proto Protocol, fam Family, local bool, node string) []Backend {
+func backendsOf(eps []model.Endpoint, portName string, proto Protocol, fam Family, local bool, opts Options) []Backend {
+	node := opts.Node
 	var out []Backend
 	for _, ep := range eps {
 		if familyOf(ep.Addr) != fam || (local && ep.Node != node) {
@@ -265,8 +273,13 @@ func backendsOf(eps []model.Endpoint, portName string, proto Protocol, fam Famil
 			state = BackendActive
 		}
 		// An endpoint without a node (a hand-written standalone config) is taken as local.
-		remote := ep.Node != "" && node != "" && ep.Node != node
-		out = append(out, Backend{Addr: ep.Addr, Port: port, Weight: DefaultWeight, State: state, Remote: remote})
+		b := Backend{Addr: ep.Addr, Port: port, Weight: DefaultWeight, State: state, Remote: ep.Node != "" && node != "" && ep.Node != node}
+		if b.Remote {
+			if i := slices.IndexFunc(opts.Nodes[ep.Node], func(a netip.Addr) bool { return familyOf(a) == fam }); i >= 0 {
+				b.Node = opts.Nodes[ep.Node][i]
+			}
+		}
+		out = append(out, b)
 	}
 	// With no ready endpoint, serving terminating ones take new flows rather than none (as
 	// kube-proxy does): a rolling update of a one-replica Deployment keeps answering.

@@ -43,6 +43,12 @@ func remote(b Backend) Backend {
 	return b
 }
 
+// onNode is b with its node's address.
+func onNode(b Backend, node string) Backend {
+	b.Node = netip.MustParseAddr(node)
+	return b
+}
+
 func key(name, port string, fam Family) ServiceKey {
 	return ServiceKey{Namespace: "ns", Name: name, Port: port, Family: fam}
 }
@@ -417,6 +423,33 @@ func TestFromModel(t *testing.T) {
 			Key:       key("np", "in", IPv4),
 			Frontends: []Frontend{fe("10.96.0.32", 81, TCP, ScopeInternal), fe("192.0.2.11", 30000, TCP, ScopeExternal)},
 			Backends:  []Backend{be("10.1.0.1", 8081, TCP, BackendActive)},
+		}},
+	}, {
+		name: "DSR by annotation or by default, with remote backends' node addresses",
+		in: []*model.Service{
+			svc("dsr", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+				s.ForwardingMode = model.ForwardingDSR
+				s.IngressIPs = addrs("198.51.100.40")
+				s.Endpoints = []model.Endpoint{on("node-a", ready("10.1.0.1", http8080)), on("node-b", ready("10.1.0.2", http8080)),
+					on("node-c", ready("10.1.0.3", http8080))} // node-c: no address known
+			}),
+			svc("snat", corev1.ServiceTypeLoadBalancer, func(s *model.Service) {
+				s.ForwardingMode = model.ForwardingSNAT
+				s.IngressIPs = addrs("198.51.100.41")
+			}),
+			svc("default", corev1.ServiceTypeLoadBalancer, func(s *model.Service) { s.IngressIPs = addrs("198.51.100.42") }),
+		},
+		opts: Options{Node: "node-a", DSR: true, Nodes: map[string][]netip.Addr{"node-b": addrs("2001:db8::12", "192.0.2.12")}},
+		want: []Service{{
+			Key: key("default", "http", IPv4), Frontends: []Frontend{fe("198.51.100.42", 80, TCP, ScopeExternal)}, DSR: true,
+		}, {
+			Key:       key("dsr", "http", IPv4),
+			Frontends: []Frontend{fe("198.51.100.40", 80, TCP, ScopeExternal)},
+			Backends: []Backend{be("10.1.0.1", 8080, TCP, BackendActive), onNode(remote(be("10.1.0.2", 8080, TCP, BackendActive)), "192.0.2.12"),
+				remote(be("10.1.0.3", 8080, TCP, BackendActive))},
+			DSR: true,
+		}, {
+			Key: key("snat", "http", IPv4), Frontends: []Frontend{fe("198.51.100.41", 80, TCP, ScopeExternal)},
 		}},
 	}, {
 		name: "no ready endpoint: the serving terminating ones take new flows",

@@ -91,6 +91,8 @@ type Backend struct {
 	// Remote backends are endpoints on another node: flows to them from outside the
 	// cluster are SNATed to this node's address, so that their replies come back through it.
 	Remote bool
+	// Node is a remote backend's node address, where DSR tunnels its flows (invalid: none).
+	Node netip.Addr
 }
 
 // DefaultWeight is the weight of a backend that was given none.
@@ -105,6 +107,9 @@ func (b Backend) String() string {
 	s := fmt.Sprintf("%s#%d weight %d %s", netip.AddrPortFrom(b.Addr, b.Port), b.ID, b.Weight, b.State)
 	if b.Remote {
 		s += " remote"
+	}
+	if b.Node.IsValid() {
+		s += " on " + b.Node.String()
 	}
 	return s
 }
@@ -235,6 +240,8 @@ type Service struct {
 	// loadBalancerSourceRanges, which restrict its LoadBalancer addresses.
 	Restricted   []Frontend
 	SourceRanges []netip.Prefix
+	// DSR sends external flows to remote backends by direct server return instead of SNAT.
+	DSR bool
 }
 
 // restricts reports whether new flows to f are held to the source ranges.

@@ -426,7 +426,7 @@ func (s *Syncer) ServiceKeys() map[uint32]ServiceKey {
 // sameStored reports whether two backends are the same in the backends map, which holds the
 // address, port, state and locality (the weight lives in the Maglev table).
 func sameStored(a, b Backend) bool {
-	return a.ID == b.ID && a.Addr == b.Addr && a.Port == b.Port && a.State == b.State && a.Remote == b.Remote
+	return a.ID == b.ID && a.Addr == b.Addr && a.Port == b.Port && a.State == b.State && a.Remote == b.Remote && a.Node == b.Node
 }
 
 // sameSlice reports whether a and b are the same slice (a memoised table), which makes
@@ -507,7 +507,7 @@ func (s *Syncer) settleServices(svcs []Service) []desiredService {
 			s.memo[d.svc.Key] = maglevMemo{sig: sig, slots: d.slots}
 		}
 		d.entry = FrontendEntry{ServiceID: d.id, MaglevSize: uint32(len(d.slots)),
-			AffinityTimeout: d.svc.AffinityTimeout.Truncate(time.Second), Random: d.svc.Algorithm == AlgorithmRandom}
+			AffinityTimeout: d.svc.AffinityTimeout.Truncate(time.Second), Random: d.svc.Algorithm == AlgorithmRandom, DSR: d.svc.DSR}
 		if d.svc.Affinity != AffinityClientIP {
 			d.entry.AffinityTimeout = 0
 		}

@@ -17,6 +17,8 @@ type FrontendEntry struct {
 	Random          bool          // pick a random slot instead of hashing the flow
 	// SourceRanges admits new flows only from the service's source ranges.
 	SourceRanges bool
+	// DSR reaches remote backends by direct server return.
+	DSR bool
 }
 
 // Table is the datapath's maps as the Syncer sees them. The BPF implementation writes pinned

@@ -17,7 +17,9 @@
 #include "lb.h"
 #include "nat.h"
 #include "parse.h"
+#include "redirect.h"
 #include "reply.h"
+#include "dsr.h"
 
 /* What the shared part decided. */
 enum fwd_action {
@@ -129,11 +131,11 @@ static __always_inline int xdp_forward(struct xdp_md *ctx)
 	case FWD_NAT:
 		/*
 		 * A flow SNATed to a remote backend leaves with a source address
-		 * of this node, which the kernel's input path drops as a martian:
-		 * TC ingress translates and redirects it (its conntrack entry is
-		 * written now).
+		 * of this node, which the kernel's input path drops as a martian,
+		 * and a DSR flow in a tunnel: TC ingress translates and redirects
+		 * them (their conntrack entry is written now).
 		 */
-		if (!res.snat)
+		if (!res.snat && !res.dsr)
 			xdp_nat(&pkt, NAT_DST, res.addr, res.port);
 		return XDP_PASS;
 
@@ -156,56 +158,6 @@ static __always_inline int xdp_forward(struct xdp_md *ctx)
 }
 
 /*
- * Makes the first bytes of the skb (headers) directly accessible. Returns 0,
- * or -1 if that failed.
- */
-static __always_inline int tc_pull_headers(struct __sk_buff *skb)
-{
-	__u32 want = skb->len < 128 ? skb->len : 128;
-
-	if ((void *)(long)skb->data + want <= (void *)(long)skb->data_end)
-		return 0;
-	return bpf_skb_pull_data(skb, want) < 0 ? -1 : 0;
-}
-
-#ifndef AF_INET
-#define AF_INET 2
-#define AF_INET6 10
-#endif
-
-/*
- * Sends an SNATed packet (source saddr, destination daddr, both rewritten)
- * out of the device the route to daddr takes, past the kernel's input path
- * (which drops a packet from one of its own addresses): bpf_redirect_neigh
- * resolves the next hop's address.
- */
-static __always_inline int tc_snat_redirect(struct __sk_buff *skb, const struct packet *pkt, const __u8 *daddr,
-					    const __u8 *saddr)
-{
-	struct bpf_fib_lookup fib = {};
-	long ret;
-
-	fib.ifindex = skb->ingress_ifindex;
-	fib.l4_protocol = pkt->l4_proto;
-	fib.tot_len = pkt->len;
-	if (addr_is_v4(daddr)) {
-		fib.family = AF_INET;
-		fib.ipv4_src = ((const __u32 *)saddr)[3];
-		fib.ipv4_dst = ((const __u32 *)daddr)[3];
-	} else {
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, saddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, daddr, 16);
-	}
-	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH) {
-		counter_add(COUNTER_SNAT_NO_ROUTE, pkt->len);
-		return TCX_DROP;
-	}
-	return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
-}
-
-/*
  * TC ingress: like XDP, for what XDP did not handle or left to it (flows
  * SNATed to remote backends, both ways); rejects are dropped. internal: on a
  * pod's interface, for pod traffic the socket programs did not translate
@@ -213,7 +165,7 @@ static __always_inline int tc_snat_redirect(struct __sk_buff *skb, const struct 
  */
 static __always_inline int tc_forward(struct __sk_buff *skb, int internal)
 {
-	int ret;
+	long ret;
 	struct lb_result res = {};
 	struct packet pkt = {};
 	struct ct_key k;
@@ -228,21 +180,35 @@ static __always_inline int tc_forward(struct __sk_buff *skb, int internal)
 	if (tc_pull_headers(skb) < 0)
 		return TCX_NEXT;
 	class = parse_packet(&pkt, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
+	if (!internal && pkt.l4_off &&
+	    ((class == COUNTER_IPV4_OTHER && pkt.l4_proto == IPPROTO_IPIP) ||
+	     (class == COUNTER_IPV6_OTHER && pkt.l4_proto == IPPROTO_IPV6)))
+		return tc_dsr_decap(skb, &pkt) < 0 ? TCX_DROP : TCX_NEXT;
 	switch (forward_decide(&pkt, class, &k, &res, ifindex, 1, internal)) {
 	case FWD_NAT:
-		if (tc_nat(skb, &pkt, NAT_DST, res.addr, res.port) < 0 || !res.snat)
+		if (tc_nat(skb, &pkt, NAT_DST, res.addr, res.port) < 0 || !(res.snat || res.dsr))
 			return TCX_NEXT;
+		if (res.dsr) {
+			/* k is the flow as the client sent it: the frontend is its destination. */
+			if (tc_dsr_encap(skb, &pkt, k.daddr, k.dport, res.dsr_node) < 0)
+				return TCX_DROP;
+			ret = tc_redirect_route(skb, addr_is_v4(res.dsr_node) ? IPPROTO_IPIP : IPPROTO_IPV6, pkt.len, res.dsr_node, k.daddr);
+			counter_add(ret < 0 ? COUNTER_NO_ROUTE : COUNTER_DSR_ENCAP, pkt.len);
+			return ret < 0 ? TCX_DROP : ret;
+		}
 		if (tc_nat(skb, &pkt, NAT_SRC, res.snat_addr, res.snat_port) < 0)
 			return TCX_DROP;
-		ret = tc_snat_redirect(skb, &pkt, res.addr, res.snat_addr);
-		if (ret != TCX_DROP)
-			counter_add(COUNTER_SNAT_FWD, pkt.len);
-		return ret;
+		ret = tc_redirect_route(skb, pkt.l4_proto, pkt.len, res.addr, res.snat_addr);
+		counter_add(ret < 0 ? COUNTER_NO_ROUTE : COUNTER_SNAT_FWD, pkt.len);
+		return ret < 0 ? TCX_DROP : ret;
 	case FWD_SNAT_REV:
 		if (tc_nat(skb, &pkt, NAT_DST, res.addr, res.port) < 0 ||
 		    tc_nat(skb, &pkt, NAT_SRC, res.snat_addr, res.snat_port) < 0)
 			return TCX_DROP;
-		return tc_snat_redirect(skb, &pkt, res.addr, res.snat_addr);
+		ret = tc_redirect_route(skb, pkt.l4_proto, pkt.len, res.addr, res.snat_addr);
+		if (ret < 0)
+			counter_add(COUNTER_NO_ROUTE, pkt.len);
+		return ret < 0 ? TCX_DROP : ret;
 	case FWD_REJECT:
 		counter_add(COUNTER_NO_BACKEND_DROP, pkt.len);
 		event_emit(EVENT_NO_BACKEND, COUNTER_NO_BACKEND_DROP, &k, res.service_id, ifindex, pkt.len);

@@ -27,11 +27,13 @@ enum lb_verdict {
 struct lb_result {
 	__u8 addr[16];		/* backend */
 	const __u8 *snat_addr;	/* snat: the source to rewrite to (in a map value) */
+	const __u8 *dsr_node;	/* dsr: the backend's node, to tunnel to (in a map value) */
 	__be16 port;
 	__be16 snat_port;
 	__u8 expired;		/* a conntrack entry was found but expired or stale */
 	__u8 snat;		/* to a remote backend: rewrite the source to snat_addr/port too */
-	__u8 _pad[2];
+	__u8 dsr;		/* to a remote backend over DSR: tunnel to dsr_node */
+	__u8 _pad;
 	__u32 service_id;
 	__u32 backend_id;
 };
@@ -60,6 +62,14 @@ static __always_inline const __u8 *lb_snat_addr(const __u8 *addr)
 	if ((w[0] | w[1] | w[2] | w[3]) == 0)
 		return 0;
 	return a->addr;
+}
+
+/* The node of remote backend id (DSR), or NULL if unknown. */
+static __always_inline const __u8 *lb_backend_node(__u32 id)
+{
+	struct backend_node *n = bpf_map_lookup_elem(&backend_nodes, &id);
+
+	return n ? n->addr : 0;
 }
 
 #define SNAT_TRIES 8
@@ -266,11 +276,12 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 		 * flushes UDP conntrack on endpoint removal.
 		 */
 		const __u8 *sa = ct->flags & CT_F_SNAT ? lb_snat_addr(k->daddr) : 0;
+		const __u8 *node = ct->flags & CT_F_DSR ? lb_backend_node(ct->backend_id) : 0;
 
 		if (ct->service_id == fe->service_id && !ct_expired(ct, k->proto, now) &&
 		    !ct_reopened(ct, k->proto, flags) &&
 		    (k->proto == IPPROTO_TCP || lb_backend(ct->backend_id, k->daddr)) &&
-		    (!(ct->flags & CT_F_SNAT) || sa)) {
+		    (!(ct->flags & CT_F_SNAT) || sa) && (!(ct->flags & CT_F_DSR) || node)) {
 			ct_touch(ct, k->proto, flags, 0, now, len);
 			addr_copy(res->addr, ct->nat_addr);
 			res->port = ct->nat_port;
@@ -279,6 +290,10 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 				res->snat = 1;
 				res->snat_addr = sa;
 				res->snat_port = ct->snat_port;
+			}
+			if (node) {
+				res->dsr = 1;
+				res->dsr_node = node;
 			}
 			return LB_ESTABLISHED;
 		}
@@ -330,8 +345,22 @@ static __always_inline enum lb_verdict lb_forward(struct ct_key *k, __u8 flags, 
 		 * The reply tuple is unique by construction: no clash check, no
 		 * reply conntrack entry.
 		 */
-		const __u8 *sa = lb_snat_addr(k->daddr);
+		const __u8 *node = fe->flags & FRONTEND_F_DSR ? lb_backend_node(id) : 0;
+		const __u8 *sa = node ? 0 : lb_snat_addr(k->daddr);
 
+		if (node && addr_is_v4(node) == addr_is_v4(k->daddr)) {
+			/*
+			 * DSR: the packet goes to the backend's node in an IPIP
+			 * tunnel (dsr.h) and the reply from there straight to the
+			 * client: no reply entry here.
+			 */
+			entry->flags = CT_F_DSR;
+			bpf_map_update_elem(&conntrack, k, entry, BPF_ANY);
+			lb_affinity_record(fe, &c, id, now);
+			res->dsr = 1;
+			res->dsr_node = node;
+			return LB_NEW;
+		}
 		if (sa) {
 			__be16 port = lb_snat_claim(k, be, id, sa);
 

@@ -121,6 +121,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_rev SEC(".maps");
 
+/* The nodes of remote backends (DSR's tunnel endpoints), by backend id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BACKENDS_MAX);
+	__type(key, __u32);
+	__type(value, struct backend_node);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} backend_nodes SEC(".maps");
+
 /* SNATed flows by their reply tuple (struct snat_entry). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -178,4 +178,17 @@ static __always_inline enum counter_id parse_packet(struct packet *pkt, void *da
 	return COUNTER_NON_IP;
 }
 
+/*
+ * Makes the first bytes of the skb (headers) directly accessible. Returns 0,
+ * or -1 if that failed.
+ */
+static __always_inline int tc_pull_headers(struct __sk_buff *skb)
+{
+	__u32 want = skb->len < 128 ? skb->len : 128;
+
+	if ((void *)(long)skb->data + want <= (void *)(long)skb->data_end)
+		return 0;
+	return bpf_skb_pull_data(skb, want) < 0 ? -1 : 0;
+}
+
 #endif /* __SLUICE_PARSE_H */

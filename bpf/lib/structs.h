@@ -55,7 +55,10 @@ enum counter_id {
 	COUNTER_SNAT_FWD,	/* client -> remote backend: source and destination rewritten, redirected (TC) */
 	COUNTER_SNAT_REV,	/* remote backend -> client: translated back to frontend -> client */
 	COUNTER_SNAT_NO_PORT,	/* new flow to a remote backend without a free SNAT port: dropped */
-	COUNTER_SNAT_NO_ROUTE,	/* SNAT packet without a route to the backend: dropped */
+	COUNTER_NO_ROUTE,	/* SNATed or DSR packet without a route to its destination: dropped */
+	/* DSR to backends on other nodes (forward.h, dsr.h). */
+	COUNTER_DSR_ENCAP,	/* client -> remote backend: DNATed, IPIP to the backend's node, redirected (TC) */
+	COUNTER_DSR_DECAP,	/* IPIP from another node's DSR: decapsulated, the flow recorded for the reply */
 	COUNTER_MAX,		/* number of counters; keep last */
 };
 
@@ -132,7 +135,8 @@ SLUICE_ASSERT_SIZE(struct frontend_key, 20);
 
 /* struct frontend.flags */
 #define FRONTEND_F_RANDOM (1U << 0)	/* random selection instead of Maglev */
-#define FRONTEND_F_SOURCE_RANGES (1U << 1) /* new flows only from the service's source_ranges */
+#define FRONTEND_F_SOURCE_RANGES (1U << 1) /* new flows only from the service's source ranges */
+#define FRONTEND_F_DSR (1U << 2)	/* remote backends over DSR (IPIP to their node) instead of SNAT */
 
 /*
  * source_ranges map key (an LPM trie): the client prefixes a service admits
@@ -230,6 +234,7 @@ SLUICE_ASSERT_SIZE(struct ct_entry, 64);
 
 /* struct ct_entry.flags */
 #define CT_F_SNAT (1U << 0)	/* to a remote backend, from snat_addrs and snat_port (original entry only) */
+#define CT_F_DSR (1U << 1)	/* to a remote backend over DSR: IPIP to its node (backend_nodes) */
 
 /*
  * snat map value, keyed by the struct ct_key of the replies of an SNATed flow
@@ -246,6 +251,12 @@ struct snat_entry {
 	__u32 backend_id;
 };
 SLUICE_ASSERT_SIZE(struct snat_entry, 40);
+
+/* backend_nodes map value (key: backend id): the address of a remote backend's node. */
+struct backend_node {
+	__u8 addr[16];
+};
+SLUICE_ASSERT_SIZE(struct backend_node, 16);
 
 /* snat_addrs map value: the node's SNAT source address of one family (zero: none). */
 struct snat_addr {

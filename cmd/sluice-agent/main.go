@@ -48,7 +48,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	hostname, _ := os.Hostname()
 	var cfg agent.Config
-	var devices, podDevices, logLevel, logFormat, algorithm string
+	var devices, podDevices, logLevel, logFormat, algorithm, lbMode string
 	var showVersion, ipamOnly bool
 	fs.StringVar(&cfg.ConfigPath, "config", "", "standalone mode: read objects from this YAML file or directory instead of the Kubernetes API")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
@@ -73,6 +73,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.Func("snat-port-range", "datapath: source ports of external flows SNATed to endpoints on other nodes (default 61000-65535, outside Linux's ephemeral ports; reserved in net.ipv4.ip_local_reserved_ports); \"off\": no SNAT", portRangeFlag(&cfg.BPF.SNATPorts, true))
 	cfg.BPF.NodePorts = bpf.PortRange{First: 30000, Last: 32767}
 	fs.Func("node-port-range", "datapath: the node ports served, as the API server's --service-node-port-range (default 30000-32767; reserved in net.ipv4.ip_local_reserved_ports); nodePorts outside it are ignored and reported", portRangeFlag(&cfg.BPF.NodePorts, false))
+	fs.StringVar(&lbMode, "lb-mode", "snat", "datapath: how external traffic reaches endpoints on other nodes: snat (through this node both ways) or dsr (tunnelled to the endpoint's node, which answers the client directly); a Service's sluice.dev/forwarding-mode annotation overrides it")
 	fs.StringVar(&algorithm, "lb-algorithm", "maglev", "datapath: backend selection for new flows: maglev or random")
 	fs.DurationVar(&cfg.BPF.GCInterval, "conntrack-gc-interval", 30*time.Second, "datapath: how often expired conntrack entries are deleted")
 	fs.Func("external-ip-cidrs", "where Services' spec.externalIPs may lie besides the IPPools, comma-separated CIDRs (others are ignored: CVE-2020-8554)", func(v string) error {
@@ -122,6 +123,14 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if podDevices != "" {
 		cfg.PodDevices = strings.Split(podDevices, ",")
+	}
+	switch lbMode {
+	case "snat":
+	case "dsr":
+		cfg.BPF.DSR = true
+	default:
+		fmt.Fprintf(stderr, "sluice-agent: --lb-mode: %q is not snat or dsr\n", lbMode)
+		return 2
 	}
 	switch algorithm {
 	case "maglev":

@@ -32,6 +32,7 @@ func TestFlagErrors(t *testing.T) {
 		"external ips":  {[]string{"--external-ip-cidrs", "198.18.0.0/24,10.0.0.1/8"}, 2, `"10.0.0.1/8" has host bits set (did you mean 10.0.0.0/8?)`},
 		"snat ports":    {[]string{"--snat-port-range", "62000-61000"}, 2, `"62000-61000" is not a port range FIRST-LAST (1-65535) or off`},
 		"port overlap":  {[]string{"--config", "a.yaml", "--state-dir", t.TempDir(), "--snat-port-range", "32000-33000"}, 1, "--snat-port-range 32000-33000 overlaps --node-port-range 30000-32767"},
+		"lb mode":       {[]string{"--lb-mode", "direct"}, 2, `--lb-mode: "direct" is not snat or dsr`},
 		"node ports":    {[]string{"--node-port-range", "off"}, 2, `"off" is not a port range FIRST-LAST (1-65535)`},
 		"snat port big": {[]string{"--snat-port-range", "61000-70000"}, 2, `"61000-70000" is not a port range`},
 		"l2 timeout":    {[]string{"--config", "a.yaml", "--state-dir", t.TempDir(), "--l2-heartbeat-interval", "1s", "--l2-heartbeat-timeout", "500ms"}, 1, "--l2-heartbeat-timeout 500ms must be longer than --l2-heartbeat-interval 1s"},

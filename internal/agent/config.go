@@ -76,6 +76,9 @@ type BPFConfig struct {
 	SNATPorts bpf.PortRange
 	// NodePorts are the node ports served (the zero range: any), reserved like SNATPorts.
 	NodePorts bpf.PortRange
+	// DSR makes direct server return the default forwarding mode to endpoints on other
+	// nodes (--lb-mode dsr); Services pick theirs with model.AnnotationForwardingMode.
+	DSR bool
 }
 
 // MapSizes are the capacities of the datapath's maps.

@@ -41,6 +41,9 @@ type datapath struct {
 	snatSet      bool
 	// nodePortsReported is the last list of nodePorts outside the range that was logged.
 	nodePortsReported string
+	// nodes are the addresses of nodesFrom by name (nodeAddrs).
+	nodes     map[string][]netip.Addr
+	nodesFrom []*model.Node
 }
 
 // openDatapath loads the programs (reusing pinned maps), attaches them to the devices
@@ -226,6 +229,20 @@ func (d *datapath) attachCgroup() error {
 	return nil
 }
 
+// nodeAddrs are the model's nodes' addresses by name, kept while the nodes are the same
+// objects.
+func (d *datapath) nodeAddrs(m *model.Model) map[string][]netip.Addr {
+	if len(m.Nodes) == len(d.nodesFrom) && slices.EqualFunc(m.Nodes, d.nodesFrom, func(a, b *model.Node) bool { return a == b }) {
+		return d.nodes
+	}
+	d.nodes = make(map[string][]netip.Addr, len(m.Nodes))
+	for _, n := range m.Nodes {
+		d.nodes[n.Name] = n.Addresses
+	}
+	d.nodesFrom = slices.Clone(m.Nodes)
+	return d.nodes
+}
+
 // reportNodePorts logs the Service ports whose nodePort is outside --node-port-range, when
 // that list changes.
 func (d *datapath) reportNodePorts(m *model.Model) {
@@ -249,12 +266,10 @@ func (d *datapath) reportNodePorts(m *model.Model) {
 	}
 }
 
-// setSNATAddrs sets the source addresses of flows SNATed to endpoints on other nodes: the
-// node's first address of each family (its Node object), else the first device's.
+// setSNATAddrs sets the node's own addresses in the datapath: the source of flows SNATed to
+// endpoints on other nodes, and where other nodes' DSR tunnels end. They are its first
+// address of each family (its Node object), else the first device's.
 func (d *datapath) setSNATAddrs(nodeAddrs []netip.Addr) error {
-	if d.cfg.BPF.SNATPorts == (bpf.PortRange{}) {
-		return nil
-	}
 	addrs := nodeAddrs
 	if len(addrs) == 0 && len(d.cfg.Devices) > 0 {
 		addrs = deviceAddresses(d.cfg.Devices[0])
@@ -274,7 +289,7 @@ func (d *datapath) setSNATAddrs(nodeAddrs []netip.Addr) error {
 		return err
 	}
 	d.snat4, d.snat6, d.snatSet = v4, v6, true
-	d.log.Info("SNAT to endpoints on other nodes", "ipv4", v4, "ipv6", v6, "ports", d.cfg.BPF.SNATPorts.String())
+	d.log.Info("the node's addresses for SNAT and DSR", "ipv4", v4, "ipv6", v6, "snatPorts", d.cfg.BPF.SNATPorts.String())
 	return nil
 }
 
@@ -326,7 +341,8 @@ func (d *datapath) apply(m *model.Model, lbIPs map[types.NamespacedName][]netip.
 	addrs := nodeAddresses(m, d.cfg.NodeName)
 	np := d.cfg.BPF.NodePorts
 	svcs, conflicts := lb.FromModel(m.Services, lb.Options{LoadBalancerIPs: lbIPs, Algorithm: d.cfg.BPF.Algorithm, Node: d.cfg.NodeName,
-		NodeAddresses: addrs, Zone: nodeZone(m, d.cfg.NodeName), NodePortFirst: np.First, NodePortLast: np.Last})
+		NodeAddresses: addrs, Zone: nodeZone(m, d.cfg.NodeName), NodePortFirst: np.First, NodePortLast: np.Last,
+		DSR: d.cfg.BPF.DSR, Nodes: d.nodeAddrs(m)})
 	d.reportNodePorts(m)
 	snatErr := d.setSNATAddrs(addrs)
 	st, err := d.syncer.Set(svcs)

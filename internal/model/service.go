@@ -36,6 +36,15 @@ var (
 	AnnotationSharingNamespaces = []string{
 		"sluice.dev/sharing-cross-namespace", "lbipam.cilium.io/sharing-cross-namespace",
 	}
+	// AnnotationForwardingMode picks how external traffic reaches endpoints on other nodes:
+	// "snat" or "dsr" (else the agent's --lb-mode).
+	AnnotationForwardingMode = []string{"sluice.dev/forwarding-mode", "service.cilium.io/forwarding-mode"}
+)
+
+// Forwarding modes (AnnotationForwardingMode).
+const (
+	ForwardingSNAT = "snat"
+	ForwardingDSR  = "dsr"
 )
 
 // Service is a Service with its backends.
@@ -83,7 +92,10 @@ type Service struct {
 	InternalTrafficPolicy corev1.ServiceInternalTrafficPolicy
 	SessionAffinity       corev1.ServiceAffinity
 	AffinityTimeout       time.Duration
-	Endpoints             []Endpoint
+	// ForwardingMode is AnnotationForwardingMode: ForwardingSNAT, ForwardingDSR, or "" (the
+	// agent's default).
+	ForwardingMode string
+	Endpoints      []Endpoint
 }
 
 // Port is one port of a Service.
@@ -188,6 +200,12 @@ func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Serv
 				s.SharingNamespaces = append(s.SharingNamespaces, ns)
 			}
 		}
+	}
+	switch mode := annotation(ps, o.Annotations, AnnotationForwardingMode); mode {
+	case "", ForwardingSNAT, ForwardingDSR:
+		s.ForwardingMode = mode
+	default:
+		ps.warn("metadata.annotations["+AnnotationForwardingMode[0]+"]", "%q is not snat or dsr; the node's default applies", mode)
 	}
 	for i, p := range o.Spec.Ports {
 		if p.Port < 1 || p.Port > 65535 {

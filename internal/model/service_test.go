@@ -229,3 +229,28 @@ func TestEndpointHints(t *testing.T) {
 		t.Fatalf("endpoints %+v", eps)
 	}
 }
+
+// TestServiceForwardingMode: the forwarding-mode annotation (or Cilium's) picks SNAT or DSR;
+// any other value is reported and leaves the node's default.
+func TestServiceForwardingMode(t *testing.T) {
+	for _, c := range []struct {
+		ann     map[string]string
+		want    string
+		problem string
+	}{
+		{nil, "", ""},
+		{map[string]string{"sluice.dev/forwarding-mode": "dsr"}, ForwardingDSR, ""},
+		{map[string]string{"service.cilium.io/forwarding-mode": "snat"}, ForwardingSNAT, ""},
+		{map[string]string{"sluice.dev/forwarding-mode": "direct"}, "", `"direct" is not snat or dsr`},
+	} {
+		o := service("ns", "web", nil)
+		o.Annotations = c.ann
+		m, problems := Build(Objects{Services: []*corev1.Service{o}}, Options{})
+		if got := m.Services[0].ForwardingMode; got != c.want {
+			t.Errorf("%v: mode %q, want %q", c.ann, got, c.want)
+		}
+		if (c.problem == "") != (len(problems) == 0) || (c.problem != "" && !strings.Contains(problems[0].Error(), c.problem)) {
+			t.Errorf("%v: problems %v, want %q", c.ann, problems, c.problem)
+		}
+	}
+}

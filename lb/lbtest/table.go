@@ -130,7 +130,7 @@ func batch[T any](t *Table, op string, items []T, apply func(T)) error {
 func (t *Table) UpdateBackends(bs []lb.Backend) error {
 	return batch(t, "backends", bs, func(b lb.Backend) {
 		// Only what the BPF map holds: no weight.
-		t.backends[b.ID] = lb.Backend{ID: b.ID, Addr: b.Addr, Port: b.Port, State: b.State, Remote: b.Remote}
+		t.backends[b.ID] = lb.Backend{ID: b.ID, Addr: b.Addr, Port: b.Port, State: b.State, Remote: b.Remote, Node: b.Node}
 	})
 }
 

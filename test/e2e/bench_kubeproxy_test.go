@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,7 +45,7 @@ var proxyModes = []string{"sluice", "iptables", "nftables"}
 func BenchmarkKubeProxy(b *testing.B) {
 	testenv.RequirePrivileged(b)
 	testenv.RequireCommands(b, "iptables", "nft")
-	for _, n := range []int{1, 1000} {
+	for _, n := range benchServiceCounts(1, 1000) {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
 			for range b.N {
 				p := newProxyLab(b, n)
@@ -96,6 +98,8 @@ func newProxyLab(b *testing.B, n int) *proxyLab {
 		must(b, c.Create(ctx, o))
 	}
 	// N Services with their address in the status and an EndpointSlice, 16 writers at a time.
+	created := time.Now()
+	defer func() { b.Logf("%d Services and EndpointSlices created in %v", n, time.Since(created)) }()
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -224,4 +228,22 @@ func kubeProxyBin(b testing.TB) string {
 		b.Fatalf("kube-proxy: %v (make kube-binaries builds it)", err)
 	}
 	return path
+}
+
+// benchServiceCounts are the Service counts to measure: def, or SLUICE_BENCH_SERVICES
+// (comma-separated) when set.
+func benchServiceCounts(def ...int) []int {
+	v := os.Getenv("SLUICE_BENCH_SERVICES")
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			panic(fmt.Sprintf("SLUICE_BENCH_SERVICES: %q is not a count", f))
+		}
+		out = append(out, n)
+	}
+	return out
 }

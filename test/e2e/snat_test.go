@@ -72,3 +72,64 @@ status: {loadBalancer: {ingress: [{ip: %s}]}}
 		t.Errorf("200 connections, 8 at a time: %v", r)
 	}
 }
+
+// TestDirectServerReturn: a Service with the forwarding-mode annotation dsr sends external
+// flows to an endpoint on another node through a tunnel to that node, which answers the
+// client itself, from the Service address: the endpoint sees the client's own address, and
+// the reply does not go back through the node that received the request.
+func TestDirectServerReturn(t *testing.T) {
+	x, dir := newL2Topology(t)
+	a, b := x.nodes[0], x.nodes[1]
+	must(t, a.ns.AddRoute("198.51.100.128/25", b.addr))
+	must(t, b.ns.AddRoute("198.51.100.0/25", a.addr))
+	x.config = filepath.Join(dir, "config.yaml")
+	l2ConfigWith(t, x.config, fmt.Sprintf(`---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo, annotations: {sluice.dev/forwarding-mode: dsr}}
+spec: {type: LoadBalancer, externalTrafficPolicy: Cluster, ports: [{name: tcp, port: 80, protocol: TCP}]}
+status: {loadBalancer: {ingress: [{ip: %s}]}}
+`, l2VIP)+endpointSliceYAML("web",
+		"{addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: true}}",
+		"{addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: true}}"))
+	for _, n := range x.nodes {
+		n.agent = startAgent(t, n.ns, n.name, n.dir, x.config)
+	}
+	owner := x.owner(t)
+	other := a
+	if owner == a {
+		other = b
+	}
+	client := traffic.NewClient(x.client)
+	vip := l2VIP + ":80"
+	waitFor(t, "the Service address to answer", func() bool {
+		_, err := client.Ask("tcp", vip)
+		return err == nil
+	})
+	clientAddr := netip.MustParseAddr("198.18.6.2")
+	remote := "be-" + other.name[len("node-"):]
+	seen := map[string]int{}
+	for range 40 {
+		server, peer, err := client.Peer(vip)
+		if err != nil {
+			t.Fatalf("asking %s: %v", vip, err)
+		}
+		if peer != clientAddr {
+			t.Fatalf("%s saw the client as %s, want the client's own %s", server, peer, clientAddr)
+		}
+		seen[server]++
+	}
+	if seen[remote] == 0 {
+		t.Fatalf("answered by %v: want the remote endpoint %s too", seen, remote)
+	}
+	if r := client.Spread("tcp", vip, 200, 8); r.Failed != 0 || r.ByServer[remote] == 0 {
+		t.Errorf("200 connections, 8 at a time: %v", r)
+	}
+	encap := atoi(t, nodeMetric(t, owner.ns, `sluice_datapath_packets_total{counter="dsr_encap"}`))
+	decap := atoi(t, nodeMetric(t, other.ns, `sluice_datapath_packets_total{counter="dsr_decap"}`))
+	replies := atoi(t, nodeMetric(t, other.ns, `sluice_datapath_packets_total{counter="rev_nat"}`))
+	if encap == 0 || decap == 0 || replies == 0 {
+		t.Errorf("dsr_encap on %s %d, dsr_decap on %s %d, replies translated there %d: want all above 0",
+			owner.name, encap, other.name, decap, replies)
+	}
+}
