@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-lb/sluice/internal/testenv"
@@ -81,10 +83,33 @@ func FuzzTCPodIngress(f *testing.F) {
 	testenv.RequirePrivileged(f)
 	d, _ := loadPod(f)
 	f.Add(flowFrame(ProtoTCP, ap(netip.MustParseAddr("10.244.1.11"), 1234), ap(clusterIP4, 80), false))
+	fuzzTC(f, d.TCPodIngressProgram(), tcxNext, tcxDrop)
+}
+
+// FuzzTCIngress feeds arbitrary frames to the external devices' TC ingress with SNAT and DSR
+// set up (remote backends, DSR tunnels to this node decapsulated): it continues, drops or
+// redirects, and a valid frame it changes stays valid.
+func FuzzTCIngress(f *testing.F) {
+	testenv.RequirePrivileged(f)
+	d, _ := loadPod(f)
+	s := standardServices()[0]
+	must(f, d.PutFrontend(s.key, Frontend{ServiceID: s.id, MaglevBase: s.base(), MaglevSize: uint32(len(s.table)), Flags: FrontendDSR}))
+	inner := flowFrame(ProtoTCP, ap(client4, 1234), s.addrs[0], false)
+	p, err := packet.Parse(inner)
+	must(f, err)
+	f.Add(packet.MustBuild(append([]packet.Layer{p.Layers[0], packet.IPv4{Src: vip4, Dst: snat4, ID: 80}}, p.Layers[1:]...)...))
+	f.Add(flowFrame(ProtoTCP, ap(client4, 1234), ap(vip4, 80), false))
+	f.Add(replyFrame(ProtoUDP, ap(netip.MustParseAddr("10.2.0.1"), 5353), ap(snat4, 61000), 0))
+	const tcActRedirect = 7
+	fuzzTC(f, d.TCIngressProgram(), tcxNext, tcxDrop, tcActRedirect)
+}
+
+// fuzzTC runs prog on the seeds, the XDP cases and the fuzzer's frames: the verdict must be
+// one of verdicts, and a valid frame that comes out changed must still be valid.
+func fuzzTC(f *testing.F, prog *ebpf.Program, verdicts ...uint32) {
 	for _, tc := range xdpCases() {
 		f.Add(tc.frame)
 	}
-	prog := d.TCPodIngressProgram()
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < packet.EthernetLen || len(frame) > maxLinearFrame {
 			return // BPF_PROG_RUN takes 14 to 3520 bytes: nothing to check for this input
@@ -96,8 +121,8 @@ func FuzzTCPodIngress(f *testing.F) {
 			}
 			t.Fatalf("BPF_PROG_RUN (tc) on %d bytes: %v", len(frame), err)
 		}
-		if ret != tcxNext && ret != tcxDrop {
-			t.Fatalf("verdict %#x, want TCX_NEXT or TCX_DROP", ret)
+		if !slices.Contains(verdicts, ret) {
+			t.Fatalf("verdict %#x, want one of %v", ret, verdicts)
 		}
 		if !bytes.Equal(out, frame) && packet.Verify(frame) == nil {
 			if err := packet.Verify(out); err != nil {
