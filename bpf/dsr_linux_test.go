@@ -105,6 +105,17 @@ func TestDSR(t *testing.T) {
 			if ret, out := runTC(t, d.TCEgressProgram(), reply); ret != tcxNext || !bytes.Equal(out[:len(want)], want) {
 				t.Errorf("the backend's reply at TC egress: verdict %d, frame\n%x\nwant\n%x", ret, out, want)
 			}
+			// A new flow whose tunnel names no DSR frontend (a CNI's IPIP, say) is left to the
+			// kernel; a known flow is found by its reply tuple, whatever the outer port (GSO
+			// counts the outer IPv4 ID up).
+			stranger := flowFrame(s.key.Proto, ap(client, uint16(49000+i)), be, false)
+			tun := tunnelled(t, stranger, ap(s.key.Addr, 9999), self)
+			if ret, out := runTC(t, d.TCIngressProgram(), tun); ret != tcxNext || !bytes.Equal(out[:len(tun)], tun) {
+				t.Errorf("a tunnel naming no DSR frontend: verdict %d, changed %v; want it untouched", ret, !bytes.Equal(out[:len(tun)], tun))
+			}
+			if ret, out := runTC(t, d.TCIngressProgram(), tunnelled(t, inner, ap(s.key.Addr, s.key.Port+1), self)); ret != tcxNext || !bytes.Equal(out[:len(inner)], inner) {
+				t.Errorf("the known flow with another outer port: verdict %d, frame\n%x\nwant the inner one", ret, out)
+			}
 			// A tunnel to another node's address is none of ours: untouched.
 			other := tunnelled(t, inner, vip, map[bool]netip.Addr{true: peerNode4, false: peerNode6}[client.Is4()])
 			if ret, out := runTC(t, d.TCIngressProgram(), other); ret != tcxNext || !bytes.Equal(out[:len(other)], other) {

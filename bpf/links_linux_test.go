@@ -35,10 +35,26 @@ func TestAttachDevicePinnedLinks(t *testing.T) {
 	if err := inNetns(t, ns, func() error { return first.AttachDevice("dev0", linkDir) }); err != nil {
 		t.Fatalf("first attach: %v", err)
 	}
-	for _, kind := range attachKinds {
+	deviceKinds := []string{"xdp", "tcx-ingress", "tcx-egress"}
+	for _, kind := range deviceKinds {
 		if _, err := os.Stat(filepath.Join(linkDir, "dev0_"+kind)); err != nil {
 			t.Fatalf("link %s not pinned: %v", kind, err)
 		}
+	}
+	// dev1 as a pod's interface: the pod fallback's two links.
+	if err := inNetns(t, ns, func() error { return first.AttachPodDevice("dev1", linkDir) }); err != nil {
+		t.Fatalf("attach to a pod device: %v", err)
+	}
+	for _, kind := range []string{"tcx-pod-ingress", "tcx-egress"} {
+		if _, err := os.Stat(filepath.Join(linkDir, "dev1_"+kind)); err != nil {
+			t.Fatalf("pod device link %s not pinned: %v", kind, err)
+		}
+	}
+	if err := DetachDevices(linkDir, []string{"dev0"}); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(linkDir, "dev1_*")); len(left) != 0 {
+		t.Fatalf("pod device links left after DetachDevices kept only dev0: %v", left)
 	}
 	if out := ipCmd(t, "-n", ns, "link", "show", "dev0"); !strings.Contains(out, "xdp") {
 		t.Fatalf("no XDP program on dev0:\n%s", out)
@@ -58,7 +74,7 @@ func TestAttachDevicePinnedLinks(t *testing.T) {
 	}
 	linkIDs := func() map[string]link.ID {
 		ids := map[string]link.ID{}
-		for _, kind := range attachKinds {
+		for _, kind := range deviceKinds {
 			ids[kind] = pinned(kind).ID
 		}
 		return ids

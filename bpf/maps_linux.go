@@ -142,17 +142,25 @@ func (d *Datapath) DeleteFrontend(k FrontendKey) error {
 
 // Frontends reads every frontend (for the read-back after a restart).
 func (d *Datapath) Frontends() (map[FrontendKey]Frontend, error) {
-	out := map[FrontendKey]Frontend{}
+	return readMap(d.maps.Frontends, "frontends", func(k datapathFrontendKey, v datapathFrontend) (FrontendKey, Frontend) {
+		return k.key(), v.value()
+	})
+}
+
+// readMap reads every entry of m (named what, for errors) into a Go map, through conv.
+func readMap[K, V any, GK comparable, GV any](m *ebpf.Map, what string, conv func(K, V) (GK, GV)) (map[GK]GV, error) {
+	out := map[GK]GV{}
 	var (
-		k datapathFrontendKey
-		v datapathFrontend
+		k K
+		v V
 	)
-	it := d.maps.Frontends.Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &v) {
-		out[k.key()] = v.value()
+		gk, gv := conv(k, v)
+		out[gk] = gv
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("bpf: read frontends: %w", err)
+		return nil, fmt.Errorf("bpf: read %s: %w", what, err)
 	}
 	return out, nil
 }
@@ -240,28 +248,21 @@ func (d *Datapath) DeleteBackend(id uint32) error {
 
 // Backends reads every backend by id.
 func (d *Datapath) Backends() (map[uint32]Backend, error) {
-	out := map[uint32]Backend{}
-	var (
-		k uint32
-		v datapathBackend
-	)
-	it := d.maps.Backends.Iterate()
-	for it.Next(&k, &v) {
-		out[k] = v.value()
+	out, err := readMap(d.maps.Backends, "backends", func(id uint32, v datapathBackend) (uint32, Backend) { return id, v.value() })
+	if err != nil {
+		return nil, err
 	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("bpf: read backends: %w", err)
+	nodes, err := readMap(d.maps.BackendNodes, "backend nodes", func(id uint32, n datapathBackendNode) (uint32, netip.Addr) {
+		return id, addrFrom16(n.Addr)
+	})
+	if err != nil {
+		return nil, err
 	}
-	var n datapathBackendNode
-	nodes := d.maps.BackendNodes.Iterate()
-	for nodes.Next(&k, &n) {
-		if b, ok := out[k]; ok {
-			b.Node = addrFrom16(n.Addr)
-			out[k] = b
+	for id, n := range nodes {
+		if b, ok := out[id]; ok {
+			b.Node = n
+			out[id] = b
 		}
-	}
-	if err := nodes.Err(); err != nil {
-		return nil, fmt.Errorf("bpf: read backend nodes: %w", err)
 	}
 	return out, nil
 }
@@ -513,8 +514,9 @@ const (
 )
 
 // SetSNATAddrs sets the node's source addresses for flows SNATed to remote backends, one per
-// family; an invalid one means none (such flows of that family are only DNATed). Flows
-// already SNATed with an address keep it until they end.
+// family; an invalid one means none (such flows of that family are only DNATed). They are
+// also where other nodes' DSR tunnels to this one end. Flows SNATed before an address
+// changes lose their replies: their snat entries hold the old one.
 func (d *Datapath) SetSNATAddrs(v4, v6 netip.Addr) error {
 	for i, a := range []netip.Addr{v4, v6} {
 		var v datapathSnatAddr
@@ -555,21 +557,11 @@ type SNATEntry struct {
 
 // SNATFlows reads every SNATed flow by its reply key.
 func (d *Datapath) SNATFlows() (map[ConntrackKey]SNATEntry, error) {
-	out := map[ConntrackKey]SNATEntry{}
-	var (
-		k datapathCtKey
-		v datapathSnatEntry
-	)
-	it := d.maps.Snat.Iterate()
-	for it.Next(&k, &v) {
-		out[k.key()] = SNATEntry{
+	return readMap(d.maps.Snat, "SNAT flows", func(k datapathCtKey, v datapathSnatEntry) (ConntrackKey, SNATEntry) {
+		return k.key(), SNATEntry{
 			Client:    netip.AddrPortFrom(addrFrom16(v.Client), htons(v.ClientPort)),
 			Frontend:  netip.AddrPortFrom(addrFrom16(v.Frontend), htons(v.FrontendPort)),
 			BackendID: v.BackendId,
 		}
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("bpf: read SNAT flows: %w", err)
-	}
-	return out, nil
+	})
 }

@@ -86,44 +86,61 @@ static __always_inline const __u8 *dsr_node_addr(const __u8 *addr)
 }
 
 /*
- * Records the DSR flow of the decapsulated packet k (client -> backend, as on
- * the wire) sent to frontend fe:fport: its original entry (client -> frontend,
- * nat = the backend) and its reply entry (backend -> client, nat = the
- * frontend), which the reply path (reverse.h) translates with. An established
- * flow is refreshed.
+ * Decides on and records the DSR flow of the tunnelled packet k (the inner
+ * client -> backend, as on the wire), whose outer header names frontend
+ * fe:fport. An established flow is found by its reply entry (backend ->
+ * client, nat = its frontend), which needs nothing of the outer header: only a
+ * flow's first packet, never a GSO aggregate, relies on fport (GSO may have
+ * counted the outer IPv4 ID up). A new flow must be to a DSR frontend, and
+ * its reply tuple free or already its own; it gets an original entry (client ->
+ * frontend, nat = the backend) and a reply entry (nat = the frontend), which
+ * the reply path (reverse.h) translates with. Returns 1 to decapsulate, 0 if
+ * it is no DSR flow of ours (left alone), -1 to drop (the reply tuple is a
+ * live flow's).
  */
-static __attribute__((noinline)) void dsr_record(const struct ct_key *k, const __u8 *fe, __be16 fport, __u8 flags,
-						  __u32 len)
+static __attribute__((noinline)) int dsr_record(const struct ct_key *k, const __u8 *fe, __be16 fport, __u8 flags,
+						 __u32 len)
 {
 	struct lb_scratch *s = bpf_map_lookup_elem(&lb_scratch, &(__u32){0});
+	struct ct_entry *re, *oe;
 	struct frontend *f;
-	struct ct_entry *ct;
 	__u64 now;
 
 	if (!s)
-		return;
-	s->snat_key = *k;
-	addr_copy(s->snat_key.daddr, fe);
-	s->snat_key.dport = fport;
-	s->snat_key.dir = CT_DIR_ORIGINAL;
+		return 0;
 	now = clock_now();
-	ct = bpf_map_lookup_elem(&conntrack, &s->snat_key);
-	if (ct && addr_equal(ct->nat_addr, k->daddr) && ct->nat_port == k->dport && !ct_expired(ct, k->proto, now) &&
-	    !ct_reopened(ct, k->proto, flags)) {
-		ct_touch(ct, k->proto, flags, 0, now, len);
-		return;
+	ct_reply_key(&s->snat_key, k, k->daddr, k->dport);
+	re = bpf_map_lookup_elem(&conntrack, &s->snat_key);
+	if (re && !ct_expired(re, k->proto, now) && !ct_reopened(re, k->proto, flags)) {
+		s->snat_key = *k;
+		addr_copy(s->snat_key.daddr, re->nat_addr);
+		s->snat_key.dport = re->nat_port;
+		s->snat_key.dir = CT_DIR_ORIGINAL;
+		oe = bpf_map_lookup_elem(&conntrack, &s->snat_key);
+		if (oe && addr_equal(oe->nat_addr, k->daddr) && oe->nat_port == k->dport) {
+			ct_touch(oe, k->proto, flags, 0, now, len);
+			return 1;
+		}
+		if (ct_live(re, k->proto, now) && (!addr_equal(re->nat_addr, fe) || re->nat_port != fport))
+			return -1; /* another live flow's reply tuple: its replies must not change source */
 	}
+
+	f = lb_frontend_of(fe, fport, k->proto, SCOPE_EXTERNAL);
+	if (!f || !(f->flags & FRONTEND_F_DSR))
+		return 0;
 	__builtin_memset(&s->entry, 0, sizeof(s->entry));
 	s->entry.last_seen = now;
 	s->entry.created = now;
 	s->entry.state = ct_new_state(k->proto, flags);
-	f = lb_frontend_of(fe, fport, k->proto, SCOPE_EXTERNAL);
-	if (f)
-		s->entry.service_id = f->service_id;
+	s->entry.service_id = f->service_id;
 	addr_copy(s->entry.nat_addr, k->daddr);
 	s->entry.nat_port = k->dport;
 	s->entry.packets = 1;
 	s->entry.bytes = len;
+	s->snat_key = *k;
+	addr_copy(s->snat_key.daddr, fe);
+	s->snat_key.dport = fport;
+	s->snat_key.dir = CT_DIR_ORIGINAL;
 	bpf_map_update_elem(&conntrack, &s->snat_key, &s->entry, BPF_ANY);
 
 	ct_reply_key(&s->snat_key, k, k->daddr, k->dport);
@@ -132,13 +149,15 @@ static __attribute__((noinline)) void dsr_record(const struct ct_key *k, const _
 	s->entry.packets = 0;
 	s->entry.bytes = 0;
 	bpf_map_update_elem(&conntrack, &s->snat_key, &s->entry, BPF_ANY);
+	return 1;
 }
 
 /*
  * TC ingress of an external device: decapsulates an IPIP (IPv6-in-IPv6)
- * packet another node's DSR sent to this one and records its flow. Returns 1
- * (decapsulated: continue with the inner packet), 0 (not DSR for this node:
- * untouched) or -1 (drop).
+ * packet that another node's DSR sent to this one, after recording its flow
+ * (dsr_record). Returns 1 (decapsulated: continue with the inner packet), 0
+ * (not DSR for this node: untouched, the kernel's tunnels may have it) or -1
+ * (drop).
  */
 static __always_inline int tc_dsr_decap(struct __sk_buff *skb, const struct packet *pkt)
 {
@@ -149,7 +168,7 @@ static __always_inline int tc_dsr_decap(struct __sk_buff *skb, const struct pack
 	struct ct_key k;
 	__be16 fport;
 	__u32 hlen;
-	int v4 = pkt->l3_proto == bpf_htons(ETH_P_IP);
+	int v4 = pkt->l3_proto == bpf_htons(ETH_P_IP), ret;
 
 	if (pkt->l3_off != sizeof(struct ethhdr))
 		return 0;
@@ -176,17 +195,26 @@ static __always_inline int tc_dsr_decap(struct __sk_buff *skb, const struct pack
 	own = dsr_node_addr(node);
 	if (!own || !addr_equal(own, node))
 		return 0;
+
+	/* The inner headers, in place: outer Ethernet and IP, inner IP and L4. */
+	if (bpf_skb_pull_data(skb, skb->len < 200 ? skb->len : 200) < 0)
+		return 0;
+	in.data = (void *)(long)skb->data;
+	in.data_end = (void *)(long)skb->data_end;
+	in.len = skb->len;
+	in.l3_proto = pkt->l3_proto;
+	in.l3_off = pkt->l3_off + hlen;
+	class = v4 ? parse_ipv4(&in) : parse_ipv6(&in);
+	if (class != (v4 ? COUNTER_IPV4_TCP : COUNTER_IPV6_TCP) && class != (v4 ? COUNTER_IPV4_UDP : COUNTER_IPV6_UDP))
+		return 0;
+	if (ct_key_from_packet(&k, &in, in.data + in.l3_off) < 0)
+		return 0;
+	ret = dsr_record(&k, fe, fport, in.tcp_flags, in.len - hlen);
+	if (ret <= 0)
+		return ret;
 	if (bpf_skb_adjust_room(skb, -(__s32)hlen, BPF_ADJ_ROOM_MAC, 0))
 		return -1;
-	if (tc_pull_headers(skb) < 0)
-		return 1;
-	class = parse_packet(&in, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
-	if (class != (v4 ? COUNTER_IPV4_TCP : COUNTER_IPV6_TCP) && class != (v4 ? COUNTER_IPV4_UDP : COUNTER_IPV6_UDP))
-		return 1;
-	if (ct_key_from_packet(&k, &in, in.data + in.l3_off) < 0)
-		return 1;
-	dsr_record(&k, fe, fport, in.tcp_flags, in.len);
-	counter_add(COUNTER_DSR_DECAP, in.len);
+	counter_add(COUNTER_DSR_DECAP, in.len - hlen);
 	return 1;
 }
 

@@ -192,20 +192,20 @@ static __always_inline int tc_forward(struct __sk_buff *skb, int internal)
 			/* k is the flow as the client sent it: the frontend is its destination. */
 			if (tc_dsr_encap(skb, &pkt, k.daddr, k.dport, res.dsr_node) < 0)
 				return TCX_DROP;
-			ret = tc_redirect_route(skb, addr_is_v4(res.dsr_node) ? IPPROTO_IPIP : IPPROTO_IPV6, pkt.len, res.dsr_node, k.daddr);
+			ret = tc_redirect_route(skb, addr_is_v4(res.dsr_node) ? IPPROTO_IPIP : IPPROTO_IPV6, res.dsr_node, k.daddr);
 			counter_add(ret < 0 ? COUNTER_NO_ROUTE : COUNTER_DSR_ENCAP, pkt.len);
 			return ret < 0 ? TCX_DROP : ret;
 		}
 		if (tc_nat(skb, &pkt, NAT_SRC, res.snat_addr, res.snat_port) < 0)
 			return TCX_DROP;
-		ret = tc_redirect_route(skb, pkt.l4_proto, pkt.len, res.addr, res.snat_addr);
+		ret = tc_redirect_route(skb, pkt.l4_proto, res.addr, res.snat_addr);
 		counter_add(ret < 0 ? COUNTER_NO_ROUTE : COUNTER_SNAT_FWD, pkt.len);
 		return ret < 0 ? TCX_DROP : ret;
 	case FWD_SNAT_REV:
 		if (tc_nat(skb, &pkt, NAT_DST, res.addr, res.port) < 0 ||
 		    tc_nat(skb, &pkt, NAT_SRC, res.snat_addr, res.snat_port) < 0)
 			return TCX_DROP;
-		ret = tc_redirect_route(skb, pkt.l4_proto, pkt.len, res.addr, res.snat_addr);
+		ret = tc_redirect_route(skb, pkt.l4_proto, res.addr, res.snat_addr);
 		if (ret < 0)
 			counter_add(COUNTER_NO_ROUTE, pkt.len);
 		return ret < 0 ? TCX_DROP : ret;

@@ -43,7 +43,7 @@ struct {
 #define AFFINITY_MAX 65536
 #define SOURCE_RANGES_MAX 65536
 #define SOCK_REV_MAX 131072
-#define SNAT_MAX 131072
+#define SNAT_MAX 262144
 #define EVENTS_SIZE (256 * 1024)
 
 /* Service ports: (address, port, protocol, scope) -> struct frontend. */
@@ -131,12 +131,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } backend_nodes SEC(".maps");
 
-/* SNATed flows by their reply tuple (struct snat_entry). */
+/*
+ * SNATed flows by their reply tuple (struct snat_entry). A plain hash, not an
+ * LRU: an LRU update makes room (evicting a live flow's entry) before it
+ * finds the key taken, and a flow whose entry is gone loses its replies. The
+ * agent's garbage collection frees the entries of ended flows; when it is
+ * full, new flows to remote backends are dropped (snat_no_port). Not
+ * preallocated: an entry deleted under a reader is freed after an RCU grace
+ * period, not reused at once.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SNAT_MAX);
 	__type(key, struct ct_key);
 	__type(value, struct snat_entry);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } snat SEC(".maps");
 

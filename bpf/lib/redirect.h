@@ -17,19 +17,23 @@
 #endif
 
 /*
- * Redirects the packet (destination daddr, source saddr, l4proto, len
- * bytes) out of the route to daddr. Returns the TC verdict (TC_ACT_REDIRECT),
- * or -1 without a route.
+ * Redirects the packet (destination daddr, source saddr, l4proto) out of the
+ * route to daddr. Returns the TC verdict (TC_ACT_REDIRECT), or -1 without a
+ * route. The lookup is the forwarding one: the node forwards (IPv4 and IPv6
+ * forwarding on, as a Kubernetes node has them).
  */
-static __always_inline long tc_redirect_route(struct __sk_buff *skb, __u8 l4proto, __u32 len, const __u8 *daddr,
-					      const __u8 *saddr)
+static __always_inline long tc_redirect_route(struct __sk_buff *skb, __u8 l4proto, const __u8 *daddr, const __u8 *saddr)
 {
 	struct bpf_fib_lookup fib = {};
 	long ret;
 
 	fib.ifindex = skb->ingress_ifindex;
 	fib.l4_protocol = l4proto;
-	fib.tot_len = len;
+	/*
+	 * tot_len stays 0: with a length the kernel compares it to the route's
+	 * MTU and refuses a full-size frame or a GRO aggregate; without one it
+	 * checks the skb itself on the way out (GSO included).
+	 */
 	if (addr_is_v4(daddr)) {
 		fib.family = AF_INET;
 		fib.ipv4_src = ((const __u32 *)saddr)[3];

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -35,7 +36,7 @@ type datapath struct {
 	linkDir string
 	// attached are the devices whose programs are attached; pods the pod devices'.
 	attached map[string]bool
-	pods     map[string]bool
+	pods     map[string]int // pod device name -> the ifindex its programs are attached to
 	// snat4 and snat6 are the SNAT source addresses the maps hold (set).
 	snat4, snat6 netip.Addr
 	snatSet      bool
@@ -82,8 +83,8 @@ func openDatapath(cfg Config, log *slog.Logger) (*datapath, error) {
 	} else {
 		log.Debug("datapath clock from jiffies", "tick", clock.Tick)
 	}
-	d := &datapath{cfg: cfg, log: log, dp: dp, linkDir: filepath.Join(pin, "links"), attached: map[string]bool{}, pods: map[string]bool{}}
-	if err := bpf.DetachDevices(d.linkDir, append(slices.Clone(cfg.Devices), d.podDevices()...)); err != nil {
+	d := &datapath{cfg: cfg, log: log, dp: dp, linkDir: filepath.Join(pin, "links"), attached: map[string]bool{}, pods: map[string]int{}}
+	if err := bpf.DetachDevices(d.linkDir, append(slices.Clone(cfg.Devices), slices.Collect(maps.Keys(d.podDevices()))...)); err != nil {
 		log.Warn("detaching devices no longer configured", "error", err)
 	}
 	d.attach()
@@ -128,8 +129,9 @@ func (d *datapath) attach() error {
 	return errors.Join(errs...)
 }
 
-// podDevices are the interfaces that match --pod-devices (and are not --devices).
-func (d *datapath) podDevices() []string {
+// podDevices are the interfaces that match --pod-devices (and are not --devices), by name,
+// with their ifindex.
+func (d *datapath) podDevices() map[string]int {
 	if len(d.cfg.PodDevices) == 0 {
 		return nil
 	}
@@ -137,14 +139,14 @@ func (d *datapath) podDevices() []string {
 	if err != nil {
 		return nil
 	}
-	var out []string
+	out := map[string]int{}
 	for _, iface := range ifaces {
 		if slices.Contains(d.cfg.Devices, iface.Name) {
 			continue
 		}
 		for _, p := range d.cfg.PodDevices {
 			if ok, _ := filepath.Match(p, iface.Name); ok {
-				out = append(out, iface.Name)
+				out[iface.Name] = iface.Index
 				break
 			}
 		}
@@ -162,26 +164,26 @@ func (d *datapath) attachPods() error {
 	defer d.mu.Unlock()
 	present := d.podDevices()
 	var errs []error
-	for _, dev := range present {
-		if d.pods[dev] {
+	for dev, index := range present {
+		if d.pods[dev] == index { // a device recreated under its name has another index
 			continue
 		}
 		if err := d.dp.AttachPodDevice(dev, d.linkDir); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		d.pods[dev] = true
+		d.pods[dev] = index
 		d.log.Info("pod fallback attached", "device", dev, "programs", "tcx ingress (pod), tcx egress")
 	}
 	gone := false
 	for dev := range d.pods {
-		if !slices.Contains(present, dev) {
+		if _, ok := present[dev]; !ok {
 			delete(d.pods, dev)
 			gone = true
 		}
 	}
 	if gone {
-		errs = append(errs, bpf.DetachDevices(d.linkDir, append(slices.Clone(d.cfg.Devices), present...)))
+		errs = append(errs, bpf.DetachDevices(d.linkDir, append(slices.Clone(d.cfg.Devices), slices.Collect(maps.Keys(present))...)))
 	}
 	return errors.Join(errs...)
 }
@@ -267,20 +269,23 @@ func (d *datapath) reportNodePorts(m *model.Model) {
 }
 
 // setSNATAddrs sets the node's own addresses in the datapath: the source of flows SNATed to
-// endpoints on other nodes, and where other nodes' DSR tunnels end. They are its first
-// address of each family (its Node object), else the first device's.
+// endpoints on other nodes, and where other nodes' DSR tunnels end. They are, per family, its
+// Node object's first address, else the first device's. Flows SNATed before an address
+// changes lose their replies (their snat entries hold the old one).
 func (d *datapath) setSNATAddrs(nodeAddrs []netip.Addr) error {
-	addrs := nodeAddrs
-	if len(addrs) == 0 && len(d.cfg.Devices) > 0 {
-		addrs = deviceAddresses(d.cfg.Devices[0])
-	}
 	var v4, v6 netip.Addr
-	for _, a := range addrs {
-		if a = a.Unmap(); a.Is4() && !v4.IsValid() {
-			v4 = a
-		} else if a.Is6() && !v6.IsValid() {
-			v6 = a
+	pick := func(addrs []netip.Addr) {
+		for _, a := range addrs {
+			if a = a.Unmap(); a.Is4() && !v4.IsValid() {
+				v4 = a
+			} else if a.Is6() && !v6.IsValid() {
+				v6 = a
+			}
 		}
+	}
+	pick(nodeAddrs)
+	if (!v4.IsValid() || !v6.IsValid()) && len(d.cfg.Devices) > 0 {
+		pick(deviceAddresses(d.cfg.Devices[0])) // per family: a Node with an IPv4 address only
 	}
 	if d.snatSet && v4 == d.snat4 && v6 == d.snat6 {
 		return nil

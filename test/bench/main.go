@@ -93,7 +93,7 @@ func run(rounds, repeat, flows, changes int, write string) error {
 			}
 			fmt.Fprintf(os.Stderr, "bench: round %d/%d: %s %s (%s)\n", r, rounds, j.pkg, strings.Trim(j.bench, "^$"), time.Since(start).Round(time.Second))
 			cmd := exec.Command(binary(j.pkg), "-test.run", "^$", "-test.bench", j.bench,
-				"-test.benchtime", j.benchtime, "-test.count", "1", "-test.timeout", "30m")
+				"-test.benchtime", j.benchtime, "-test.count", "1", "-test.timeout", "90m") // the kube-proxy comparison up to 10k Services takes a while
 			cmd.Dir = filepath.Join(root, j.pkg)
 			cmd.Env = append(os.Environ(), "PRIVILEGED_TESTS=1")
 			out, err := cmd.CombinedOutput()
@@ -379,13 +379,20 @@ func render(r results, rounds, repeat, flows, changes int) string {
 	// 7. Against the real kube-proxy.
 	fmt.Fprintf(&b, "**Sluice against the real kube-proxy** (BenchmarkKubeProxy, one run): a real API server with N LoadBalancer Services of 2 endpoints each; in one node namespace, in turn, sluice-agent (Kubernetes mode), kube-proxy in iptables mode and kube-proxy in nftables mode (v1.37.2, the API server's release), each started cold; a client outside. Ratios are kube-proxy's figure over Sluice's (above 1: Sluice is faster):\n\n")
 	rows = nil
-	for _, n := range []int{1, 1000} {
+	for _, n := range []int{1, 1000, 10000} {
 		name := fmt.Sprintf("BenchmarkKubeProxy/services=%d", n)
 		for _, m := range []struct{ unit, label string }{
 			{"program-s", "from start until the last Service answers (s)"},
 			{"connect-p50-us", "TCP connect through a Service address, p50 (µs)"},
 			{"connect-p99-us", "the same, p99 (µs)"},
 			{"conn-per-s", "new connections per second, 4 at a time (higher is better)"},
+			{"cluster-connect-p50-us", "TCP connect from a node process to a cluster IP, p50 (µs)"},
+			{"cluster-connect-p99-us", "the same, p99 (µs)"},
+			{"cluster-conn-per-s", "new connections per second to a cluster IP, 4 at a time (higher is better)"},
+			{"endpoint-change-p50-ms", "an EndpointSlice change until it is served, p50 of 10, while 20 other slices change a second (ms)"},
+			{"endpoint-change-max-ms", "the same, the slowest of 10 (ms)"},
+			{"rss-MiB", "proxy's resident memory once serving (MiB)"},
+			{"conn-failed", "connections that got no answer in 2 s, of 2400 (lower is better)"},
 		} {
 			sl, ipt, nft := r.get(name, "sluice-"+m.unit), r.get(name, "iptables-"+m.unit), r.get(name, "nftables-"+m.unit)
 			prec := 0
@@ -396,7 +403,7 @@ func render(r results, rounds, repeat, flows, changes int) string {
 				if !k.ok || !sl.ok || sl.med == 0 || k.med == 0 {
 					return "n/a"
 				}
-				if m.unit == "conn-per-s" {
+				if strings.HasSuffix(m.unit, "conn-per-s") {
 					return fmt.Sprintf("%.2f×", sl.med/k.med)
 				}
 				return fmt.Sprintf("%.2f×", k.med/sl.med)
@@ -405,6 +412,11 @@ func render(r results, rounds, repeat, flows, changes int) string {
 		}
 	}
 	table(&b, []string{"Services", "what", "Sluice", "kube-proxy iptables", "kube-proxy nftables", "vs iptables", "vs nftables"}, rows)
+	for _, n := range []int{1, 1000, 10000} {
+		if m := r.get(fmt.Sprintf("BenchmarkKubeProxy/services=%d", n), "sluice-maps-MiB"); m.ok {
+			fmt.Fprintf(&b, "Sluice's BPF maps (kernel memory, memlock) with %d Services: %s MiB — mostly preallocated conntrack and Maglev, whatever the count.\n\n", n, m.cell(1))
+		}
+	}
 
 	// 8. IPAM.
 	fmt.Fprintf(&b, "**LB-IPAM controller against a real kube-apiserver + etcd on this machine** (BenchmarkController, one run): 10k LoadBalancer Services exist, the controller starts:\n\n")

@@ -10,10 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,7 +47,7 @@ var proxyModes = []string{"sluice", "iptables", "nftables"}
 func BenchmarkKubeProxy(b *testing.B) {
 	testenv.RequirePrivileged(b)
 	testenv.RequireCommands(b, "iptables", "nft")
-	for _, n := range benchServiceCounts(1, 1000) {
+	for _, n := range benchServiceCounts(1, 1000, 10000) {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
 			for range b.N {
 				p := newProxyLab(b, n)
@@ -55,6 +57,16 @@ func BenchmarkKubeProxy(b *testing.B) {
 					b.ReportMetric(float64(r.connectP50.Microseconds()), mode+"-connect-p50-us")
 					b.ReportMetric(float64(r.connectP99.Microseconds()), mode+"-connect-p99-us")
 					b.ReportMetric(r.rate, mode+"-conn-per-s")
+					b.ReportMetric(float64(r.connectFailed), mode+"-conn-failed")
+					b.ReportMetric(float64(r.cluster.P50.Microseconds()), mode+"-cluster-connect-p50-us")
+					b.ReportMetric(float64(r.cluster.P99.Microseconds()), mode+"-cluster-connect-p99-us")
+					b.ReportMetric(r.cluster.Rate, mode+"-cluster-conn-per-s")
+					b.ReportMetric(r.rssMiB, mode+"-rss-MiB")
+					b.ReportMetric(float64(r.changeP50.Milliseconds()), mode+"-endpoint-change-p50-ms")
+					b.ReportMetric(float64(r.changeMax.Milliseconds()), mode+"-endpoint-change-max-ms")
+					if mode == "sluice" {
+						b.ReportMetric(r.mapsMiB, mode+"-maps-MiB")
+					}
 				}
 			}
 		})
@@ -66,12 +78,24 @@ type proxyLab struct {
 	env        *kubeapi.Env
 	kubeconfig string
 	target     string // host:port of the last Service
+	targetName string // the last Service's name
+	services   int
+	cluster    string // host:port of the last Service's cluster IP
 }
 
 type proxyResult struct {
 	program                time.Duration
 	connectP50, connectP99 time.Duration
 	rate                   float64
+	connectFailed          int // connections that got no answer (connect and rate runs)
+	// cluster is measured from a process of the node (in its cgroup) to a cluster IP.
+	cluster traffic.ConnectStats
+	// rssMiB is the proxy's resident memory once it serves; mapsMiB the kernel memory of
+	// Sluice's BPF maps (memlock).
+	rssMiB, mapsMiB float64
+	// changeP50 and changeMax: from an EndpointSlice update (of one Service, while 20 others
+	// are updated every second) until that Service's new endpoint answers.
+	changeP50, changeMax time.Duration
 }
 
 // proxyVIP is the load-balancer address of Service i: 10.200.0.0/16, routed to the node.
@@ -81,10 +105,14 @@ func newProxyLab(b *testing.B, n int) *proxyLab {
 	b.Helper()
 	p := &proxyLab{singleNode: newSingleNode(b, 2), env: kubeapi.Start(b, kubeapi.Options{})}
 	must(b, p.client.AddRoute("10.200.0.0/16", "198.18.0.1"))
+	// A node has a default route: without one, connect() to a cluster IP fails before
+	// kube-proxy's OUTPUT rules can translate it.
+	must(b, p.node.AddRoute("default", "198.18.0.2"))
 	relay := relayAPI(b, p.env, p.node)
 	b.Cleanup(func() { relay.Close() })
 	p.kubeconfig = kubeconfigIn(b, p.env, p.dir)
 	p.target = net.JoinHostPort(proxyVIP(n-1), "80")
+	p.targetName, p.services = fmt.Sprintf("svc-%d", n-1), n
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -102,36 +130,40 @@ func newProxyLab(b *testing.B, n int) *proxyLab {
 	defer func() { b.Logf("%d Services and EndpointSlices created in %v", n, time.Since(created)) }()
 	jobs := make(chan int)
 	var wg sync.WaitGroup
-	errs := make(chan error, 16)
+	var failed atomic.Pointer[error]
 	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
+		wg.Go(func() {
+			for i := range jobs { // after a failure, drain: the sender must not block
+				if failed.Load() != nil {
+					continue
+				}
 				if err := createProxyService(ctx, c, i); err != nil {
-					errs <- err
-					return
+					failed.CompareAndSwap(nil, &err)
 				}
 			}
-		}()
+		})
 	}
 	for i := range n {
 		jobs <- i
 	}
 	close(jobs)
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
+	if err := failed.Load(); err != nil {
+		b.Fatalf("creating the Services: %v", *err)
 	}
+	var last corev1.Service
+	must(b, c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: fmt.Sprintf("svc-%d", n-1)}, &last))
+	p.cluster = net.JoinHostPort(last.Spec.ClusterIP, "80")
 	return p
 }
 
 func createProxyService(ctx context.Context, c client.Client, i int) error {
 	name := fmt.Sprintf("svc-%d", i)
+	noNodePorts := false // 10k Services would not fit the 2768 node ports
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: name}, Spec: corev1.ServiceSpec{
-		Type:  corev1.ServiceTypeLoadBalancer,
-		Ports: []corev1.ServicePort{{Name: "tcp", Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(8080)}},
+		Type:                          corev1.ServiceTypeLoadBalancer,
+		AllocateLoadBalancerNodePorts: &noNodePorts,
+		Ports:                         []corev1.ServicePort{{Name: "tcp", Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(8080)}},
 	}}
 	if err := c.Create(ctx, svc); err != nil {
 		return err
@@ -186,7 +218,12 @@ func (p *proxyLab) run(b *testing.B, mode string) proxyResult {
 		t0 := time.Now()
 		conn, err := c.Dial("tcp", p.target)
 		if err != nil {
-			b.Fatalf("%s: connect to %s: %v", mode, p.target, err)
+			// A connection that gets no answer within 2 s counts as 2 s (and is logged):
+			// the p99 shows it, the run goes on.
+			b.Logf("%s: connect to %s: %v", mode, p.target, err)
+			r.connectFailed++
+			connects = append(connects, c.Timeout)
+			continue
 		}
 		connects = append(connects, time.Since(t0))
 		conn.Close()
@@ -197,10 +234,145 @@ func (p *proxyLab) run(b *testing.B, mode string) proxyResult {
 	t0 := time.Now()
 	res := c.Spread("tcp", p.target, 2000, 4)
 	if res.Failed != 0 {
-		b.Fatalf("%s: %v", mode, res)
+		b.Logf("%s: %v", mode, res)
 	}
 	r.rate = float64(res.OK()) / time.Since(t0).Seconds()
+	r.connectFailed += res.Failed
+
+	cg, err := p.node.Cgroup()
+	must(b, err)
+	pod := &traffic.PodClient{NS: p.node, Cgroup: cg}
+	if r.cluster, err = pod.Connects(p.cluster, 400, 4); err != nil {
+		b.Fatalf("%s: cluster IP %s: %v", mode, p.cluster, err)
+	}
+	r.changeP50, r.changeMax = p.endpointChanges(b, mode, c)
+	r.rssMiB = float64(procStatusKiB(b, proc.PID, "VmRSS")) / 1024
+	if mode == "sluice" {
+		r.mapsMiB = float64(bpfMemlock(b, proc.PID)) / (1 << 20)
+	}
 	return r
+}
+
+// endpointChanges moves the last Service's only endpoint between be1 and be2, ten times,
+// and measures how long each move takes to be served (the client asks every 5 ms), while
+// other Services' EndpointSlices churn at 20 updates a second. It leaves the slice as it was.
+func (p *proxyLab) endpointChanges(b *testing.B, mode string, c *traffic.Client) (p50, worst time.Duration) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	kc := p.env.Client
+	name := p.targetName
+	set := func(svc string, addrs ...string) {
+		var es discoveryv1.EndpointSlice
+		must(b, kc.Get(ctx, client.ObjectKey{Namespace: "demo", Name: svc}, &es))
+		es.Endpoints = endpointSlice(svc, addrs...).Endpoints
+		must(b, kc.Update(ctx, &es))
+	}
+	stop := make(chan struct{})
+	var churn sync.WaitGroup
+	churn.Go(func() { // other Services' endpoints flap: the proxy's syncs carry them too
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			other := fmt.Sprintf("svc-%d", i%max(p.services-1, 1))
+			if other == name {
+				continue
+			}
+			if i%2 == 0 {
+				set(other, "198.51.100.11")
+			} else {
+				set(other, "198.51.100.11", "198.51.100.12")
+			}
+		}
+	})
+	// Start from be1 alone, so that an answer from be2 can only follow the first move.
+	set(name, "198.51.100.11")
+	for streak, start := 0, time.Now(); streak < 5; {
+		if server, err := c.Ask("tcp", p.target); err == nil && server == "be1" {
+			streak++
+		} else {
+			streak = 0
+		}
+		if time.Since(start) > time.Minute {
+			b.Fatalf("%s: %s not served by be1 alone a minute after the change", mode, name)
+		}
+	}
+	var times []time.Duration
+	for i := range 10 {
+		to, addr := "be1", "198.51.100.11"
+		if i%2 == 0 {
+			to, addr = "be2", "198.51.100.12"
+		}
+		start := time.Now()
+		set(name, addr)
+		for {
+			if server, err := c.Ask("tcp", p.target); err == nil && server == to {
+				break
+			}
+			if time.Since(start) > time.Minute {
+				b.Fatalf("%s: %s not served by %s a minute after the change", mode, name, to)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		times = append(times, time.Since(start))
+	}
+	close(stop)
+	churn.Wait()
+	set(name, "198.51.100.11", "198.51.100.12")
+	slices.Sort(times)
+	return times[len(times)/2], times[len(times)-1]
+}
+
+// procStatusKiB is a field of /proc/PID/status in KiB (VmRSS, ...).
+func procStatusKiB(b testing.TB, pid int, field string) int64 {
+	out, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	must(b, err)
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			must(b, err)
+			return kib
+		}
+	}
+	b.Fatalf("/proc/%d/status has no %s", pid, field)
+	return 0
+}
+
+// bpfMemlock sums the kernel memory (memlock) of the BPF maps process pid holds open.
+func bpfMemlock(b testing.TB, pid int) int64 {
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	entries, err := os.ReadDir(dir)
+	must(b, err)
+	seen := map[string]bool{}
+	var total int64
+	for _, e := range entries {
+		info, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || !strings.Contains(string(info), "map_type:") {
+			continue
+		}
+		var id, memlock string
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "map_id:"); ok {
+				id = strings.TrimSpace(v)
+			}
+			if v, ok := strings.CutPrefix(line, "memlock:"); ok {
+				memlock = strings.TrimSpace(v)
+			}
+		}
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		n, err := strconv.ParseInt(memlock, 10, 64)
+		must(b, err)
+		total += n
+	}
+	return total
 }
 
 // cleanup stops the proxy and removes what it left on the node.
@@ -214,7 +386,7 @@ func (p *proxyLab) cleanup(b *testing.B, mode string, proc *lab.Process) {
 		must(b, os.RemoveAll(filepath.Join(p.dir, "bpffs", "sluice")))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // minutes with 10k Services in iptables
 	defer cancel()
 	if out, err := p.node.Exec(ctx, kubeProxyBin(b), "--cleanup", "--proxy-mode", mode); err != nil {
 		b.Logf("kube-proxy --cleanup (%s): %v\n%s", mode, err, out)

@@ -9,14 +9,12 @@ import (
 	"github.com/sluice-lb/sluice/test/traffic"
 )
 
-// TestExternalTrafficPolicyClusterRemoteEndpoints ("should be able to reach a LoadBalancer
-// Service with endpoints on other nodes"): with externalTrafficPolicy Cluster, the node that
-// owns the Service address sends new flows to endpoints on every node. Those on another node
-// see the owner's address as the client (SNAT), so their replies come back through it and
-// are translated back; the owner's own endpoint sees the real client.
-func TestExternalTrafficPolicyClusterRemoteEndpoints(t *testing.T) {
+// remoteEndpoints builds the L2 topology with the pod networks routed between the nodes, as a
+// CNI sets them up, and Service web (externalTrafficPolicy Cluster, with metadata meta) with
+// an endpoint on each node; starts the agents and waits until the Service address answers.
+// It returns the client, the node that owns the address and the other one.
+func remoteEndpoints(t *testing.T, meta string) (client *traffic.Client, owner, other *labNode) {
 	x, dir := newL2Topology(t)
-	// The pod networks route through their node, as a CNI sets them up.
 	a, b := x.nodes[0], x.nodes[1]
 	must(t, a.ns.AddRoute("198.51.100.128/25", b.addr))
 	must(t, b.ns.AddRoute("198.51.100.0/25", a.addr))
@@ -24,23 +22,35 @@ func TestExternalTrafficPolicyClusterRemoteEndpoints(t *testing.T) {
 	l2ConfigWith(t, x.config, fmt.Sprintf(`---
 apiVersion: v1
 kind: Service
-metadata: {name: web, namespace: demo}
+metadata: {name: web, namespace: demo%s}
 spec: {type: LoadBalancer, externalTrafficPolicy: Cluster, ports: [{name: tcp, port: 80, protocol: TCP}]}
 status: {loadBalancer: {ingress: [{ip: %s}]}}
-`, l2VIP)+endpointSliceYAML("web",
+`, meta, l2VIP)+endpointSliceYAML("web",
 		"{addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: true}}",
 		"{addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: true}}"))
 	for _, n := range x.nodes {
 		n.agent = startAgent(t, n.ns, n.name, n.dir, x.config)
 	}
-	owner := x.owner(t)
-	client := traffic.NewClient(x.client)
-	vip := l2VIP + ":80"
+	owner, other = x.owner(t), a
+	if owner == a {
+		other = b
+	}
+	client = traffic.NewClient(x.client)
 	waitFor(t, "the Service address to answer", func() bool {
-		_, err := client.Ask("tcp", vip)
+		_, err := client.Ask("tcp", l2VIP+":80")
 		return err == nil
 	})
+	return client, owner, other
+}
 
+// TestExternalTrafficPolicyClusterRemoteEndpoints ("should be able to reach a LoadBalancer
+// Service with endpoints on other nodes"): with externalTrafficPolicy Cluster, the node that
+// owns the Service address sends new flows to endpoints on every node. Those on another node
+// see the owner's address as the client (SNAT), so their replies come back through it and
+// are translated back; the owner's own endpoint sees the real client.
+func TestExternalTrafficPolicyClusterRemoteEndpoints(t *testing.T) {
+	client, owner, _ := remoteEndpoints(t, "")
+	vip := l2VIP + ":80"
 	clientAddr := netip.MustParseAddr("198.18.6.2")
 	ownerAddr := netip.MustParseAddr(owner.addr)
 	local := "be-" + owner.name[len("node-"):]
@@ -78,34 +88,8 @@ status: {loadBalancer: {ingress: [{ip: %s}]}}
 // client itself, from the Service address: the endpoint sees the client's own address, and
 // the reply does not go back through the node that received the request.
 func TestDirectServerReturn(t *testing.T) {
-	x, dir := newL2Topology(t)
-	a, b := x.nodes[0], x.nodes[1]
-	must(t, a.ns.AddRoute("198.51.100.128/25", b.addr))
-	must(t, b.ns.AddRoute("198.51.100.0/25", a.addr))
-	x.config = filepath.Join(dir, "config.yaml")
-	l2ConfigWith(t, x.config, fmt.Sprintf(`---
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: demo, annotations: {sluice.dev/forwarding-mode: dsr}}
-spec: {type: LoadBalancer, externalTrafficPolicy: Cluster, ports: [{name: tcp, port: 80, protocol: TCP}]}
-status: {loadBalancer: {ingress: [{ip: %s}]}}
-`, l2VIP)+endpointSliceYAML("web",
-		"{addresses: [198.51.100.11], nodeName: node-a, conditions: {ready: true}}",
-		"{addresses: [198.51.100.139], nodeName: node-b, conditions: {ready: true}}"))
-	for _, n := range x.nodes {
-		n.agent = startAgent(t, n.ns, n.name, n.dir, x.config)
-	}
-	owner := x.owner(t)
-	other := a
-	if owner == a {
-		other = b
-	}
-	client := traffic.NewClient(x.client)
+	client, owner, other := remoteEndpoints(t, ", annotations: {sluice.dev/forwarding-mode: dsr}")
 	vip := l2VIP + ":80"
-	waitFor(t, "the Service address to answer", func() bool {
-		_, err := client.Ask("tcp", vip)
-		return err == nil
-	})
 	clientAddr := netip.MustParseAddr("198.18.6.2")
 	remote := "be-" + other.name[len("node-"):]
 	seen := map[string]int{}

@@ -8,7 +8,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,9 +55,48 @@ func (c *PodClient) Ask(network, addr string) (PodAnswer, error) {
 	if timeout == 0 {
 		timeout = 2 * time.Second
 	}
-	self, err := os.Executable()
+	line, err := c.run(fmt.Sprintf("%s %s %s", network, addr, timeout), timeout)
 	if err != nil {
 		return PodAnswer{}, err
+	}
+	if rest, ok := strings.CutPrefix(line, "refused"); ok {
+		return PodAnswer{}, fmt.Errorf("%w%s", ErrRefused, rest)
+	}
+	server, remote, _ := strings.Cut(strings.TrimPrefix(line, "ok "), " ")
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return PodAnswer{}, fmt.Errorf("pod client said %q", line)
+	}
+	return PodAnswer{Server: server, Remote: ap}, nil
+}
+
+// ConnectStats are what PodClient.Connects measured.
+type ConnectStats struct {
+	P50, P99 time.Duration // time to connect (the first packet's round trip, and the translation)
+	Rate     float64       // connections (each with one request and answer) per second
+}
+
+// Connects measures from the client's process: n connections one after another, timing each
+// connect(), then n connections with one request each, parallel at a time, for the rate.
+func (c *PodClient) Connects(addr string, n, parallel int) (ConnectStats, error) {
+	out, err := c.run(fmt.Sprintf("connects %s %d %d", addr, n, parallel), time.Minute)
+	if err != nil {
+		return ConnectStats{}, err
+	}
+	var st ConnectStats
+	var p50, p99 int64
+	if _, err := fmt.Sscanf(out, "ok %d %d %f", &p50, &p99, &st.Rate); err != nil {
+		return ConnectStats{}, fmt.Errorf("pod client said %q", out)
+	}
+	st.P50, st.P99 = time.Duration(p50), time.Duration(p99)
+	return st, nil
+}
+
+// run runs the client process with request req and returns its output line.
+func (c *PodClient) run(req string, timeout time.Duration) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+5*time.Second)
 	defer cancel()
@@ -62,23 +105,15 @@ func (c *PodClient) Ask(network, addr string) (PodAnswer, error) {
 		netns = c.NS.Name
 	}
 	// `env` carries the request through `ip netns exec`.
-	out, err := lab.ExecIn(ctx, netns, c.Cgroup, "env", fmt.Sprintf("%s=%s %s %s", podClientEnv, network, addr, timeout), self)
-	if err != nil {
-		return PodAnswer{}, err
-	}
+	out, err := lab.ExecIn(ctx, netns, c.Cgroup, "env", podClientEnv+"="+req, self)
 	line := strings.TrimSpace(string(out))
-	if rest, ok := strings.CutPrefix(line, "refused"); ok {
-		return PodAnswer{}, fmt.Errorf("%w%s", ErrRefused, rest)
+	if err != nil {
+		return line, err
 	}
 	if rest, ok := strings.CutPrefix(line, "error "); ok {
-		return PodAnswer{}, errors.New(rest)
+		return "", errors.New(rest)
 	}
-	server, remote, _ := strings.Cut(strings.TrimPrefix(line, "ok "), " ")
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return PodAnswer{}, fmt.Errorf("pod client said %q", line)
-	}
-	return PodAnswer{Server: server, Remote: ap}, nil
+	return line, nil
 }
 
 // RunPodClientIfAsked, in a process a PodClient started, makes the request, prints what it
@@ -89,6 +124,10 @@ func RunPodClientIfAsked() {
 		return
 	}
 	f := strings.Fields(req)
+	if len(f) == 4 && f[0] == "connects" {
+		fmt.Println(podConnects(f[1], f[2], f[3]))
+		os.Exit(0)
+	}
 	timeout, err := time.ParseDuration(f[len(f)-1])
 	if len(f) != 3 || err != nil {
 		fmt.Printf("error bad request %q\n", req)
@@ -179,4 +218,52 @@ func getpeername(c syscall.Conn) (netip.AddrPort, error) {
 		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port)), nil
 	}
 	return netip.AddrPort{}, fmt.Errorf("getpeername: %T", sa)
+}
+
+// podConnects is the client process's side of PodClient.Connects.
+func podConnects(addr, count, par string) string {
+	n, err1 := strconv.Atoi(count)
+	parallel, err2 := strconv.Atoi(par)
+	if err1 != nil || err2 != nil || n < 1 || parallel < 1 {
+		return "error bad request"
+	}
+	times := make([]time.Duration, 0, n)
+	for range n {
+		t0 := time.Now()
+		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			return "error " + err.Error()
+		}
+		times = append(times, time.Since(t0))
+		conn.Close()
+	}
+	slices.Sort(times)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	next := make(chan struct{})
+	start := time.Now()
+	for range parallel {
+		wg.Go(func() {
+			for range next {
+				conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+				if err == nil {
+					_, err = exchange(conn, "hello", 2*time.Second)
+					conn.Close()
+				}
+				if err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	for range n {
+		next <- struct{}{}
+	}
+	close(next)
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		return fmt.Sprintf("error %d of %d connections failed", f, n)
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	return fmt.Sprintf("ok %d %d %.0f", times[len(times)/2], times[len(times)*99/100], rate)
 }
