@@ -81,11 +81,11 @@ func (s *sockLab) frontend(t *testing.T, scope Scope, addr netip.Addr, port uint
 func (s *sockLab) ask(t *testing.T, network string, want netip.AddrPort, n int) map[string]int {
 	t.Helper()
 	by := map[string]int{}
-	for range n {
-		a, err := s.pod.Ask(network, want.String())
-		if err != nil {
-			t.Fatalf("%s to %s: %v", network, want, err)
-		}
+	answers, err := s.pod.AskN(network, want.String(), n)
+	if err != nil {
+		t.Fatalf("%s to %s: %v", network, want, err)
+	}
+	for _, a := range answers {
 		if a.Remote != want {
 			t.Fatalf("%s to %s: the socket reports its peer as %s, want the frontend", network, want, a.Remote)
 		}

@@ -91,11 +91,11 @@ func TestClusterIP(t *testing.T) {
 	// ask asks n times and returns the answers by server; each must report want as its peer.
 	ask := func(c *traffic.PodClient, network string, want netip.AddrPort, n int) (map[string]int, error) {
 		by := map[string]int{}
-		for range n {
-			a, err := c.Ask(network, want.String())
-			if err != nil {
-				return by, err
-			}
+		answers, err := c.AskN(network, want.String(), n)
+		if err != nil {
+			return by, err
+		}
+		for _, a := range answers {
 			if a.Remote != want {
 				return by, fmt.Errorf("the socket reports its peer as %s, want the cluster IP %s", a.Remote, want)
 			}

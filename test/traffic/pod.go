@@ -51,23 +51,43 @@ const podClientEnv = "SLUICE_TRAFFIC_POD_CLIENT"
 
 // Ask makes one request over network to addr and returns what the client process saw.
 func (c *PodClient) Ask(network, addr string) (PodAnswer, error) {
+	answers, err := c.AskN(network, addr, 1)
+	if err != nil {
+		return PodAnswer{}, err
+	}
+	return answers[0], nil
+}
+
+// AskN makes n requests, one after another, from one client process (each over a socket of
+// its own), and returns what it saw; it stops at the first failure, which it returns.
+func (c *PodClient) AskN(network, addr string, n int) ([]PodAnswer, error) {
 	timeout := c.Timeout
 	if timeout == 0 {
 		timeout = 2 * time.Second
 	}
-	line, err := c.run(fmt.Sprintf("%s %s %s", network, addr, timeout), timeout)
+	out, err := c.run(fmt.Sprintf("%s %s %s %d", network, addr, timeout, n), time.Duration(n)*timeout)
 	if err != nil {
-		return PodAnswer{}, err
+		return nil, err
 	}
-	if rest, ok := strings.CutPrefix(line, "refused"); ok {
-		return PodAnswer{}, fmt.Errorf("%w%s", ErrRefused, rest)
+	var answers []PodAnswer
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, "refused"); ok {
+			return answers, fmt.Errorf("%w%s", ErrRefused, rest)
+		}
+		if rest, ok := strings.CutPrefix(line, "error "); ok {
+			return answers, errors.New(rest)
+		}
+		server, remote, _ := strings.Cut(strings.TrimPrefix(line, "ok "), " ")
+		ap, err := netip.ParseAddrPort(remote)
+		if err != nil {
+			return answers, fmt.Errorf("pod client said %q", line)
+		}
+		answers = append(answers, PodAnswer{Server: server, Remote: ap})
 	}
-	server, remote, _ := strings.Cut(strings.TrimPrefix(line, "ok "), " ")
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return PodAnswer{}, fmt.Errorf("pod client said %q", line)
+	if len(answers) != n {
+		return answers, fmt.Errorf("pod client answered %d of %d requests", len(answers), n)
 	}
-	return PodAnswer{Server: server, Remote: ap}, nil
+	return answers, nil
 }
 
 // ConnectStats are what PodClient.Connects measured.
@@ -128,20 +148,29 @@ func RunPodClientIfAsked() {
 		fmt.Println(podConnects(f[1], f[2], f[3]))
 		os.Exit(0)
 	}
-	timeout, err := time.ParseDuration(f[len(f)-1])
-	if len(f) != 3 || err != nil {
+	if len(f) != 4 {
+		fmt.Printf("error bad request %q\n", req)
+		os.Exit(0)
+	}
+	timeout, err1 := time.ParseDuration(f[2])
+	n, err2 := strconv.Atoi(f[3])
+	if err1 != nil || err2 != nil {
 		fmt.Printf("error bad request %q\n", req)
 		os.Exit(0)
 	}
 	network, addr := f[0], f[1]
-	server, remote, err := podAsk(network, addr, timeout)
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		fmt.Printf("refused: %v\n", err)
-	case err != nil:
-		fmt.Printf("error %v\n", err)
-	default:
-		fmt.Printf("ok %s %s\n", server, remote)
+	for range n {
+		server, remote, err := podAsk(network, addr, timeout)
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			fmt.Printf("refused: %v\n", err)
+		case err != nil:
+			fmt.Printf("error %v\n", err)
+		default:
+			fmt.Printf("ok %s %s\n", server, remote)
+			continue
+		}
+		break
 	}
 	os.Exit(0)
 }
