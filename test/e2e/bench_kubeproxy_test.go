@@ -210,7 +210,19 @@ func (p *proxyLab) run(b *testing.B, mode string) proxyResult {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(time.Second) // whatever the proxy does right after its first sync is over
+	// Measure a proxy at rest: whatever it does right after its first sync (kube-proxy's
+	// second full sync with 10k Services takes minutes of CPU in iptables mode) is over once
+	// it uses under 5% of a CPU for a second.
+	settle := time.Now()
+	for cpu := procCPU(b, proc.PID); time.Since(settle) < 5*time.Minute; {
+		time.Sleep(time.Second)
+		next := procCPU(b, proc.PID)
+		if next-cpu < 50*time.Millisecond {
+			break
+		}
+		cpu = next
+	}
+	b.Logf("%s: settled %v after serving", mode, time.Since(settle).Round(time.Second))
 
 	c.Timeout = 2 * time.Second
 	var connects []time.Duration
@@ -326,6 +338,21 @@ func (p *proxyLab) endpointChanges(b *testing.B, mode string, c *traffic.Client)
 	set(name, "198.51.100.11", "198.51.100.12")
 	slices.Sort(times)
 	return times[len(times)/2], times[len(times)-1]
+}
+
+// procCPU is the CPU time process pid has used (user and system).
+func procCPU(b testing.TB, pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	must(b, err)
+	// The fields after the command (in parentheses, which may hold spaces): utime and stime
+	// are the 12th and 13th, in clock ticks (100 a second on Linux).
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("/proc/%d/stat: %q", pid, stat)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // procStatusKiB is a field of /proc/PID/status in KiB (VmRSS, ...).
