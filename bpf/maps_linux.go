@@ -533,21 +533,6 @@ func (d *Datapath) SetSNATAddrs(v4, v6 netip.Addr) error {
 	return nil
 }
 
-// SNATAddrs reads the node's SNAT source addresses back (invalid: none).
-func (d *Datapath) SNATAddrs() (v4, v6 netip.Addr, err error) {
-	var out [2]netip.Addr
-	for i := range out {
-		var v datapathSnatAddr
-		if err := d.maps.SnatAddrs.Lookup(uint32(i), &v); err != nil {
-			return netip.Addr{}, netip.Addr{}, fmt.Errorf("bpf: read SNAT address %d: %w", i, err)
-		}
-		if v.Addr != ([16]uint8{}) {
-			out[i] = addrFrom16(v.Addr)
-		}
-	}
-	return out[0], out[1], nil
-}
-
 // SNATEntry is a SNATed flow, keyed by its replies' tuple (backend → node address and
 // SNAT port): what they are translated back to.
 type SNATEntry struct {

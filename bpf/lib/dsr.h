@@ -76,15 +76,6 @@ static __always_inline int tc_dsr_encap(struct __sk_buff *skb, const struct pack
 	return bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &ip6, sizeof(ip6), 0) ? -1 : 0;
 }
 
-/* This node's own address of the family of addr (snat_addrs), or NULL. */
-static __always_inline const __u8 *dsr_node_addr(const __u8 *addr)
-{
-	__u32 i = addr_is_v4(addr) ? 0 : 1;
-	struct snat_addr *a = bpf_map_lookup_elem(&snat_addrs, &i);
-
-	return a ? a->addr : 0;
-}
-
 /*
  * Decides on and records the DSR flow of the tunnelled packet k (the inner
  * client -> backend, as on the wire), whose outer header names frontend
@@ -192,7 +183,7 @@ static __always_inline int tc_dsr_decap(struct __sk_buff *skb, const struct pack
 		((__u8 *)&fport)[1] = ip6->flow_lbl[2];
 		hlen = sizeof(*ip6);
 	}
-	own = dsr_node_addr(node);
+	own = lb_node_addr(node);
 	if (!own || !addr_equal(own, node))
 		return 0;
 

@@ -46,22 +46,28 @@ static __always_inline int lb_snat_port(__be16 port)
 	return node_config.snat_port_max && p >= node_config.snat_port_min && p <= node_config.snat_port_max;
 }
 
-/* The node's SNAT source address of the family of addr, or NULL if it has none. */
-static __always_inline const __u8 *lb_snat_addr(const __u8 *addr)
+/*
+ * The node's own address of the family of addr (snat_addrs: the source of
+ * SNATed flows, where DSR tunnels end), or NULL if it has none.
+ */
+static __always_inline const __u8 *lb_node_addr(const __u8 *addr)
 {
 	__u32 i = addr_is_v4(addr) ? 0 : 1;
-	struct snat_addr *a;
+	struct snat_addr *a = bpf_map_lookup_elem(&snat_addrs, &i);
 	const __u32 *w;
 
-	if (!node_config.snat_port_max)
-		return 0;
-	a = bpf_map_lookup_elem(&snat_addrs, &i);
 	if (!a)
 		return 0;
 	w = (const __u32 *)a->addr;
 	if ((w[0] | w[1] | w[2] | w[3]) == 0)
 		return 0;
 	return a->addr;
+}
+
+/* The node's SNAT source address of the family of addr, or NULL if it has none or SNAT is off. */
+static __always_inline const __u8 *lb_snat_addr(const __u8 *addr)
+{
+	return node_config.snat_port_max ? lb_node_addr(addr) : 0;
 }
 
 /* The node of remote backend id (DSR), or NULL if unknown. */

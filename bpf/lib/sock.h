@@ -89,6 +89,7 @@ static __always_inline int sock_forward(struct bpf_sock_addr *ctx, int v4)
 {
 	__u8 addr[16] __attribute__((aligned(8)));
 	__u8 hashed[16] __attribute__((aligned(8))) = {};
+	__u8 client[16] __attribute__((aligned(8))) = {}; /* the affinity client: the netns cookie */
 	struct sock_rev_key rk = {};
 	struct sock_rev rv = {};
 	struct lb_client c;
@@ -114,8 +115,8 @@ static __always_inline int sock_forward(struct bpf_sock_addr *ctx, int v4)
 	netns = bpf_get_netns_cookie(ctx);
 	*(__u64 *)hashed = cookie;
 	*(__u64 *)(hashed + 8) = netns;
-	*(__u64 *)(rk.addr) = netns; /* scratch: the affinity client below */
-	c.client = rk.addr;
+	*(__u64 *)client = netns;
+	c.client = client;
 	c.daddr = addr;
 	c.affinity_id = fe->service_id | SOCK_AFFINITY_NETNS;
 	c.hash = flow_hash(hashed, 0, port, proto);

@@ -222,21 +222,13 @@ func TestBGPPasswordAndGracefulRestart(t *testing.T) {
 // localService is a Service with externalTrafficPolicy Local on 203.0.113.20 (health check
 // node port 32000) whose one endpoint runs on this node, ready or not.
 func localService(ready bool) string {
-	return fmt.Sprintf(`---
+	return `---
 apiVersion: v1
 kind: Service
 metadata: {name: local, namespace: demo}
 spec: {type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32000, ports: [{name: tcp, port: 80, protocol: TCP}]}
 status: {loadBalancer: {ingress: [{ip: 203.0.113.20}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: local, namespace: demo, labels: {kubernetes.io/service-name: local}}
-addressType: IPv4
-ports: [{name: tcp, port: 8080, protocol: TCP}]
-endpoints:
-  - {addresses: [198.51.100.11], nodeName: node, conditions: {ready: %v}}
-`, ready)
+` + endpointSliceYAML("local", fmt.Sprintf("{addresses: [198.51.100.11], nodeName: node, conditions: {ready: %v}}", ready))
 }
 
 // TestBGPExternalTrafficPolicyLocal: a Service with externalTrafficPolicy Local is announced

@@ -44,23 +44,11 @@ spec:
   clusterIPs: [%s]
   ports: [{name: tcp, port: 80, protocol: TCP}]
 `, apiIP4, apiIP6, idleIP4)
-	for _, fam := range []string{"IPv4", "IPv6"} {
-		fmt.Fprintf(&b, `---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: api-%s, namespace: demo, labels: {kubernetes.io/service-name: api}}
-addressType: %s
-ports: [{name: tcp, port: 8080, protocol: TCP}, {name: dns, port: 8080, protocol: UDP}]
-endpoints:
-`, strings.ToLower(fam), fam)
-		for _, i := range backends {
-			addr := fmt.Sprintf("198.51.100.1%d", i)
-			if fam == "IPv6" {
-				addr = fmt.Sprintf("2001:db8:51::1%d", i)
-			}
-			fmt.Fprintf(&b, "  - addresses: [%q]\n    conditions: {ready: true}\n", addr)
-		}
+	var eps []string
+	for _, i := range backends {
+		eps = append(eps, fmt.Sprint(i))
 	}
+	b.WriteString(dualStackSlicesYAML("api", "{name: tcp, port: 8080, protocol: TCP}, {name: dns, port: 8080, protocol: UDP}", eps...))
 	return b.String()
 }
 

@@ -370,14 +370,7 @@ kind: Service
 metadata: {name: guarded, namespace: demo}
 spec: {type: LoadBalancer, loadBalancerSourceRanges: [%s], ports: [{name: tcp, port: 80, nodePort: 30081, protocol: TCP}]}
 status: {loadBalancer: {ingress: [{ip: 203.0.113.30}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: guarded, namespace: demo, labels: {kubernetes.io/service-name: guarded}}
-addressType: IPv4
-ports: [{name: tcp, port: 8080, protocol: TCP}]
-endpoints: [{addresses: [198.51.100.11], conditions: {ready: true}}]
-`, ranges)
+`, ranges) + endpointSliceYAML("guarded", "{addresses: [198.51.100.11], conditions: {ready: true}}")
 	}
 	guarded("198.18.0.2/32")
 	s.startAgent(t, s.config(t, "1"))
@@ -420,7 +413,7 @@ func TestTopologyHints(t *testing.T) {
 		if !hinted {
 			hintB = ""
 		}
-		s.extra = fmt.Sprintf(`---
+		s.extra = `---
 apiVersion: v1
 kind: Node
 metadata: {name: node, labels: {topology.kubernetes.io/zone: a}}
@@ -431,16 +424,9 @@ kind: Service
 metadata: {name: zoned, namespace: demo}
 spec: {type: LoadBalancer, trafficDistribution: PreferClose, ports: [{name: tcp, port: 80, protocol: TCP}]}
 status: {loadBalancer: {ingress: [{ip: 203.0.113.40}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: zoned, namespace: demo, labels: {kubernetes.io/service-name: zoned}}
-addressType: IPv4
-ports: [{name: tcp, port: 8080, protocol: TCP}]
-endpoints:
-  - {addresses: [198.51.100.11], zone: a, conditions: {ready: true}, hints: {forZones: [{name: a}]}}
-  - {addresses: [198.51.100.12], zone: b, conditions: {ready: true}, %s}
-`, hintB)
+` + endpointSliceYAML("zoned",
+			"{addresses: [198.51.100.11], zone: a, conditions: {ready: true}, hints: {forZones: [{name: a}]}}",
+			"{addresses: [198.51.100.12], zone: b, conditions: {ready: true}, "+hintB+"}")
 	}
 	zoned(true)
 	s.startAgent(t, s.config(t, "1"))

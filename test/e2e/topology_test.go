@@ -128,15 +128,27 @@ status:
     ingress: [{ip: %s}]
 `, emptyVIP4)
 	}
+	b.WriteString(dualStackSlicesYAML("web", "{name: tcp, port: 8080, protocol: TCP}, {name: udp, port: 8080, protocol: UDP}", backends...))
+	b.WriteString(s.extra)
+	path := filepath.Join(s.dir, "config.yaml")
+	writeConfig(t, path, b.String())
+	return path
+}
+
+// dualStackSlicesYAML is Service name's two EndpointSlices, IPv4 and IPv6, with ports and the
+// single node's backends (1-based indexes: be1 is 198.51.100.11 and 2001:db8:51::11), each
+// "~N" serving but terminating.
+func dualStackSlicesYAML(name, ports string, backends ...string) string {
+	var b strings.Builder
 	for _, fam := range []string{"IPv4", "IPv6"} {
 		fmt.Fprintf(&b, `---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: web-%s, namespace: demo, labels: {kubernetes.io/service-name: web}}
+metadata: {name: %s-%s, namespace: demo, labels: {kubernetes.io/service-name: %s}}
 addressType: %s
-ports: [{name: tcp, port: 8080, protocol: TCP}, {name: udp, port: 8080, protocol: UDP}]
+ports: [%s]
 endpoints:
-`, strings.ToLower(fam), fam)
+`, name, strings.ToLower(fam), name, fam, ports)
 		for _, be := range backends {
 			terminating := strings.HasPrefix(be, "~")
 			i := strings.TrimPrefix(be, "~")
@@ -147,10 +159,7 @@ endpoints:
 			fmt.Fprintf(&b, "  - addresses: [%q]\n    conditions: {ready: %v, serving: true, terminating: %v}\n", addr, !terminating, terminating)
 		}
 	}
-	b.WriteString(s.extra)
-	path := filepath.Join(s.dir, "config.yaml")
-	writeConfig(t, path, b.String())
-	return path
+	return b.String()
 }
 
 // startAgent runs sluice-agent in the node namespace with XDP/TCX on eth0 and waits until it
