@@ -34,8 +34,8 @@ lint: ## gofmt + go vet + staticcheck
 deps: ## Debian packages (installed when missing, as root)
 	@hack/install-deps.sh
 
-kube-binaries: ## kube-apiserver, etcd, kube-proxy built from the Go module proxy, cached
-	@echo "kube-binaries: kube-apiserver, etcd, kube-proxy (cached in $(SLUICE_CACHE)/kube; the first build takes several minutes)"
+kube-binaries: ## kube-apiserver, etcd, kube-proxy, kubectl and helm built from the Go module proxy, cached
+	@echo "kube-binaries: kube-apiserver, etcd, kube-proxy, kubectl, helm (cached in $(SLUICE_CACHE)/kube; the first build takes several minutes)"
 	@hack/kube-binaries.sh >/dev/null
 
 # Every tier in one run: unit, privileged (BPF, netns), interop (FRR, BIRD, gobgpd) and api

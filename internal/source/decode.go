@@ -61,13 +61,13 @@ const (
 	maxInput    = 256 << 20
 )
 
-// documents splits data into YAML documents exactly as apimachinery's YAMLReader does (the
+// Documents splits data into YAML documents exactly as apimachinery's YAMLReader does (the
 // "document N" of error messages counts the same): a line that starts with "---" ends the
 // document before it, unless that one is empty, in which case it starts the next; what
 // follows the "---" may only be spaces or a comment; lines end with "\n" ("\r\n" becomes
 // "\n"). Unlike YAMLReader it works in place: a document without "\r" is a slice of data,
 // where YAMLReader copies every line, twice.
-func documents(data []byte) iter.Seq2[[]byte, error] {
+func Documents(data []byte) iter.Seq2[[]byte, error] {
 	return func(yield func([]byte, error) bool) {
 		start := -1 // where the current document starts; -1: none yet
 		for pos := 0; pos < len(data); {
@@ -147,7 +147,7 @@ func (d *Decoder) Decode(r io.Reader, name string) ([]client.Object, []error) {
 			}
 		}
 	}()
-	for raw, err := range documents(data) {
+	for raw, err := range Documents(data) {
 		doc++
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: document %d: %w", name, doc, err))
@@ -181,7 +181,7 @@ func (d *Decoder) Decode(r io.Reader, name string) ([]client.Object, []error) {
 
 // decodeOne decodes one document; an empty one (only comments) gives nil, nil.
 func (d *Decoder) decodeOne(raw []byte) (client.Object, error) {
-	if isBlank(raw) {
+	if IsBlank(raw) {
 		return nil, nil
 	}
 	js, err := yaml.YAMLToJSONStrict(raw)
@@ -219,7 +219,8 @@ func namespaced(obj client.Object) bool {
 	return false
 }
 
-func isBlank(raw []byte) bool {
+// IsBlank reports whether a document holds only spaces and comments.
+func IsBlank(raw []byte) bool {
 	for _, line := range strings.Split(string(raw), "\n") {
 		line = strings.TrimSpace(line)
 		if line != "" && !strings.HasPrefix(line, "#") {

@@ -23,7 +23,7 @@ func FuzzDocuments(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		want := splitLikeKubectl(data)
 		var got []string
-		for doc, err := range documents(data) {
+		for doc, err := range Documents(data) {
 			if err != nil {
 				got = append(got, "error: "+err.Error())
 				break

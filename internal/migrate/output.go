@@ -1,0 +1,67 @@
+package migrate
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sluice-lb/sluice/api/v1alpha1"
+)
+
+// Unstructured returns obj as `kubectl apply` takes it: apiVersion and kind set, no status,
+// no empty creationTimestamp.
+func Unstructured(obj client.Object) (*unstructured.Unstructured, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: m}
+	switch obj.(type) {
+	case *corev1.Secret:
+		u.SetAPIVersion("v1")
+		u.SetKind("Secret")
+	default:
+		u.SetAPIVersion(v1alpha1.GroupVersion.String())
+		u.SetKind(strings.TrimPrefix(fmt.Sprintf("%T", obj), "*v1alpha1."))
+	}
+	delete(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	return u, nil
+}
+
+// Write writes the result as multi-document YAML for `kubectl apply -f` or the agent's
+// --config: a header that lists every note as a comment, then each object under a comment
+// naming the MetalLB object it comes from.
+func Write(w io.Writer, r *Result) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "# Sluice configuration converted from MetalLB by sluicectl migrate metallb:\n")
+	fmt.Fprintf(bw, "# %d objects; %d errors (not converted), %d warnings (no exact equivalent), %d notes.\n",
+		len(r.Objects), r.Count(Error), r.Count(Warning), r.Count(Info))
+	for _, n := range r.Notes {
+		fmt.Fprintf(bw, "#   %s\n", oneLine(n.String()))
+	}
+	for _, c := range r.Objects {
+		u, err := Unstructured(c.Object)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.From, err)
+		}
+		text, err := yaml.Marshal(u.Object)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.From, err)
+		}
+		fmt.Fprintf(bw, "---\n# from %s\n%s", oneLine(c.From), text)
+	}
+	return bw.Flush()
+}
+
+// oneLine keeps text quoting the input (names, values) on its comment line.
+func oneLine(s string) string {
+	return strings.NewReplacer("\n", " ", "\r", " ").Replace(s)
+}
