@@ -32,6 +32,7 @@ Usage:
   sluicectl bgp routes [--state-dir DIR] [-o text|json]       what the agent announces to each peer
   sluicectl l2 owners [--state-dir DIR] [-o text|json]        which node answers ARP/NDP for each address
   sluicectl bpf conntrack [--state-dir DIR] [-n N] [-o text|json]  the datapath's tracked flows
+  sluicectl migrate metallb (-f FILE_OR_DIR | --from-cluster) [--apply]  convert MetalLB configuration (see sluicectl migrate -h)
   sluicectl version                                           print the version
 
 validate exits 1 when anything is rejected or ignored, 2 on usage errors.
@@ -73,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "usage: sluicectl bpf conntrack [--state-dir DIR] [-n N] [-o text|json]\n")
 		return 2
+	case "migrate":
+		return migrateCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluicectl", version.String())
 		return 0

@@ -53,25 +53,36 @@ func (c *converter) legacyPeers(o *Object) {
 	}
 }
 
-// peer converts one peer named name; field prefixes its fields in notes.
-func (c *converter) peer(o *Object, field, name string, s *bgpPeerSpec, labels map[string]string) {
+// legacyNames are the legacy ConfigMap's spellings of the peer fields notes name.
+var legacyNames = map[string]string{"interface": "interface", "dynamicASN": "dynamic-asn", "peerASN": "peer-asn",
+	"myASN": "my-asn", "peerAddress": "peer-address", "ebgpMultiHop": "ebgp-multihop", "bfdProfile": "bfd-profile",
+	"vrf": "vrf", "nodeSelectors": "node-selectors", "password": "password", "passwordSecret": "password-secret"}
+
+// peer converts one peer named name; prefix prefixes its fields in notes.
+func (c *converter) peer(o *Object, prefix, name string, s *bgpPeerSpec, labels map[string]string) {
+	field := func(f string) string {
+		if o.config != nil {
+			f = legacyNames[f]
+		}
+		return prefix + f
+	}
 	switch {
 	case s.PeerAddress == "" && s.Interface != "":
-		c.note(Error, o, field+"interface", "not converted: Sluice has no unnumbered BGP (peering over an interface); give the router's address as peerAddress")
+		c.note(Error, o, field("interface"), "not converted: Sluice has no unnumbered BGP (peering over an interface); give the router's address as peerAddress")
 		return
 	case s.PeerASN == 0 && s.DynamicASN != "":
-		c.note(Error, o, field+"dynamicASN", "not converted: Sluice needs the peer's AS number; set peerASN")
+		c.note(Error, o, field("dynamicASN"), "not converted: Sluice needs the peer's AS number; set peerASN")
 		return
 	case s.PeerASN == 0:
-		c.note(Error, o, field+"peerASN", "not converted: no peer AS number")
+		c.note(Error, o, field("peerASN"), "not converted: no peer AS number")
 		return
 	case s.MyASN == 0:
-		c.note(Error, o, field+"myASN", "not converted: no local AS number")
+		c.note(Error, o, field("myASN"), "not converted: no local AS number")
 		return
 	}
 	addr, err := netip.ParseAddr(s.PeerAddress)
 	if err != nil {
-		c.note(Error, o, field+"peerAddress", "not converted: %q is not an IP address", shorten(s.PeerAddress))
+		c.note(Error, o, field("peerAddress"), "not converted: %q is not an IP address", shorten(s.PeerAddress))
 		return
 	}
 	spec := v1alpha1.BGPPeerSpec{PeerAddress: addr.String(), PeerASN: int64(s.PeerASN), LocalASN: int64(s.MyASN),
@@ -79,7 +90,7 @@ func (c *converter) peer(o *Object, field, name string, s *bgpPeerSpec, labels m
 		HoldTime: s.HoldTime, KeepaliveTime: s.KeepaliveTime, ConnectRetryTime: s.ConnectTime}
 	if s.EBGPMultiHop {
 		spec.EBGPMultihop = 255
-		c.note(Info, o, field+"ebgpMultiHop", "becomes ebgpMultihop: 255 (any number of hops, as FRR's ebgp-multihop)")
+		c.note(Info, o, field("ebgpMultiHop"), "becomes ebgpMultihop: 255 (any number of hops, as FRR's ebgp-multihop)")
 	}
 	if s.EnableGracefulRestart {
 		spec.GracefulRestart = &v1alpha1.GracefulRestart{Enabled: true}
@@ -92,21 +103,21 @@ func (c *converter) peer(o *Object, field, name string, s *bgpPeerSpec, labels m
 		}
 	}
 	if s.BFDProfile != "" {
-		c.note(Warning, o, field+"bfdProfile", "Sluice has no BFD: the session is not BFD-protected (BFDProfile %q); failover waits for the hold time, so set a short holdTime", s.BFDProfile)
+		c.note(Warning, o, field("bfdProfile"), "Sluice has no BFD: the session is not BFD-protected (BFDProfile %q); failover waits for the hold time, so set a short holdTime", s.BFDProfile)
 	}
 	if s.VRF != "" {
-		c.note(Warning, o, field+"vrf", "Sluice peers from the default VRF only: the session to %s is kept but made outside VRF %q; check the route to the router", addr, s.VRF)
+		c.note(Warning, o, field("vrf"), "Sluice peers from the default VRF only: the session to %s is kept but made outside VRF %q; check the route to the router", addr, s.VRF)
 	}
 	spec.PasswordSecretRef = c.password(o, field, name, s)
 
 	one, alts, err := anyOf(s.NodeSelectors)
 	switch {
 	case err != nil:
-		c.note(Error, o, field+"nodeSelectors", "not converted: %v", err)
+		c.note(Error, o, field("nodeSelectors"), "not converted: %v", err)
 		return
 	case alts != nil:
 		// Two BGPPeers of one address are one too many for Sluice, whatever their nodes.
-		c.note(Error, o, field+"nodeSelectors", "not converted: a BGPPeer takes one node selector and these %d cannot be merged into one; label the nodes they match alike and select that label", len(s.NodeSelectors))
+		c.note(Error, o, field("nodeSelectors"), "not converted: a BGPPeer takes one node selector and these %d cannot be merged into one; label the nodes they match alike and select that label", len(s.NodeSelectors))
 		return
 	}
 	p := &v1alpha1.BGPPeer{ObjectMeta: meta(name, labels), Spec: spec}
@@ -124,21 +135,21 @@ func (c *converter) peer(o *Object, field, name string, s *bgpPeerSpec, labels m
 // password returns the Secret reference of a peer's TCP-MD5 password: a clear-text password
 // becomes a Secret "<peer>-bgp-password", a referenced Secret is copied into the agent's
 // namespace when the input has it.
-func (c *converter) password(o *Object, field, name string, s *bgpPeerSpec) *v1alpha1.SecretReference {
+func (c *converter) password(o *Object, field func(string) string, name string, s *bgpPeerSpec) *v1alpha1.SecretReference {
 	ref := s.PasswordSecret
 	if ref != nil && ref.Name == "" {
 		ref = nil
 	}
 	switch {
 	case ref != nil && s.Password != "":
-		c.note(Warning, o, field+"password", "both password and passwordSecret are set: passwordSecret is used, as MetalLB refuses both")
+		c.note(Warning, o, field("password"), "both password and passwordSecret are set: passwordSecret is used, as MetalLB refuses both")
 	case s.Password != "":
 		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-bgp-password", Namespace: c.opts.Namespace},
 			Type: corev1.SecretTypeBasicAuth, StringData: map[string]string{"password": s.Password}}
 		if !c.add(o, sec) {
 			return nil
 		}
-		c.note(Info, o, field+"password", "moved into Secret %s/%s (key \"password\"): keep that file out of version control", sec.Namespace, sec.Name)
+		c.note(Info, o, field("password"), "moved into Secret %s/%s (key \"password\"): keep that file out of version control", sec.Namespace, sec.Name)
 		return &v1alpha1.SecretReference{Name: sec.Name}
 	case ref == nil:
 		return nil
@@ -152,7 +163,7 @@ func (c *converter) password(o *Object, field, name string, s *bgpPeerSpec) *v1a
 	}
 	orig := c.secrets[ns+"/"+ref.Name]
 	if orig == nil {
-		c.note(Warning, o, field+"passwordSecret", "Secret %s/%s is not in the input: copy it into %s (key \"password\") before the agent starts, since the agent reads Secrets only there", ns, ref.Name, c.opts.Namespace)
+		c.note(Warning, o, field("passwordSecret"), "Secret %s/%s is not in the input: copy it into %s (key \"password\") before the agent starts, since the agent reads Secrets only there", ns, ref.Name, c.opts.Namespace)
 		return &v1alpha1.SecretReference{Name: ref.Name}
 	}
 	if c.taken["Secret/"+c.opts.Namespace+"/"+ref.Name] == "" {
@@ -161,7 +172,7 @@ func (c *converter) password(o *Object, field, name string, s *bgpPeerSpec) *v1a
 		if !c.add(o, cp) {
 			return nil
 		}
-		c.note(Info, o, field+"passwordSecret", "Secret %s/%s copied into %s", ns, ref.Name, c.opts.Namespace)
+		c.note(Info, o, field("passwordSecret"), "Secret %s/%s copied into %s", ns, ref.Name, c.opts.Namespace)
 	}
 	return &v1alpha1.SecretReference{Name: ref.Name}
 }
