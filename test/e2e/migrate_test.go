@@ -215,4 +215,3 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		t.Errorf("arping %s: no reply:\n%s", want["web"], arp)
 	}
 }
-
