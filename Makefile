@@ -17,10 +17,11 @@ build: ## the binaries, into bin/
 	@echo "build: sluice-agent, sluicectl ($(VERSION))"
 	@go build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
-generate: ## regenerate bpf2go output, deepcopy and CRD YAML (needs clang: make deps)
+generate: kube-binaries ## regenerate bpf2go output, deepcopy, CRD YAML and manifests/sluice.yaml (needs clang: make deps)
 	go generate ./api/... ./bpf/...
+	hack/render-manifests.sh
 
-verify-generated: deps
+verify-generated: deps kube-binaries
 	@hack/verify-generated.sh
 
 lint: ## gofmt + go vet + staticcheck

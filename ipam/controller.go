@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -58,6 +60,9 @@ type ControllerOptions struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// Allocate configures the allocator.
 	Allocate Options
+	// MetricsAddr and HealthAddr, when set, serve controller-runtime's /metrics and the
+	// /healthz and /readyz probes (a controller run on its own, in a Deployment).
+	MetricsAddr, HealthAddr string
 	// Writers is how many Service writes run at once (default 16).
 	Writers int
 	Log     *slog.Logger
@@ -142,8 +147,8 @@ func NewController(opts ControllerOptions) (*Controller, error) {
 	mopts := manager.Options{
 		Scheme:                        scheme,
 		Logger:                        logr.FromSlogHandler(opts.Log.Handler()),
-		Metrics:                       metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:        "0",
+		Metrics:                       metricsserver.Options{BindAddress: cmp.Or(opts.MetricsAddr, "0")},
+		HealthProbeBindAddress:        cmp.Or(opts.HealthAddr, "0"),
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              opts.LeaseName,
 		LeaderElectionNamespace:       opts.LeaseNamespace,
@@ -161,6 +166,11 @@ func NewController(opts ControllerOptions) (*Controller, error) {
 	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {
 		return nil, fmt.Errorf("ipam controller: %w", err)
+	}
+	if opts.HealthAddr != "" {
+		if err := errors.Join(mgr.AddHealthzCheck("ping", healthz.Ping), mgr.AddReadyzCheck("ping", healthz.Ping)); err != nil {
+			return nil, fmt.Errorf("ipam controller: %w", err)
+		}
 	}
 	c := &Controller{opts: opts, mgr: mgr, client: mgr.GetClient(), recorder: mgr.GetEventRecorder("sluice-ipam"),
 		log: opts.Log, written: map[types.NamespacedName]writtenStatus{}}

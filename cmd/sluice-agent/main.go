@@ -198,7 +198,7 @@ func runIPAMOnly(cfg agent.Config, log *slog.Logger) int {
 		log.Error("cannot start", "error", "--ipam-only needs Kubernetes mode: standalone agents allocate for themselves")
 		return 1
 	}
-	ctl, err := agent.NewIPAMController(cfg, log)
+	ctl, err := agent.NewIPAMController(cfg, log, true)
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return 1

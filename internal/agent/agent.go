@@ -113,7 +113,7 @@ func New(cfg Config, log *slog.Logger, src source.Source) (*Agent, error) {
 		h.Services, h.Conntrack = a.dp.services, a.dp.conntrack
 	}
 	if cfg.Mode() == "kubernetes" && cfg.IPAMController {
-		if a.ipamCtl, err = NewIPAMController(cfg, log); err != nil {
+		if a.ipamCtl, err = NewIPAMController(cfg, log, false); err != nil {
 			a.closeHTTP()
 			if a.dp != nil {
 				a.dp.close()

@@ -98,13 +98,18 @@ func (a *Agent) Allocations() []localapi.Allocation {
 
 // NewIPAMController returns the leader-elected LB-IPAM controller of cfg: Lease
 // sluice-ipam in the agent's namespace, so that of all the agents (and any instance run
-// with --ipam-only) one allocates at a time.
-func NewIPAMController(cfg Config, log *slog.Logger) (*ipam.Controller, error) {
+// with --ipam-only) one allocates at a time. Run on its own (serve), it serves metrics and
+// health probes on cfg's addresses.
+func NewIPAMController(cfg Config, log *slog.Logger, serve bool) (*ipam.Controller, error) {
 	if cfg.Rest == nil {
 		return nil, errors.New("the IPAM controller needs the Kubernetes API (no configuration given)")
 	}
-	return ipam.NewController(ipam.ControllerOptions{
+	opts := ipam.ControllerOptions{
 		Config: cfg.Rest, LeaderElection: true, LeaseNamespace: cfg.Namespace, LeaseName: ipamLease,
 		Allocate: ipam.Options{RequireClass: cfg.RequireLBClass}, Log: log.With("component", "ipam"),
-	})
+	}
+	if serve {
+		opts.MetricsAddr, opts.HealthAddr = cfg.MetricsAddr, cfg.HealthAddr
+	}
+	return ipam.NewController(opts)
 }

@@ -86,3 +86,16 @@ func (s *Buffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// RequireAsset gates a test on one more binary of KUBEBUILDER_ASSETS (kubectl, helm) and
+// returns its path.
+func RequireAsset(t testing.TB, name string) string {
+	t.Helper()
+	dir := RequireAssets(t)
+	path := filepath.Join(dir, name)
+	if _, err := os.Stat(path); err != nil {
+		Unavailable(t, "%s missing in KUBEBUILDER_ASSETS=%s (hack/kube-binaries.sh builds it): %v", name, dir, err)
+		return ""
+	}
+	return path
+}

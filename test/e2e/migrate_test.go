@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-lb/sluice/api/v1alpha1"
+	"github.com/sluice-lb/sluice/internal/testenv"
 	"github.com/sluice-lb/sluice/test/kubeapi"
 	"github.com/sluice-lb/sluice/test/peers"
 	"github.com/sluice-lb/sluice/test/traffic"
@@ -102,7 +103,8 @@ spec:
 // addressed (one from an annotated pool, one at an address it asked for); sluicectl migrate
 // metallb --from-cluster --apply writes Sluice's configuration into it; agents started on two
 // nodes keep every Service's address, answer ARP for them, announce them to the router with
-// the alias's community over a TCP-MD5 session, and serve them.
+// the alias's community over a TCP-MD5 session, and serve them. Sluice is installed from
+// manifests/sluice.yaml, and its agents and IPAM controller act as its ServiceAccounts.
 func TestMigrateFromMetalLB(t *testing.T) {
 	x, dir := newL2Topology(t)
 	env := kubeapi.Start(t, kubeapi.Options{})
@@ -170,6 +172,25 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		t.Fatalf("BGPPeer router in the cluster: %+v", peer.Spec)
 	}
 
+	// Sluice installed from manifests/sluice.yaml (its RBAC and ServiceAccounts for real; no
+	// kubelet runs its pods): the agents and the IPAM controller below act as their
+	// ServiceAccounts, so they prove the Roles grant all they use.
+	root, err := kubeapi.RepoRoot()
+	must(t, err)
+	kubectl := testenv.RequireAsset(t, "kubectl")
+	if out, err := exec.Command(kubectl, "--kubeconfig", kubeconfig, "apply", "--server-side", "--force-conflicts",
+		"-f", filepath.Join(root, "manifests", "sluice.yaml")).CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply -f manifests/sluice.yaml: %v\n%s", err, out)
+	}
+	as := func(sa string) string {
+		data, err := env.KubeConfigAs("sluice-system", sa)
+		must(t, err)
+		path := filepath.Join(dir, "kubeconfig-"+sa)
+		must(t, os.WriteFile(path, data, 0o600))
+		return path
+	}
+	agentKubeconfig, ipamKubeconfig := as("sluice-agent"), as("sluice-ipam")
+
 	// The router, then Sluice on both nodes.
 	var neighbors []peers.Neighbor
 	for _, n := range x.nodes {
@@ -177,14 +198,23 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	}
 	frr := peers.StartForTest(t, peers.StartFRR, x.client.Name, peers.Config{
 		RouterID: netip.MustParseAddr("198.18.6.2"), ASN: 64512, HoldTime: 9 * time.Second, Neighbors: neighbors})
+	ipamCtl, err := x.nodes[0].ns.Start(agentBin, "--ipam-only", "--kubeconfig", ipamKubeconfig, "--namespace", "sluice-system",
+		"--metrics-addr", "127.0.0.1:19472", "--health-addr", "127.0.0.1:19473")
+	must(t, err)
+	waitFor(t, "the IPAM controller's /readyz", func() bool {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := x.nodes[0].ns.Exec(ctx, "curl", "-sf", "http://127.0.0.1:19473/readyz")
+		return err == nil
+	})
 	for _, n := range x.nodes {
-		n.agent = startAgent(t, n.ns, n.name, n.dir, "", "--kubeconfig", kubeconfig, "--namespace", "sluice-system")
+		n.agent = startAgent(t, n.ns, n.name, n.dir, "", "--kubeconfig", agentKubeconfig, "--namespace", "sluice-system", "--ipam-controller=false")
 	}
 
 	for name, ip := range want {
 		prefix := netip.MustParsePrefix(ip + "/32")
 		if _, err := frr.WaitRoute(ctx, prefix); err != nil {
-			t.Fatalf("%s's %s at the router: %v\nnode-a:\n%s", name, ip, err, x.nodes[0].agent.Output())
+			t.Fatalf("%s's %s at the router: %v\nnode-a:\n%s\nIPAM controller:\n%s", name, ip, err, x.nodes[0].agent.Output(), ipamCtl.Output())
 		}
 		a, err := frr.Attributes(ctx, prefix)
 		must(t, err)
@@ -199,6 +229,12 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		must(t, c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: name}, &svc))
 		if ing := svc.Status.LoadBalancer.Ingress; len(ing) != 1 || ing[0].IP != ip {
 			t.Errorf("Service %s: status %+v; want MetalLB's %s kept", name, ing, ip)
+		}
+	}
+	// Nobody was refused anything: RBAC granted every call the components made.
+	for _, p := range []interface{ Output() string }{x.nodes[0].agent, x.nodes[1].agent, ipamCtl} {
+		if out := p.Output(); strings.Contains(out, "forbidden") {
+			t.Errorf("a component was refused by RBAC:\n%s", out)
 		}
 	}
 	cl := traffic.NewClient(x.client)

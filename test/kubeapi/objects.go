@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 )
@@ -140,4 +141,19 @@ func UniqueName(t testing.TB) string {
 		base = "test"
 	}
 	return base + suffix
+}
+
+// KubeConfigAs returns a kubeconfig that authenticates as the administrator but acts as
+// the ServiceAccount namespace/name (impersonation): a process run with it has exactly the
+// permissions RBAC grants that ServiceAccount.
+func (e *Env) KubeConfigAs(namespace, name string) ([]byte, error) {
+	cfg, err := clientcmd.Load(e.KubeConfig)
+	if err != nil {
+		return nil, err
+	}
+	for _, ai := range cfg.AuthInfos {
+		ai.Impersonate = "system:serviceaccount:" + namespace + ":" + name
+		ai.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+	}
+	return clientcmd.Write(*cfg)
 }
