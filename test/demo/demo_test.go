@@ -88,6 +88,10 @@ func TestDemo(t *testing.T) {
 		`^ +198\.51\.100\.100 \(demo/lan\): node-[12]$`,
 		`lan-client: arping -c 3 198\.51\.100\.100: 3 replies, every one from `,
 		`^ +lan-client -> 198\.51\.100\.100:80 while node-[12]'s link was down: node-[12] took over after [0-9.]+m?s, longest gap [0-9.]+m?s, `,
+		`^Timeline$`,
+		`^ +[0-9.]+m?s +1\. Build the lab$`,
+		`^ +[0-9.]+m?s +5\. The router learns the Service addresses over BGP`,
+		`^ +[0-9.]+m?s +in all$`,
 	)
 	for _, re := range want {
 		if !regexp.MustCompile(`(?m)` + re).MatchString(out) {

@@ -110,9 +110,18 @@ func run(ctx context.Context, opts options, out io.Writer) (err error) {
 		{"Ask node-1's agent: sluicectl status, datapath metrics", d.showStatus},
 		{"What runs today, and what is not there yet", d.summary},
 	}
+	began := time.Now()
+	var took []time.Duration
+	defer func() {
+		if err == nil {
+			d.timeline(steps[:len(took)], took, time.Since(began))
+		}
+	}()
 	for i, s := range steps {
 		fmt.Fprintf(out, "\nStep %d/%d: %s\n", i+1, len(steps), s.title)
+		start := time.Now()
 		err := s.fn(ctx)
+		took = append(took, time.Since(start))
 		if ctx.Err() != nil {
 			// The step's error, if any, is only the interruption.
 			fmt.Fprintln(out, "\ndemo: interrupted, cleaning up")
@@ -123,6 +132,18 @@ func run(ctx context.Context, opts options, out io.Writer) (err error) {
 		}
 	}
 	return nil
+}
+
+// timeline prints how long each step took.
+func (d *demo) timeline(steps []struct {
+	title string
+	fn    func(context.Context) error
+}, took []time.Duration, total time.Duration) {
+	fmt.Fprintf(d.out, "\nTimeline\n")
+	for i, s := range steps {
+		fmt.Fprintf(d.out, "  %8s  %d. %s\n", took[i].Round(time.Millisecond), i+1, s.title)
+	}
+	fmt.Fprintf(d.out, "  %8s  in all\n", total.Round(time.Millisecond))
 }
 
 const topology = `

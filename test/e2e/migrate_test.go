@@ -143,6 +143,15 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		}
 		must(t, c.Create(ctx, es))
 	}
+	// Each node reaches the other's pods (as a CNI would route them): Cluster traffic policy
+	// spreads over both.
+	for i, n := range x.nodes {
+		other := x.nodes[1-i]
+		cidr := map[string]string{"node-a": "198.51.100.0/25", "node-b": "198.51.100.128/25"}[other.name]
+		if out, err := n.ns.Exec(ctx, "ip", "route", "add", cidr, "via", other.addr); err != nil {
+			t.Fatalf("%s: route to %s: %v\n%s", n.name, cidr, err, out)
+		}
+	}
 	for _, n := range x.nodes {
 		must(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name},
 			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.addr}}}}))
