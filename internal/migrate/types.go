@@ -7,14 +7,6 @@ import (
 // The shapes of MetalLB's objects, as its documentation and CRDs describe them. Only what
 // the converter reads is typed; strict decoding reports every other field by name.
 
-// mlbObject is the envelope of every metallb.io object; Status is accepted and ignored.
-type mlbObject[S any] struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata"`
-	Spec              S   `json:"spec"`
-	Status            any `json:"status,omitempty"`
-}
-
 type ipAddressPoolSpec struct {
 	Addresses         []string           `json:"addresses"`
 	AutoAssign        *bool              `json:"autoAssign,omitempty"`
