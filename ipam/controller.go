@@ -60,6 +60,9 @@ type ControllerOptions struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// Allocate configures the allocator.
 	Allocate Options
+	// LoadBalancerClass is the spec.loadBalancerClass served besides an unset one (default
+	// model.LoadBalancerClass).
+	LoadBalancerClass string
 	// MetricsAddr and HealthAddr, when set, serve controller-runtime's /metrics and the
 	// /healthz and /readyz probes (a controller run on its own, in a Deployment).
 	MetricsAddr, HealthAddr string
@@ -227,7 +230,7 @@ func (c *Controller) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	for i := range nss.Items {
 		in.Namespaces = append(in.Namespaces, &nss.Items[i])
 	}
-	m, problems := model.Build(in, model.Options{})
+	m, problems := model.Build(in, model.Options{LoadBalancerClass: c.opts.LoadBalancerClass})
 	r := Allocate(c.withWritten(m, byKey), c.opts.Allocate)
 
 	// Services: ours get the result, others lose what this controller once gave them.

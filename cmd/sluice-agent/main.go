@@ -23,6 +23,7 @@ import (
 
 	"github.com/sluice-lb/sluice/bpf"
 	"github.com/sluice-lb/sluice/internal/agent"
+	"github.com/sluice-lb/sluice/internal/model"
 	"github.com/sluice-lb/sluice/internal/source"
 	"github.com/sluice-lb/sluice/internal/version"
 	"github.com/sluice-lb/sluice/l2announce"
@@ -98,7 +99,8 @@ func run(args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.L2.Timeout, "l2-heartbeat-timeout", l2announce.DefaultTimeout, "L2 announcements: silence after which a node is dead and its addresses move (failover takes about this long)")
 	fs.BoolVar(&cfg.IPAMController, "ipam-controller", true, "Kubernetes mode: run the leader-elected LB-IPAM controller that gives LoadBalancer Services their addresses (one agent leads)")
 	fs.BoolVar(&ipamOnly, "ipam-only", false, "Kubernetes mode: run only the LB-IPAM controller (a Deployment of its own), no datapath, no announcements")
-	fs.BoolVar(&cfg.RequireLBClass, "require-lb-class", false, "serve only LoadBalancer Services whose spec.loadBalancerClass is sluice.dev/lb; by default Services without a class are served too")
+	fs.BoolVar(&cfg.RequireLBClass, "require-lb-class", false, "serve only LoadBalancer Services whose spec.loadBalancerClass is --lb-class; by default Services without a class are served too")
+	fs.StringVar(&cfg.LBClass, "lb-class", model.LoadBalancerClass, "the spec.loadBalancerClass served (besides none): set it to MetalLB's --lb-class to take such Services over without recreating them")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")

@@ -139,3 +139,52 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("no agent: %d %q", code, errOut)
 	}
 }
+
+// TestMigrateMetalLBFiles: sluicectl migrate metallb writes for each corpus file exactly the
+// golden output, exits 0 when everything converted and 1 when something did not, and what it
+// writes passes sluicectl validate.
+func TestMigrateMetalLBFiles(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "internal", "migrate", "testdata", "corpus", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no corpus: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "sluice.yaml")
+			code, _, errOut := runCtl("migrate", "metallb", "-f", f, "-o", out)
+			lossy := strings.HasPrefix(filepath.Base(f), "lossy-")
+			if (code != 0 && !lossy) || (code != 1 && lossy) {
+				t.Fatalf("exit %d (lossy %v)\n%s", code, lossy, errOut)
+			}
+			if !strings.Contains(errOut, "objects converted;") {
+				t.Errorf("no summary on stderr:\n%s", errOut)
+			}
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o600 {
+				t.Errorf("%s: mode %v, want 0600 (it may hold passwords)", out, st.Mode().Perm())
+			}
+			golden, err := os.ReadFile(filepath.Join("..", "..", "internal", "migrate", "testdata", "golden", filepath.Base(f)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, golden) {
+				t.Errorf("output differs from the golden file:\n%s", got)
+			}
+			if lossy {
+				return
+			}
+			if code, vout, verr := runCtl("validate", "-f", out); code != 0 {
+				t.Errorf("sluicectl validate of the output: exit %d\n%s%s", code, vout, verr)
+			}
+		})
+	}
+	if code, _, _ := runCtl("migrate", "metallb"); code != 2 {
+		t.Errorf("no input: exit %d, want 2", code)
+	}
+	if code, _, _ := runCtl("migrate", "metallb", "-f", "/nonexistent"); code != 2 {
+		t.Errorf("missing file: exit %d, want 2", code)
+	}
+}

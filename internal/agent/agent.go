@@ -296,7 +296,7 @@ func (a *Agent) rebuild() {
 	objs, inputProblems := a.store.List()
 	in, errs := model.Collect(objs)
 	inputProblems = append(inputProblems, errs...)
-	m, problems := a.builder.Build(in, model.Options{Namespace: a.cfg.Namespace, ExternalIPCIDRs: a.cfg.ExternalIPCIDRs})
+	m, problems := a.builder.Build(in, model.Options{Namespace: a.cfg.Namespace, ExternalIPCIDRs: a.cfg.ExternalIPCIDRs, LoadBalancerClass: a.cfg.LBClass})
 	elapsed := time.Since(start)
 	a.metrics.builds.Inc()
 	a.metrics.buildSeconds.Observe(elapsed.Seconds())

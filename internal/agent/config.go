@@ -39,6 +39,9 @@ type Config struct {
 	// RequireLBClass makes only Services with spec.loadBalancerClass sluice.dev/lb ours; a
 	// LoadBalancer Service without a class is then left to another implementation.
 	RequireLBClass bool
+	// LBClass is the spec.loadBalancerClass served besides an unset one (default
+	// model.LoadBalancerClass).
+	LBClass string
 	// IPAMController runs the leader-elected LB-IPAM controller (Kubernetes mode), with
 	// Rest to reach the API server.
 	IPAMController bool

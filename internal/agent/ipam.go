@@ -107,6 +107,7 @@ func NewIPAMController(cfg Config, log *slog.Logger, serve bool) (*ipam.Controll
 	opts := ipam.ControllerOptions{
 		Config: cfg.Rest, LeaderElection: true, LeaseNamespace: cfg.Namespace, LeaseName: ipamLease,
 		Allocate: ipam.Options{RequireClass: cfg.RequireLBClass}, Log: log.With("component", "ipam"),
+		LoadBalancerClass: cfg.LBClass,
 	}
 	if serve {
 		opts.MetricsAddr, opts.HealthAddr = cfg.MetricsAddr, cfg.HealthAddr

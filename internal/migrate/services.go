@@ -15,7 +15,7 @@ import (
 func (c *converter) checkService(o *Object) {
 	svc := o.service
 	if cl := svc.Spec.LoadBalancerClass; cl != nil && *cl != model.LoadBalancerClass {
-		c.note(Warning, o, "spec.loadBalancerClass", "class %q is not Sluice's (unset or %s), so Sluice leaves this Service alone; the field cannot be changed, so the Service must be recreated to move", *cl, model.LoadBalancerClass)
+		c.note(Warning, o, "spec.loadBalancerClass", "class %q is not Sluice's default (%s): run Sluice with --lb-class %s (Helm: loadBalancerClass) to serve it unedited (the field cannot be changed)", *cl, model.LoadBalancerClass, *cl)
 		return
 	}
 	for _, key := range []string{"metallb.io/address-pool", "metallb.universe.tf/address-pool"} {

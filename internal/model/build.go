@@ -37,6 +37,9 @@ type Options struct {
 	// external IP anywhere else is ignored (CVE-2020-8554: any user who can create a Service
 	// could otherwise take over traffic to any address).
 	ExternalIPCIDRs []netip.Prefix
+	// LoadBalancerClass is the spec.loadBalancerClass served besides an unset one (default
+	// LoadBalancerClass): another implementation's class, to take its Services over unedited.
+	LoadBalancerClass string
 }
 
 // Model is a validated snapshot. Slices are sorted (pools and peers oldest first, the rest by
@@ -157,7 +160,7 @@ func (b *Builder) Build(in Objects, opts Options) (*Model, []Problem) {
 		sls := byService[types.NamespacedName{Namespace: o.Namespace, Name: o.Name}]
 		r, ok := b.services[o]
 		if !ok || r.gen != b.gen || !slices.Equal(r.slices, sls) {
-			s, ps := buildService(o, sls)
+			s, ps := buildService(o, sls, cmp.Or(opts.LoadBalancerClass, LoadBalancerClass))
 			ps = append(ps, m.allowExternalIPs(s, opts.ExternalIPCIDRs)...)
 			r = builtService{built: built[*Service]{v: s, problems: ps}, slices: sls, gen: b.gen}
 		}
@@ -201,7 +204,7 @@ func sameConfig(a, b Objects) bool {
 }
 
 func sameOptions(a, b Options) bool {
-	return a.Namespace == b.Namespace && slices.Equal(a.ExternalIPCIDRs, b.ExternalIPCIDRs)
+	return a.Namespace == b.Namespace && slices.Equal(a.ExternalIPCIDRs, b.ExternalIPCIDRs) && a.LoadBalancerClass == b.LoadBalancerClass
 }
 
 // buildConfig builds the part of a Model the configuration objects make.

@@ -13,7 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// LoadBalancerClass is the spec.loadBalancerClass Sluice serves (besides an unset one).
+// LoadBalancerClass is the spec.loadBalancerClass Sluice serves by default (besides an unset
+// one); Options.LoadBalancerClass names another.
 const LoadBalancerClass = "sluice.dev/lb"
 
 // Service annotations, each followed by the MetalLB and Cilium equivalents honoured so that a
@@ -54,7 +55,7 @@ type Service struct {
 	UID    types.UID
 	Labels labels.Set
 	Type   corev1.ServiceType
-	// Ours is true for a LoadBalancer Service whose class is unset or LoadBalancerClass.
+	// Ours is true for a LoadBalancer Service whose class is unset or the one served.
 	Ours bool
 	// ClassSet is true when spec.loadBalancerClass is set (to LoadBalancerClass, if Ours).
 	ClassSet   bool
@@ -122,7 +123,7 @@ type Endpoint struct {
 	ForZones, ForNodes []string
 }
 
-func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Service, []Problem) {
+func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice, lbClass string) (*Service, []Problem) {
 	ps := &problems{ref: ObjectRef{Kind: "Service", Namespace: o.Namespace, Name: o.Name}}
 	s := &Service{
 		Key:                   types.NamespacedName{Namespace: o.Namespace, Name: o.Name},
@@ -139,7 +140,7 @@ func buildService(o *corev1.Service, slices []*discoveryv1.EndpointSlice) (*Serv
 		s.Type = corev1.ServiceTypeClusterIP
 	}
 	class := o.Spec.LoadBalancerClass
-	s.Ours = s.Type == corev1.ServiceTypeLoadBalancer && (class == nil || *class == LoadBalancerClass)
+	s.Ours = s.Type == corev1.ServiceTypeLoadBalancer && (class == nil || *class == lbClass)
 	s.ClassSet = class != nil
 	s.IPFamilyPolicy = corev1.IPFamilyPolicySingleStack
 	if o.Spec.IPFamilyPolicy != nil {

@@ -254,3 +254,39 @@ func TestServiceForwardingMode(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceOtherClassServed: Options.LoadBalancerClass serves another implementation's
+// class (MetalLB's --lb-class) in place of sluice.dev/lb; a Service without a class stays
+// served, and one of sluice.dev/lb no longer is.
+func TestServiceOtherClassServed(t *testing.T) {
+	metallb := service("ns", "metallb", nil)
+	metallb.Spec.LoadBalancerClass = ptr("metallb.io/metallb")
+	sluice := service("ns", "sluice", nil)
+	sluice.Spec.LoadBalancerClass = ptr(LoadBalancerClass)
+	plain := service("ns", "plain", nil)
+	ours := func(opts Options) map[string]bool {
+		m, problems := Build(Objects{Services: []*corev1.Service{metallb, sluice, plain}}, opts)
+		if len(problems) != 0 {
+			t.Fatalf("problems: %v", problems)
+		}
+		got := map[string]bool{}
+		for _, s := range m.Services {
+			got[s.Key.Name] = s.Ours
+		}
+		return got
+	}
+	if got := ours(Options{}); got["metallb"] || !got["sluice"] || !got["plain"] {
+		t.Errorf("default class: %v", got)
+	}
+	if got := ours(Options{LoadBalancerClass: "metallb.io/metallb"}); !got["metallb"] || got["sluice"] || !got["plain"] {
+		t.Errorf("class metallb.io/metallb: %v", got)
+	}
+	// The Builder rebuilds its Services when the class changes.
+	b := &Builder{}
+	in := Objects{Services: []*corev1.Service{metallb}}
+	m, _ := b.Build(in, Options{})
+	m2, _ := b.Build(in, Options{LoadBalancerClass: "metallb.io/metallb"})
+	if m.Services[0].Ours || !m2.Services[0].Ours {
+		t.Errorf("Builder: ours %v then %v", m.Services[0].Ours, m2.Services[0].Ours)
+	}
+}

@@ -84,20 +84,8 @@ func (d *demo) startAgents(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", n.name, err)
 		}
 		n.bpffsMounted = mounted
-		// Each node's socket programs attach to its own cgroup, never the machine's.
-		cg, err := n.ns.Cgroup()
-		if err != nil {
-			return fmt.Errorf("%s: %w", n.name, err)
-		}
 		start := time.Now()
-		n.agent, err = n.ns.Start(d.opts.Agent, "--cgroup-root", cg.Path,
-			"--config", d.config, "--node-name", n.name, "--devices", device,
-			"--state-dir", n.stateDir, "--bpffs", n.bpffs,
-			"--metrics-addr", metricsAddr, "--health-addr", healthAddr)
-		if err != nil {
-			return err
-		}
-		if err := n.waitReady(ctx); err != nil {
+		if err := d.startAgent(ctx, n, false); err != nil {
 			return err
 		}
 		samples, err := n.metricSamples(ctx)
@@ -114,9 +102,33 @@ func (d *demo) startAgents(ctx context.Context) error {
 	return nil
 }
 
+// startAgent starts node n's agent and waits until it is ready: until it has built its model
+// and, unless it starts again over its own pinned maps (restart) and so has nothing to
+// write, programmed the datapath.
+func (d *demo) startAgent(ctx context.Context, n *node, restart bool) error {
+	// Each node's socket programs attach to its own cgroup, never the machine's.
+	cg, err := n.ns.Cgroup()
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.name, err)
+	}
+	n.exited = false
+	n.agent, err = n.ns.Start(d.opts.Agent, "--cgroup-root", cg.Path,
+		"--config", d.config, "--node-name", n.name, "--devices", device,
+		"--state-dir", n.stateDir, "--bpffs", n.bpffs,
+		"--metrics-addr", metricsAddr, "--health-addr", healthAddr)
+	if err != nil {
+		return err
+	}
+	logged := []string{"model built", "datapath programmed"}
+	if restart {
+		logged = logged[:1]
+	}
+	return n.waitReady(ctx, logged)
+}
+
 // waitReady polls the agent's /readyz and then its log until the first model and the
 // datapath's first programming are logged.
-func (n *node) waitReady(ctx context.Context) error {
+func (n *node) waitReady(ctx context.Context, logged []string) error {
 	err := wait(ctx, 15*time.Second, 100*time.Millisecond, func() error {
 		select {
 		case <-n.agent.Done():
@@ -130,7 +142,7 @@ func (n *node) waitReady(ctx context.Context) error {
 	if err == nil {
 		// The model is logged before /readyz answers; the copy from the pipe may lag.
 		err = wait(ctx, 5*time.Second, 50*time.Millisecond, func() error {
-			for _, msg := range []string{"model built", "datapath programmed"} {
+			for _, msg := range logged {
 				if !strings.Contains(n.agent.Output(), msg) {
 					return fmt.Errorf("no %q in its log yet", msg)
 				}
@@ -441,8 +453,15 @@ func (d *demo) summary(ctx context.Context) error {
 	}
 	running = running && d.lan != nil && d.lan.gap <= time.Second
 	row(running, "ARP/NDP answers", l2...)
-	fmt.Fprintln(d.out, "\n  Next: Services of every type across nodes (SNAT and DSR), in place of kube-proxy; then the")
-	fmt.Fprintln(d.out, "  manifests, the Helm chart and the MetalLB migration.")
+	if k := d.kill; k != nil {
+		row(k.answered*100 >= k.sent*95, "agent killed",
+			fmt.Sprintf("client -> %s while %s's agent was killed and restarted: %d of %d answered, longest gap %v",
+				targets[0].addr, k.node, k.answered, k.sent, k.gap.Round(time.Millisecond)),
+			fmt.Sprintf("the router dropped %s's path %v after the kill, and took it back %v after the restart",
+				k.node, k.withdrawn.Round(time.Millisecond), k.rejoined.Round(time.Millisecond)))
+	}
+	fmt.Fprintln(d.out, "\n  In a cluster: helm install sluice manifests/helm/sluice (docs/configuration.md); from MetalLB:")
+	fmt.Fprintln(d.out, "  sluicectl migrate metallb --from-cluster (docs/migration-from-metallb.md).")
 	return nil
 }
 

@@ -118,7 +118,7 @@ func (d *demo) l2Failover(ctx context.Context) error {
 	tookOver := time.Since(failed)
 	time.Sleep(1500 * time.Millisecond)
 	res := probe.Stop()
-	if _, uerr := owner.ns.Exec(ctx, "ip", "link", "set", "eth0", "up"); uerr != nil {
+	if uerr := owner.linkUp(ctx); uerr != nil {
 		err = errors.Join(err, uerr)
 	}
 	if err != nil {
@@ -177,4 +177,20 @@ func tally(by map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s %d", name, by[name]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// linkUp brings n's eth0 back up with what going down took from it: its IPv6 address (the
+// kernel drops IPv6 addresses of a link that goes down) and its default routes.
+func (n *node) linkUp(ctx context.Context) error {
+	for _, cmd := range [][]string{
+		{"ip", "link", "set", "eth0", "up"},
+		{"ip", "-6", "addr", "replace", n.addr6 + "/64", "dev", "eth0", "nodad"},
+		{"ip", "-4", "route", "replace", "default", "via", routerLAN4},
+		{"ip", "-6", "route", "replace", "default", "via", routerLAN6},
+	} {
+		if out, err := n.ns.Exec(ctx, cmd[0], cmd[1:]...); err != nil {
+			return fmt.Errorf("%s: %s: %w: %s", n.name, strings.Join(cmd, " "), err, out)
+		}
+	}
+	return nil
 }

@@ -81,7 +81,8 @@ type demo struct {
 	frr            *peers.FRR
 	spreads        []spread // what the client saw, per Service address
 	lanClient      *lab.Namespace
-	lan            *lanResult // what the LAN client saw through the failover
+	lan            *lanResult  // what the LAN client saw through the failover
+	kill           *killResult // what the client saw while an agent was killed
 }
 
 // run runs the demo's steps in order, stopping at the first failure or when ctx ends, and
@@ -108,6 +109,7 @@ func run(ctx context.Context, opts options, out io.Writer) (err error) {
 		{"The client connects to the Services; which pod answered?", d.sendTraffic},
 		{"A client on the nodes' LAN finds demo/lan by ARP; its owner's link goes down", d.l2Failover},
 		{"Ask node-1's agent: sluicectl status, datapath metrics", d.showStatus},
+		{"node-1's agent is killed and started again; the client keeps connecting", d.killAgent},
 		{"What runs today, and what is not there yet", d.summary},
 	}
 	began := time.Now()

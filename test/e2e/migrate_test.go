@@ -125,15 +125,23 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	must(t, env.CreateObjects(ctx, mlb))
 
 	// The Services as MetalLB left them: addressed, with its annotations.
-	want := map[string]string{"web": "198.18.6.105", "dns": "198.18.6.107"}
+	// grpc has the class MetalLB was run with (--lb-class metallb.io/lab): immutable, so
+	// Sluice serves it with --lb-class.
+	const class = "metallb.io/lab"
+	want := map[string]string{"web": "198.18.6.105", "dns": "198.18.6.107", "grpc": "198.18.6.109"}
 	for name, ann := range map[string]map[string]string{
-		"web": {"metallb.universe.tf/address-pool": "lan", "metallb.universe.tf/ip-allocated-from-pool": "lan"},
-		"dns": {"metallb.io/loadBalancerIPs": want["dns"], "metallb.io/allow-shared-ip": "dns"},
+		"web":  {"metallb.universe.tf/address-pool": "lan", "metallb.universe.tf/ip-allocated-from-pool": "lan"},
+		"dns":  {"metallb.io/loadBalancerIPs": want["dns"], "metallb.io/allow-shared-ip": "dns"},
+		"grpc": nil,
 	} {
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: name, Annotations: ann}, Spec: corev1.ServiceSpec{
 			Type:  corev1.ServiceTypeLoadBalancer,
 			Ports: []corev1.ServicePort{{Name: "tcp", Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(8080)}},
 		}}
+		if name == "grpc" {
+			lbClass := class
+			svc.Spec.LoadBalancerClass = &lbClass
+		}
 		must(t, c.Create(ctx, svc))
 		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: want[name]}}
 		must(t, c.Status().Update(ctx, svc))
@@ -165,7 +173,8 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		t.Fatalf("sluicectl migrate metallb: %v\n%s", err, out)
 	}
 	for _, s := range []string{"applied IPPool lan", "applied BGPPeer router", "applied Secret router-bgp-password",
-		"moved into Secret sluice-system/router-bgp-password", "0 errors, 0 warnings"} {
+		"moved into Secret sluice-system/router-bgp-password", "0 errors, 1 warnings",
+		"warning: Service demo/grpc: spec.loadBalancerClass: class \"metallb.io/lab\" is not Sluice's default (sluice.dev/lb): run Sluice with --lb-class metallb.io/lab"} {
 		if !strings.Contains(string(out), s) {
 			t.Errorf("sluicectl migrate metallb says no %q:\n%s", s, out)
 		}
@@ -207,7 +216,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	}
 	frr := peers.StartForTest(t, peers.StartFRR, x.client.Name, peers.Config{
 		RouterID: netip.MustParseAddr("198.18.6.2"), ASN: 64512, HoldTime: 9 * time.Second, Neighbors: neighbors})
-	ipamCtl, err := x.nodes[0].ns.Start(agentBin, "--ipam-only", "--kubeconfig", ipamKubeconfig, "--namespace", "sluice-system",
+	ipamCtl, err := x.nodes[0].ns.Start(agentBin, "--ipam-only", "--kubeconfig", ipamKubeconfig, "--namespace", "sluice-system", "--lb-class", class,
 		"--metrics-addr", "127.0.0.1:19472", "--health-addr", "127.0.0.1:19473")
 	must(t, err)
 	waitFor(t, "the IPAM controller's /readyz", func() bool {
@@ -217,7 +226,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		return err == nil
 	})
 	for _, n := range x.nodes {
-		n.agent = startAgent(t, n.ns, n.name, n.dir, "", "--kubeconfig", agentKubeconfig, "--namespace", "sluice-system", "--ipam-controller=false")
+		n.agent = startAgent(t, n.ns, n.name, n.dir, "", "--kubeconfig", agentKubeconfig, "--namespace", "sluice-system", "--ipam-controller=false", "--lb-class", class)
 	}
 
 	for name, ip := range want {
