@@ -24,6 +24,8 @@ type Path struct {
 	Prefix      netip.Prefix
 	NextHop     netip.Addr // optional; gobgpd uses its session address when unset
 	Communities []string   // optional, as "65000:100"
+	// Origin is the ORIGIN attribute: "igp", "egp" or "incomplete" (gobgp's default).
+	Origin string
 }
 
 // StartGoBGP writes gobgpd.toml into dir and runs gobgpd inside netns ("" for the current
@@ -53,7 +55,9 @@ func StartGoBGP(ctx context.Context, netns, dir string, cfg Config) (*GoBGP, err
 	}
 	g.daemon, d.state = d, g
 	for _, p := range cfg.Networks {
-		if err := g.AddPath(ctx, Path{Prefix: p}); err != nil {
+		// Origin IGP, as FRR's and BIRD's network statements originate them (and Sluice
+		// does): equal paths from several daemons then form one ECMP route.
+		if err := g.AddPath(ctx, Path{Prefix: p, Origin: "igp"}); err != nil {
 			return nil, errors.Join(err, g.Stop())
 		}
 	}
@@ -90,6 +94,9 @@ func ribArgs(verb string, p Path) []string {
 	}
 	if len(p.Communities) > 0 {
 		args = append(args, "community", strings.Join(p.Communities, ","))
+	}
+	if p.Origin != "" {
+		args = append(args, "origin", p.Origin)
 	}
 	return append(args, "-a", family(p.Prefix.Addr()))
 }
