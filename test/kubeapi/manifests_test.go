@@ -2,6 +2,7 @@ package kubeapi_test
 
 import (
 	"context"
+	"debug/elf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,5 +187,61 @@ func TestManifestsServerDryRun(t *testing.T) {
 	}
 	if out, err := exec.Command(kubectl, "--kubeconfig", kubeconfig, "apply", "--server-side", "--dry-run=server", "-f", broken).CombinedOutput(); err == nil {
 		t.Errorf("a DaemonSet without a selector or containers passed the dry run:\n%s", out)
+	}
+}
+
+// TestDockerfiles: every command has a Dockerfile, and the build command in it, run here as
+// written (no Docker engine runs on this machine), yields a static binary: one that runs on
+// the distroless static base image it is copied onto.
+func TestDockerfiles(t *testing.T) {
+	root, err := kubeapi.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds, err := os.ReadDir(filepath.Join(root, "cmd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		if !c.IsDir() {
+			continue
+		}
+		t.Run(c.Name(), func(t *testing.T) {
+			text, err := os.ReadFile(filepath.Join(root, "cmd", c.Name(), "Dockerfile"))
+			if err != nil {
+				t.Fatalf("no Dockerfile: %v", err)
+			}
+			// The RUN line that builds: continuation lines joined.
+			joined := strings.ReplaceAll(string(text), "\\\n", " ")
+			var build string
+			for line := range strings.Lines(joined) {
+				if strings.HasPrefix(line, "RUN ") && strings.Contains(line, "go build") {
+					build = strings.TrimSpace(strings.TrimPrefix(line, "RUN "))
+				}
+			}
+			want := "-o /out/" + c.Name() + " ./cmd/" + c.Name()
+			if !strings.Contains(build, want) || !strings.Contains(build, "CGO_ENABLED=0") {
+				t.Fatalf("the build line %q does not build ./cmd/%s statically into /out/%s", build, c.Name(), c.Name())
+			}
+			if !strings.Contains(string(text), "COPY --from=build /out/"+c.Name()+" ") {
+				t.Errorf("the Dockerfile does not copy /out/%s into the image", c.Name())
+			}
+			out := t.TempDir()
+			cmd := exec.Command("sh", "-c", strings.ReplaceAll(strings.ReplaceAll(build, "${VERSION}", "test"), "/out/", out+"/"))
+			cmd.Dir = root
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", build, err, b)
+			}
+			f, err := elf.Open(filepath.Join(out, c.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			for _, p := range f.Progs {
+				if p.Type == elf.PT_INTERP {
+					t.Errorf("%s needs a dynamic loader: it would not run on distroless static", c.Name())
+				}
+			}
+		})
 	}
 }
