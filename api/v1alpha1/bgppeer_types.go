@@ -107,8 +107,8 @@ type BGPPeerSpec struct {
 	// GracefulRestart keeps routes at the peer while the agent restarts.
 	// +optional
 	GracefulRestart *GracefulRestart `json:"gracefulRestart,omitempty"`
-	// Families are the address families the session carries (default: both unicast
-	// families).
+	// Families are the address families the session carries (default: the family of
+	// peerAddress only; both need a peer that accepts next hops of the other family).
 	// +optional
 	// +kubebuilder:validation:MaxItems=2
 	// +listType=set

@@ -48,10 +48,12 @@ func migrateCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&files, "f", "MetalLB YAML: a file, a directory of .yaml/.yml/.json files, or - for stdin (repeatable)")
 	fromCluster := fs.Bool("from-cluster", false, "read MetalLB's objects, its legacy ConfigMap and the LoadBalancer Services from the cluster")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
-	mlbNamespace := fs.String("metallb-namespace", "metallb-system", "MetalLB's namespace, where its legacy ConfigMap \"config\" is read")
+	mlbNamespace := fs.String("metallb-namespace", "metallb-system", "MetalLB's namespace: where its objects and its legacy ConfigMap are read (MetalLB reads no other)")
+	mlbConfigMap := fs.String("metallb-configmap", "config", "the name of MetalLB's legacy ConfigMap (Helm installs of 0.12 and older: the release name, e.g. metallb)")
 	namespace := fs.String("namespace", migrate.DefaultNamespace, "the Sluice agent's namespace: where password Secrets are written")
 	outFile := fs.String("o", "", "write the YAML to this file instead of stdout")
 	apply := fs.Bool("apply", false, "also apply the converted objects to the cluster (server-side apply); without it the cluster is never changed")
+	force := fs.Bool("force", false, "with --apply: apply even when something was not converted")
 	notesFormat := fs.String("notes", "text", "how notes are printed on stderr: text or json")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -72,7 +74,7 @@ func migrateCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if *fromCluster {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		data, err := readCluster(ctx, dyn, *mlbNamespace)
+		data, err := readCluster(ctx, dyn, *mlbNamespace, *mlbConfigMap)
 		cancel()
 		if err != nil {
 			fmt.Fprintln(stderr, "sluicectl:", err)
@@ -90,22 +92,28 @@ func migrateCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	r := migrate.Convert(objs, migrate.Options{Namespace: *namespace})
 	r.Notes = append(notes, r.Notes...)
+	if !slices.ContainsFunc(objs, func(o *migrate.Object) bool { return o.MetalLB() }) {
+		where := "the input"
+		if *fromCluster {
+			where = fmt.Sprintf("namespace %s (MetalLB's objects, ConfigMap %s)", *mlbNamespace, *mlbConfigMap)
+		}
+		r.Notes = append(r.Notes, migrate.Note{Level: migrate.Error, Object: where, Message: "no MetalLB configuration found (another namespace, ConfigMap name or kube context?)"})
+	}
 
-	out := stdout
 	if *outFile != "" {
-		f, err := os.OpenFile(*outFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600) // it may hold passwords
-		if err != nil {
+		if err := writeFile(*outFile, r); err != nil {
 			fmt.Fprintln(stderr, "sluicectl:", err)
 			return 2
 		}
-		defer f.Close()
-		out = f
-	}
-	if err := migrate.Write(out, r); err != nil {
+	} else if err := migrate.Write(stdout, r); err != nil {
 		fmt.Fprintln(stderr, "sluicectl:", err)
 		return 2
 	}
 	printNotes(stderr, r, *notesFormat)
+	if *apply && r.Count(migrate.Error) > 0 && !*force {
+		fmt.Fprintln(stderr, "sluicectl: not applied: something was not converted (see the errors above); fix the input, or apply anyway with --force")
+		return 1
+	}
 	if *apply {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -118,6 +126,24 @@ func migrateCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// writeFile writes the YAML to path through a new file of mode 0600 (it may hold passwords),
+// renamed into place only once complete.
+func writeFile(path string, r *migrate.Result) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // after a rename, nothing to remove
+	if err := errors.Join(migrate.Write(f, r), f.Chmod(0o600)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 func printNotes(w io.Writer, r *migrate.Result, format string) {
@@ -199,11 +225,11 @@ var metallbResources = []struct {
 // readCluster reads MetalLB's configuration, the Secrets its peers name and the
 // LoadBalancer Services from the cluster, as one List for migrate.Read. A kind the cluster
 // does not serve (an older or newer MetalLB) is skipped.
-func readCluster(ctx context.Context, dyn dynamic.Interface, mlbNamespace string) ([]byte, error) {
+func readCluster(ctx context.Context, dyn dynamic.Interface, mlbNamespace, configMap string) ([]byte, error) {
 	var items []map[string]any
 	for _, r := range metallbResources {
 		for _, v := range r.versions {
-			list, err := dyn.Resource(schema.GroupVersionResource{Group: migrate.Group, Version: v, Resource: r.resource}).List(ctx, metav1.ListOptions{})
+			list, err := dyn.Resource(schema.GroupVersionResource{Group: migrate.Group, Version: v, Resource: r.resource}).Namespace(mlbNamespace).List(ctx, metav1.ListOptions{})
 			if apierrors.IsNotFound(err) {
 				continue // not served in this version
 			}
@@ -239,12 +265,14 @@ func readCluster(ctx context.Context, dyn dynamic.Interface, mlbNamespace string
 		}
 		items = append(items, s.Object)
 	}
-	cm, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}).Namespace(mlbNamespace).Get(ctx, "config", metav1.GetOptions{})
-	switch {
-	case err == nil:
-		items = append(items, cm.Object)
-	case !apierrors.IsNotFound(err):
-		return nil, fmt.Errorf("reading ConfigMap %s/config: %w", mlbNamespace, err)
+	for _, name := range []string{configMap, "metallb-excludel2"} {
+		cm, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}).Namespace(mlbNamespace).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			items = append(items, cm.Object)
+		case !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("reading ConfigMap %s/%s: %w", mlbNamespace, name, err)
+		}
 	}
 	svcs, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "services"}).List(ctx, metav1.ListOptions{})
 	if err != nil {

@@ -32,22 +32,28 @@ func (c *converter) advertisementSelectors(o *Object, poolSels, nodeSels []metav
 	return out
 }
 
-// checkPools notes the pools an advertisement names that the input does not convert.
-func (c *converter) checkPools(o *Object, pools []string) {
+// advertisedPools returns the pools an advertisement names, noting those the input does not
+// convert; none (every pool) when one of its pool selectors is empty and so matches all.
+func (c *converter) advertisedPools(o *Object, pools []string, sels []metav1.LabelSelector) []string {
+	if len(pools) > 0 && matchesAll(sels) {
+		c.note(Info, o, "spec.ipAddressPoolSelectors", "an empty selector matches every pool: the advertisement covers all of them")
+		return nil
+	}
 	for i, p := range pools {
 		if c.pools[p] == nil {
 			c.note(Warning, o, fmt.Sprintf("spec.ipAddressPools[%d]", i), "no pool %q was converted; kept, and it announces nothing until an IPPool of that name exists", p)
 		}
 	}
+	return pools
 }
 
 // l2Advertisement converts an L2Advertisement.
 func (c *converter) l2Advertisement(o *Object) {
 	s := o.spec.(*l2AdvertisementSpec)
-	c.checkPools(o, s.IPAddressPools)
+	pools := c.advertisedPools(o, s.IPAddressPools, s.IPAddressPoolSelectors)
 	for _, sp := range c.advertisementSelectors(o, s.IPAddressPoolSelectors, s.NodeSelectors) {
 		c.add(o, &v1alpha1.L2Advertisement{ObjectMeta: meta(sp.name, o.Labels), Spec: v1alpha1.L2AdvertisementSpec{
-			Pools: s.IPAddressPools, PoolSelector: sp.pool, NodeSelector: sp.node, Interfaces: s.Interfaces}})
+			Pools: pools, PoolSelector: sp.pool, NodeSelector: sp.node, Interfaces: s.Interfaces}})
 	}
 }
 
@@ -55,8 +61,7 @@ func (c *converter) l2Advertisement(o *Object) {
 // peers it names.
 func (c *converter) bgpAdvertisement(o *Object) {
 	s := o.spec.(*bgpAdvertisementSpec)
-	c.checkPools(o, s.IPAddressPools)
-	spec := v1alpha1.BGPAdvertisementSpec{Pools: s.IPAddressPools,
+	spec := v1alpha1.BGPAdvertisementSpec{Pools: c.advertisedPools(o, s.IPAddressPools, s.IPAddressPoolSelectors),
 		AggregationLength: s.AggregationLength, AggregationLengthV6: s.AggregationLengthV6,
 		Communities: c.communities(o, "spec.communities", s.Communities)}
 	if s.LocalPref != 0 {

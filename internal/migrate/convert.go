@@ -3,6 +3,7 @@ package migrate
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -53,10 +54,17 @@ type converter struct {
 	opts    Options
 	notes   []Note
 	out     []Converted
-	taken   map[string]string            // "Kind/name" → the object it came from
-	aliases map[string]string            // community alias → value
-	secrets map[string]*corev1.Secret    // "namespace/name" → Secret of the input
-	peers   map[string]string            // MetalLB peer name → the Sluice BGPPeer made of it
+	taken   map[string]string         // "Kind/name" → the object it came from
+	aliases map[string]string         // community alias → value
+	secrets map[string]*corev1.Secret // "namespace/name" → Secret of the input
+	peers   map[string]string         // MetalLB peer name → the Sluice BGPPeer made of it
+	// peerAddrs: each converted peer's address and port → its name (one BGPPeer per router)
+	peerAddrs map[netip.AddrPort]string
+	// secretFrom: each Secret written into the agent's namespace → its source ("ns/name",
+	// or "generated")
+	secretFrom map[string]string
+	// toCopy: Secrets the peers name that the user is told to copy into the namespace
+	toCopy  map[string]bool
 	pools   map[string]*v1alpha1.IPPool  // converted pools by name, for the Service checks
 	origins map[*v1alpha1.IPPool]*Object // where each pool came from
 }
@@ -69,6 +77,7 @@ func Convert(objs []*Object, opts Options) *Result {
 	}
 	c := &converter{opts: opts, taken: map[string]string{}, aliases: map[string]string{},
 		secrets: map[string]*corev1.Secret{}, peers: map[string]string{},
+		peerAddrs: map[netip.AddrPort]string{}, secretFrom: map[string]string{}, toCopy: map[string]bool{},
 		pools: map[string]*v1alpha1.IPPool{}, origins: map[*v1alpha1.IPPool]*Object{}}
 	// Aliases and Secrets first: peers and advertisements refer to them.
 	for _, o := range objs {
@@ -129,12 +138,49 @@ func Convert(objs []*Object, opts Options) *Result {
 			c.checkService(o)
 		}
 	}
+	c.checkModel()
 	slices.SortStableFunc(c.out, func(a, b Converted) int {
 		return cmp.Or(cmp.Compare(kindOrder(a.Object), kindOrder(b.Object)),
 			cmp.Compare(a.Object.GetNamespace(), b.Object.GetNamespace()),
 			cmp.Compare(a.Object.GetName(), b.Object.GetName()))
 	})
 	return &Result{Objects: c.out, Notes: c.notes}
+}
+
+// checkModel builds Sluice's model of the result, as the agent will, and notes every
+// problem it finds that no note has said yet: the converter's output must never surprise
+// `sluicectl validate`. Secrets the notes ask the user to copy count as present.
+func (c *converter) checkModel() {
+	var in model.Objects
+	from := map[string]string{}
+	for _, cv := range c.out {
+		u, _ := Unstructured(cv.Object)
+		if u == nil {
+			continue
+		}
+		from[u.GetKind()+"/"+cv.Object.GetName()] = cv.From
+		_ = in.Add(cv.Object)
+	}
+	for name := range c.toCopy {
+		_ = in.Add(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.opts.Namespace},
+			Data: map[string][]byte{"password": []byte("placeholder")}})
+	}
+	_, problems := model.Build(in, model.Options{Namespace: c.opts.Namespace})
+	for _, p := range problems {
+		obj := from[p.Object.Kind+"/"+p.Object.Name]
+		if obj == "" {
+			obj = p.Object.String()
+		}
+		level := Warning
+		if p.Rejected {
+			level = Error
+		}
+		if slices.ContainsFunc(c.notes, func(n Note) bool { return n.Object == obj && (n.Level == level || n.Level == Error) }) {
+			continue // said already
+		}
+		c.notes = append(c.notes, Note{Level: level, Object: obj, Field: p.Field,
+			Message: fmt.Sprintf("Sluice's %s %s would be %s: %s", p.Object.Kind, p.Object.Name, map[bool]string{true: "rejected", false: "partly ignored"}[p.Rejected], p.Message)})
+	}
 }
 
 // kindOrder is the output order: what others refer to first.
@@ -175,9 +221,30 @@ func (c *converter) add(o *Object, obj client.Object) bool {
 }
 
 // meta is the metadata of a converted object: its name and labels (selectors may match
-// them), no namespace.
+// them), no namespace, and none of the labels by which tools claim what they deployed (Argo
+// CD, Flux, Helm): those would make the new objects part of MetalLB's release.
 func meta(name string, labels map[string]string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: name, Labels: labels}
+	var kept map[string]string
+	for k, v := range labels {
+		if ownershipLabel(k) {
+			continue
+		}
+		if kept == nil {
+			kept = map[string]string{}
+		}
+		kept[k] = v
+	}
+	return metav1.ObjectMeta{Name: name, Labels: kept}
+}
+
+// ownershipLabel reports whether key is a label deployment tools own objects by.
+func ownershipLabel(key string) bool {
+	switch key {
+	case "app.kubernetes.io/instance", "app.kubernetes.io/managed-by", "app.kubernetes.io/part-of",
+		"app.kubernetes.io/version", "helm.sh/chart", "argocd.argoproj.io/instance", "chart", "release", "heritage":
+		return true
+	}
+	return strings.HasPrefix(key, "kustomize.toolkit.fluxcd.io/") || strings.HasPrefix(key, "helm.toolkit.fluxcd.io/")
 }
 
 // alias records a community alias.

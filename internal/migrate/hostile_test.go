@@ -2,7 +2,11 @@ package migrate
 
 import (
 	"bytes"
+	"io"
+
 	"fmt"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"strings"
 	"testing"
 )
@@ -71,6 +75,8 @@ func TestHostileInput(t *testing.T) {
 			Error, "ConfigMap config", "data.config.address-pools[0].protocol", "neither layer2 nor bgp"},
 		{"invalid name", "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: \"Bad Name\\nwith a newline\"}\nspec: {addresses: [198.51.100.0/24]}",
 			Error, "IPAddressPool Bad Name", "metadata.name", "not a valid object name"},
+		{"YAML line breaks in a name", "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: \"x\\u2028apiVersion: v1\\u2028kind: ConfigMap\\u0085metadata: {name: injected}\\u2029#\"}\nspec: {addresses: [198.51.100.0/24]}",
+			Error, "IPAddressPool x", "metadata.name", "not a valid object name"},
 		{"same name twice", goodPool,
 			Error, "IPAddressPool metallb-system/good", "metadata.name", "already made from"},
 		{"no kind", "apiVersion: metallb.io/v1beta1\nmetadata: {name: x}", Error, "document 2", "", "no kind"},
@@ -100,6 +106,20 @@ func TestHostileInput(t *testing.T) {
 				t.Errorf("the good pool was lost:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestNoInjection: names that carry YAML line breaks stay inside their comments: the output
+// holds exactly the objects converted.
+func TestNoInjection(t *testing.T) {
+	doc := "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: \"x\\u2028apiVersion: v1\\u2028kind: ConfigMap\\u0085metadata: {name: injected}\\u2029#\", namespace: \"ns\\u2028kind: Secret\"}\nspec: {addresses: [198.51.100.0/24]}\n"
+	r, out := readConvert(t, goodPool+"---\n"+doc)
+	objs, err := kubeapiDecode(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != len(r.Objects) || len(objs) != 1 {
+		t.Errorf("the output holds %d objects, want the 1 converted:\n%s", len(objs), out)
 	}
 }
 
@@ -163,4 +183,22 @@ func FuzzConvert(f *testing.F) {
 			}
 		}
 	})
+}
+
+// kubeapiDecode reads multi-document YAML as kubectl does.
+func kubeapiDecode(text string) ([]*unstructured.Unstructured, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(text), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if err == io.EOF {
+				return out, nil
+			}
+			return nil, err
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -61,7 +62,13 @@ func Write(w io.Writer, r *Result) error {
 	return bw.Flush()
 }
 
-// oneLine keeps text quoting the input (names, values) on its comment line.
+// oneLine keeps text quoting the input (names, values) on its comment line: every control
+// character and every character YAML takes as a line break (NEL, LS, PS) becomes a space.
 func oneLine(s string) string {
-	return strings.NewReplacer("\n", " ", "\r", " ").Replace(s)
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u0085' || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)
 }

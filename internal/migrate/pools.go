@@ -3,7 +3,10 @@ package migrate
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-lb/sluice/api/v1alpha1"
 )
@@ -19,22 +22,66 @@ func (c *converter) ipAddressPool(o *Object) {
 	}
 	p.Spec.AutoAssign = s.AutoAssign
 	p.Spec.AvoidBuggyIPs = s.AvoidBuggyIPs
-	if a := s.ServiceAllocation; a != nil {
-		if a.Priority < 0 {
-			c.note(Warning, o, "spec.serviceAllocation.priority", "%d is not a priority; left out", a.Priority)
-		} else {
-			p.Spec.Priority = a.Priority
-		}
-		p.Spec.Namespaces = a.Namespaces
-		var ok bool
-		if p.Spec.NamespaceSelector, ok = c.poolSelector(o, "spec.serviceAllocation.namespaceSelectors", a.NamespaceSelectors); !ok {
-			return
-		}
-		if p.Spec.ServiceSelector, ok = c.poolSelector(o, "spec.serviceAllocation.serviceSelectors", a.ServiceSelectors); !ok {
-			return
-		}
+	if a := s.ServiceAllocation; a != nil && !c.serviceAllocation(o, p, a) {
+		return
 	}
 	c.addPool(o, p)
+}
+
+// unrestrictedLast is the priority of a MetalLB pool restricted to some Services but given
+// no priority: MetalLB tries every pool that is restricted to a Service before any that is
+// not, so it must come before Sluice's pools without a priority (0: last).
+const unrestrictedLast = 1 << 30
+
+// serviceAllocation converts an IPAddressPool's serviceAllocation so Sluice picks pools in
+// MetalLB's order: the restricted pools that admit a Service first, by priority, then the
+// unrestricted ones. ok is false when the pool must not be converted.
+func (c *converter) serviceAllocation(o *Object, p *v1alpha1.IPPool, a *serviceAllocation) bool {
+	const f = "spec.serviceAllocation"
+	restricted := len(a.Namespaces) > 0 || len(a.NamespaceSelectors) > 0 || len(a.ServiceSelectors) > 0
+	if !restricted {
+		// MetalLB auto-assigns a pool with a serviceAllocation only to the Services it admits:
+		// restricting nothing, it admits none.
+		if p.Spec.AutoAssign == nil || *p.Spec.AutoAssign {
+			no := false
+			p.Spec.AutoAssign = &no
+			c.note(Info, o, f, "restricts no Service, so MetalLB never assigns from it automatically: autoAssign false")
+		}
+		return true
+	}
+	switch {
+	case a.Priority < 0:
+		c.note(Warning, o, f+".priority", "%d is not a priority; left out", a.Priority)
+		p.Spec.Priority = unrestrictedLast
+	case a.Priority > 0 && a.Priority < unrestrictedLast:
+		p.Spec.Priority = a.Priority
+	default:
+		p.Spec.Priority = unrestrictedLast
+	}
+	// MetalLB admits a namespace listed or matched by a selector; Sluice wants both when both
+	// are set, so the list joins the selectors as one more on the namespace's name.
+	nsSels := a.NamespaceSelectors
+	p.Spec.Namespaces = a.Namespaces
+	if len(a.Namespaces) > 0 && len(nsSels) > 0 {
+		joined := append(slices.Clone(nsSels), metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: a.Namespaces}}})
+		if one, alts, err := anyOf(joined); err == nil && alts == nil {
+			nsSels, p.Spec.Namespaces = nil, nil
+			p.Spec.NamespaceSelector = one
+		} else {
+			c.note(Warning, o, f+".namespaces", "MetalLB admits a namespace listed here or matched by namespaceSelectors; Sluice admits one that is both, so the pool now serves fewer namespaces")
+		}
+	}
+	var ok bool
+	if len(nsSels) > 0 {
+		if p.Spec.NamespaceSelector, ok = c.poolSelector(o, f+".namespaceSelectors", nsSels); !ok {
+			return false
+		}
+	}
+	if p.Spec.ServiceSelector, ok = c.poolSelector(o, f+".serviceSelectors", a.ServiceSelectors); !ok {
+		return false
+	}
+	return true
 }
 
 func (c *converter) addPool(o *Object, p *v1alpha1.IPPool) bool {

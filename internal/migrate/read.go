@@ -41,6 +41,10 @@ type Object struct {
 	service *corev1.Service // Service: for the address checks
 }
 
+// MetalLB reports whether the object is MetalLB configuration (not a Secret or Service
+// read beside it).
+func (o *Object) MetalLB() bool { return o.spec != nil || o.config != nil }
+
 // String names the object as notes do: "IPAddressPool metallb-system/default".
 func (o *Object) String() string {
 	if o.Namespace == "" {
@@ -203,6 +207,10 @@ func decodeConfigMap(js []byte, o *Object) ([]*Object, []Note) {
 	var cm corev1.ConfigMap
 	if err := json.Unmarshal(js, &cm); err != nil {
 		return nil, []Note{{Level: Error, Object: o.String(), Message: shorten(err.Error())}}
+	}
+	if excl, ok := cm.Data["excludel2.yaml"]; ok {
+		return nil, []Note{{Level: Warning, Object: o.String(), Field: "data.excludel2.yaml",
+			Message: "Sluice has no list of interfaces to leave out of L2 answers: set spec.interfaces of the L2Advertisements to the interfaces to answer on (MetalLB excluded: " + shorten(oneLine(excl)) + ")"}}
 	}
 	text, ok := cm.Data["config"]
 	if !ok {

@@ -139,3 +139,11 @@ func splits(name string, pool, node *metav1.LabelSelector, poolAlts, nodeAlts []
 	}
 	return out
 }
+
+// matchesAll reports whether a selector list holds an empty selector, which matches every
+// object.
+func matchesAll(sels []metav1.LabelSelector) bool {
+	return slices.ContainsFunc(sels, func(s metav1.LabelSelector) bool {
+		return len(s.MatchLabels) == 0 && len(s.MatchExpressions) == 0
+	})
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -121,6 +122,20 @@ func TestHelmChart(t *testing.T) {
 	}
 	if !allows(ipamRole.Rules, "", "services/status", "patch") || allows(ipamRole.Rules, "discovery.k8s.io", "endpointslices", "list") {
 		t.Errorf("ipam ClusterRole: %+v", ipamRole.Rules)
+	}
+
+	// The API server's address where no kube-proxy serves the kubernetes Service.
+	objs = helmTemplate(t, "--set", "k8sServiceHost=192.0.2.1", "--set", "agent.extraEnv[0].name=GODEBUG", "--set", "agent.extraEnv[0].value=x")
+	ds = find[appsv1.DaemonSet](t, objs, "DaemonSet", "sluice-agent")
+	dep = find[appsv1.Deployment](t, objs, "Deployment", "sluice-ipam")
+	for _, env := range [][]corev1.EnvVar{ds.Spec.Template.Spec.Containers[0].Env, dep.Spec.Template.Spec.Containers[0].Env} {
+		if !slices.ContainsFunc(env, func(e corev1.EnvVar) bool { return e.Name == "KUBERNETES_SERVICE_HOST" && e.Value == "192.0.2.1" }) ||
+			!slices.ContainsFunc(env, func(e corev1.EnvVar) bool { return e.Name == "KUBERNETES_SERVICE_PORT" && e.Value == "6443" }) {
+			t.Errorf("k8sServiceHost: env %+v", env)
+		}
+	}
+	if !slices.ContainsFunc(ds.Spec.Template.Spec.Containers[0].Env, func(e corev1.EnvVar) bool { return e.Name == "GODEBUG" }) {
+		t.Errorf("agent.extraEnv missing: %+v", ds.Spec.Template.Spec.Containers[0].Env)
 	}
 
 	// The IPAM controller inside the agents instead.
