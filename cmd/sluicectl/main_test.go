@@ -8,9 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/sluice-lb/sluice/api/v1alpha1"
 	"github.com/sluice-lb/sluice/internal/localapi"
 	"github.com/sluice-lb/sluice/internal/model"
+	"github.com/sluice-lb/sluice/test/kubeapi"
 )
 
 func runCtl(args ...string) (int, string, string) {
@@ -186,5 +189,40 @@ func TestMigrateMetalLBFiles(t *testing.T) {
 	}
 	if code, _, _ := runCtl("migrate", "metallb", "-f", "/nonexistent"); code != 2 {
 		t.Errorf("missing file: exit %d, want 2", code)
+	}
+}
+
+// TestMigrateApply: --apply changes the cluster only when everything converted (or with
+// --force), and a cluster without MetalLB is an error, not an empty success.
+func TestMigrateApply(t *testing.T) {
+	env := kubeapi.Start(t, kubeapi.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := env.EnsureNamespace(ctx, "sluice-system"); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lossy := repoFile(t, "internal/migrate/testdata/corpus/lossy-features.yaml")
+	pools := func() int {
+		var l v1alpha1.IPPoolList
+		if err := env.Client.List(ctx, &l); err != nil {
+			t.Fatal(err)
+		}
+		return len(l.Items)
+	}
+	code, _, errOut := runCtl("migrate", "metallb", "-f", lossy, "--apply", "--kubeconfig", kubeconfig)
+	if code != 1 || !strings.Contains(errOut, "not applied: something was not converted") || pools() != 0 {
+		t.Fatalf("--apply with errors: exit %d, %d pools in the cluster\n%s", code, pools(), errOut)
+	}
+	code, _, errOut = runCtl("migrate", "metallb", "-f", lossy, "--apply", "--force", "--kubeconfig", kubeconfig)
+	if code != 1 || !strings.Contains(errOut, "applied IPPool pool") || pools() != 2 {
+		t.Fatalf("--apply --force: exit %d, %d pools in the cluster\n%s", code, pools(), errOut)
+	}
+	code, out, errOut := runCtl("migrate", "metallb", "--from-cluster", "--kubeconfig", kubeconfig)
+	if code != 1 || !strings.Contains(errOut, "no MetalLB configuration found") || !strings.Contains(out, "0 objects") {
+		t.Fatalf("--from-cluster without MetalLB: exit %d\n%s%s", code, out, errOut)
 	}
 }
