@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,7 +175,16 @@ func (s *singleNode) startAgent(t *testing.T, config string, flags ...string) {
 // Without a config, the flags must say where its objects come from (--kubeconfig).
 func startAgent(t testing.TB, ns *lab.Namespace, node, dir, config string, flags ...string) *lab.Process {
 	t.Helper()
-	agent, err := ns.Start(agentBin, agentArgs(t, ns, node, dir, config, flags...)...)
+	return startAgentUnder(t, nil, ns, node, dir, config, flags...)
+}
+
+// startAgentUnder is startAgent with the agent run by a wrapper command (wrapper... agent
+// args...), such as setpriv.
+func startAgentUnder(t testing.TB, wrapper []string, ns *lab.Namespace, node, dir, config string, flags ...string) *lab.Process {
+	t.Helper()
+	argv := append(slices.Clone(wrapper), agentBin)
+	argv = append(argv, agentArgs(t, ns, node, dir, config, flags...)...)
+	agent, err := ns.Start(argv[0], argv[1:]...)
 	must(t, err)
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -92,7 +92,7 @@ func TestHelmChart(t *testing.T) {
 	pod := ds.Spec.Template.Spec
 	agent := pod.Containers[0]
 	sc := agent.SecurityContext
-	wantCaps := []string{"BPF", "PERFMON", "NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "SYS_ADMIN"}
+	wantCaps := []string{"BPF", "PERFMON", "NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"}
 	var caps []string
 	for _, c := range sc.Capabilities.Add {
 		caps = append(caps, string(c))
