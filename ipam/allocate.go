@@ -18,7 +18,7 @@ import (
 
 // Options are the allocator's settings.
 type Options struct {
-	// RequireClass makes only Services with spec.loadBalancerClass sluice.dev/lb ours; a
+	// RequireClass makes only Services with the class served (model.Options.LoadBalancerClass) ours; a
 	// LoadBalancer Service without a class is left to another implementation.
 	RequireClass bool
 }

@@ -201,10 +201,7 @@ func TestMigrateApply(t *testing.T) {
 	if err := env.EnsureNamespace(ctx, "sluice-system"); err != nil {
 		t.Fatal(err)
 	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := env.KubeConfigFile(t, t.TempDir())
 	lossy := repoFile(t, "internal/migrate/testdata/corpus/lossy-features.yaml")
 	pools := func() int {
 		var l v1alpha1.IPPoolList

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sluice-lb/sluice/internal/migrate"
+	"github.com/sluice-lb/sluice/internal/source"
 )
 
 const migrateUsage = `usage: sluicectl migrate metallb (-f FILE_OR_DIR [-f ...] | --from-cluster) [flags]
@@ -167,22 +168,9 @@ func readInputs(path string) ([]*migrate.Object, []migrate.Note, error) {
 		o, n := migrate.Read(os.Stdin, "stdin")
 		return o, n, nil
 	}
-	st, err := os.Stat(path)
+	paths, err := source.ConfigFiles(path)
 	if err != nil {
 		return nil, nil, err
-	}
-	paths := []string{path}
-	if st.IsDir() {
-		entries, err := os.ReadDir(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		paths = nil
-		for _, e := range entries {
-			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
-				paths = append(paths, filepath.Join(path, e.Name()))
-			}
-		}
 	}
 	var objs []*migrate.Object
 	var notes []migrate.Note

@@ -36,7 +36,7 @@ type Config struct {
 	HealthAddr  string // empty: no health endpoint
 	// BPF configures the datapath, which runs when Devices is not empty.
 	BPF BPFConfig
-	// RequireLBClass makes only Services with spec.loadBalancerClass sluice.dev/lb ours; a
+	// RequireLBClass makes only Services with spec.loadBalancerClass LBClass ours; a
 	// LoadBalancer Service without a class is then left to another implementation.
 	RequireLBClass bool
 	// LBClass is the spec.loadBalancerClass served besides an unset one (default

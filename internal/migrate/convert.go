@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-lb/sluice/api/v1alpha1"
 	"github.com/sluice-lb/sluice/internal/model"
+	"github.com/sluice-lb/sluice/internal/source"
 )
 
 // DefaultNamespace is where the agent runs and reads BGP password Secrets.
@@ -154,11 +155,7 @@ func (c *converter) checkModel() {
 	var in model.Objects
 	from := map[string]string{}
 	for _, cv := range c.out {
-		u, _ := Unstructured(cv.Object)
-		if u == nil {
-			continue
-		}
-		from[u.GetKind()+"/"+cv.Object.GetName()] = cv.From
+		from[source.KindOf(cv.Object)+"/"+cv.Object.GetName()] = cv.From
 		_ = in.Add(cv.Object)
 	}
 	for name := range c.toCopy {
@@ -204,8 +201,7 @@ func (c *converter) note(l Level, o *Object, field, format string, args ...any) 
 
 // add emits obj, unless a converted object of its kind already has its name.
 func (c *converter) add(o *Object, obj client.Object) bool {
-	kind := strings.TrimPrefix(fmt.Sprintf("%T", obj), "*v1alpha1.")
-	kind = strings.TrimPrefix(kind, "*v1.")
+	kind := source.KindOf(obj)
 	key := kind + "/" + obj.GetNamespace() + "/" + obj.GetName()
 	if from, ok := c.taken[key]; ok {
 		c.note(Error, o, "metadata.name", "not converted: %s %q is already made from %s (Sluice's objects are cluster-scoped: one name per kind)", kind, obj.GetName(), from)

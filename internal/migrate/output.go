@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluice-lb/sluice/api/v1alpha1"
+	"github.com/sluice-lb/sluice/internal/source"
 )
 
 // Unstructured returns obj as `kubectl apply` takes it: apiVersion and kind set, no status,
@@ -24,14 +25,11 @@ func Unstructured(obj client.Object) (*unstructured.Unstructured, error) {
 		return nil, err
 	}
 	u := &unstructured.Unstructured{Object: m}
-	switch obj.(type) {
-	case *corev1.Secret:
+	u.SetAPIVersion(v1alpha1.GroupVersion.String())
+	if _, ok := obj.(*corev1.Secret); ok {
 		u.SetAPIVersion("v1")
-		u.SetKind("Secret")
-	default:
-		u.SetAPIVersion(v1alpha1.GroupVersion.String())
-		u.SetKind(strings.TrimPrefix(fmt.Sprintf("%T", obj), "*v1alpha1."))
 	}
+	u.SetKind(source.KindOf(obj))
 	delete(u.Object, "status")
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 	return u, nil

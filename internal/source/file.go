@@ -247,21 +247,31 @@ func keepPrevious(objs, previous []client.Object) []client.Object {
 
 // list returns the files to read, in name order.
 func (f *File) list() ([]string, error) {
-	st, err := os.Stat(f.Path)
+	names, err := ConfigFiles(f.Path)
 	if err != nil {
 		return nil, fmt.Errorf("standalone config: %w", err)
+	}
+	return names, nil
+}
+
+// ConfigFiles returns the files `kubectl apply -f path` reads: path itself, or the *.yaml,
+// *.yml and *.json files of the directory path (not hidden), in name order.
+func ConfigFiles(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
 	}
 	if !st.IsDir() {
-		return []string{f.Path}, nil
+		return []string{path}, nil
 	}
-	entries, err := os.ReadDir(f.Path)
+	entries, err := os.ReadDir(path)
 	if err != nil {
-		return nil, fmt.Errorf("standalone config: %w", err)
+		return nil, err
 	}
 	var names []string
 	for _, e := range entries {
 		if configFile(e.Name()) {
-			full := filepath.Join(f.Path, e.Name())
+			full := filepath.Join(path, e.Name())
 			if st, err := os.Stat(full); err == nil && !st.IsDir() {
 				names = append(names, full)
 			}

@@ -110,7 +110,7 @@ func newProxyLab(b *testing.B, n int) *proxyLab {
 	must(b, p.node.AddRoute("default", "198.18.0.2"))
 	relay := relayAPI(b, p.env, p.node)
 	b.Cleanup(func() { relay.Close() })
-	p.kubeconfig = kubeconfigIn(b, p.env, p.dir)
+	p.kubeconfig = p.env.KubeConfigFile(b, p.dir)
 	p.target = net.JoinHostPort(proxyVIP(n-1), "80")
 	p.targetName, p.services = fmt.Sprintf("svc-%d", n-1), n
 

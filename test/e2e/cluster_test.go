@@ -76,7 +76,7 @@ func newKubeCluster(t *testing.T) *kubeCluster {
 	must(t, err)
 	must(t, l.Connect(lab.Endpoint{NS: lan, Name: "client", Bridge: "br"},
 		lab.Endpoint{NS: k.client, Name: "eth0", Addrs: []string{"198.18.8.2/24", "2001:db8:8::2/64"}}))
-	kubeconfig := kubeconfigIn(t, k.env, dir)
+	kubeconfig := k.env.KubeConfigFile(t, dir)
 	for i, name := range []string{"node-a", "node-b", "node-c"} {
 		n := &clusterNode{name: name, addr4: fmt.Sprintf("198.18.8.%d", 11+i), addr6: fmt.Sprintf("2001:db8:8::%d", 11+i),
 			dir: filepath.Join(dir, name)}

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-lb/sluice/api/v1alpha1"
-	"github.com/sluice-lb/sluice/test/kubeapi"
 	"github.com/sluice-lb/sluice/test/peers"
 	"github.com/sluice-lb/sluice/test/traffic"
 )
@@ -28,13 +27,7 @@ import (
 // client's connections through it are answered, and the Service keeps the address it had.
 // (Both nodes run Sluice's datapath throughout, standing in for kube-proxy on node-a.)
 func TestCutOverKeepsAddressAnnounced(t *testing.T) {
-	x, dir := newL2Topology(t)
-	env := kubeapi.Start(t, kubeapi.Options{})
-	kubeconfig := kubeconfigIn(t, env, dir)
-	for _, n := range x.nodes {
-		relay := relayAPI(t, env, n.ns)
-		t.Cleanup(func() { relay.Close() })
-	}
+	x, _, env, kubeconfig := newKubeL2(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := env.Client
@@ -60,21 +53,12 @@ func TestCutOverKeepsAddressAnnounced(t *testing.T) {
 	must(t, c.Create(ctx, svc))
 	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: vip}} // as MetalLB left it
 	must(t, c.Status().Update(ctx, svc))
-	es := endpointSlice("web", "198.51.100.11", "198.51.100.139")
-	for i := range es.Endpoints {
-		es.Endpoints[i].NodeName = &x.nodes[i].name
-	}
-	must(t, c.Create(ctx, es))
+	must(t, c.Create(ctx, x.endpointSlice("web")))
 	for i, n := range x.nodes {
 		speaker := map[int]string{0: "metallb", 1: "sluice"}[i]
-		must(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: map[string]string{"speaker": speaker}},
-			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.addr}}}}))
-		other := x.nodes[1-i]
-		cidr := map[string]string{"node-a": "198.51.100.0/25", "node-b": "198.51.100.128/25"}[other.name]
-		if out, err := n.ns.Exec(ctx, "ip", "route", "add", cidr, "via", other.addr); err != nil {
-			t.Fatalf("%s: route to %s: %v\n%s", n.name, cidr, err, out)
-		}
+		must(t, c.Create(ctx, n.object(map[string]string{"speaker": speaker})))
 	}
+	x.routePods(t, ctx)
 
 	var neighbors []peers.Neighbor
 	for _, n := range x.nodes {

@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -18,6 +20,53 @@ import (
 	"github.com/sluice-lb/sluice/test/traffic"
 )
 
+// newKubeL2 is the L2 topology in Kubernetes mode: a real API server that both nodes reach
+// (relayed, lab.Forward), and a kubeconfig for it in the topology's directory.
+func newKubeL2(t *testing.T) (x *l2Lab, dir string, env *kubeapi.Env, kubeconfig string) {
+	t.Helper()
+	x, dir = newL2Topology(t)
+	env = kubeapi.Start(t, kubeapi.Options{})
+	kubeconfig = env.KubeConfigFile(t, dir)
+	for _, n := range x.nodes {
+		relay := relayAPI(t, env, n.ns)
+		t.Cleanup(func() { relay.Close() })
+	}
+	return x, dir, env, kubeconfig
+}
+
+// object is n's Node object, with labels.
+func (n *labNode) object(labels map[string]string) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: labels},
+		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.addr}}}}
+}
+
+// endpointSlice is Service name's EndpointSlice with each node's backend: be-a behind
+// node-a, be-b behind node-b.
+func (x *l2Lab) endpointSlice(name string) *discoveryv1.EndpointSlice {
+	var addrs []string
+	for _, n := range x.nodes {
+		addrs = append(addrs, netip.MustParsePrefix(n.backend).Addr().String())
+	}
+	es := endpointSlice(name, addrs...)
+	for i := range es.Endpoints {
+		es.Endpoints[i].NodeName = &x.nodes[i].name
+	}
+	return es
+}
+
+// routePods routes each node to the other's pods, as a CNI would: with traffic policy
+// Cluster, a node's connections then spread over both nodes' backends.
+func (x *l2Lab) routePods(t *testing.T, ctx context.Context) {
+	t.Helper()
+	for i, n := range x.nodes {
+		other := x.nodes[1-i]
+		pods := netip.MustParsePrefix(other.bridge).Masked().String()
+		if out, err := n.ns.Exec(ctx, "ip", "route", "add", pods, "via", other.addr); err != nil {
+			t.Fatalf("%s: route to %s: %v\n%s", n.name, pods, err, out)
+		}
+	}
+}
+
 // TestKubeTwoNodesL2: a two-node "cluster" in Kubernetes mode — a real API server, two node
 // namespaces each running the agent (which reach the API server through lab.Forward), a client
 // on their LAN. Nobody writes the Service's status but the agents: the leader-elected IPAM
@@ -25,13 +74,7 @@ import (
 // them answers ARP for it; the client finds it by ARP and reaches the owner's own endpoint
 // (externalTrafficPolicy Local); the owner records an L2Announced Event on the Service.
 func TestKubeTwoNodesL2(t *testing.T) {
-	x, dir := newL2Topology(t)
-	env := kubeapi.Start(t, kubeapi.Options{})
-	kubeconfig := kubeconfigIn(t, env, dir)
-	for _, n := range x.nodes {
-		relay := relayAPI(t, env, n.ns)
-		t.Cleanup(func() { relay.Close() })
-	}
+	x, _, env, kubeconfig := newKubeL2(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -48,14 +91,9 @@ func TestKubeTwoNodesL2(t *testing.T) {
 		}},
 	}
 	for _, n := range x.nodes {
-		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name},
-			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.addr}}}})
+		objs = append(objs, n.object(nil))
 	}
-	es := endpointSlice("web", "198.51.100.11", "198.51.100.139") // be-a behind node-a, be-b behind node-b
-	for i := range es.Endpoints {
-		es.Endpoints[i].NodeName = &x.nodes[i].name
-	}
-	objs = append(objs, es)
+	objs = append(objs, x.endpointSlice("web"))
 	for _, o := range objs {
 		must(t, c.Create(ctx, o))
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"net/url"
-	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -34,7 +33,7 @@ func newKubeNode(t *testing.T, backends int) *kubeNode {
 	k := &kubeNode{singleNode: newSingleNode(t, backends), env: kubeapi.Start(t, kubeapi.Options{})}
 	k.connect(t)
 	t.Cleanup(func() { k.disconnect(t) })
-	kubeconfigIn(t, k.env, k.dir)
+	k.env.KubeConfigFile(t, k.dir)
 	return k
 }
 
@@ -47,14 +46,6 @@ func relayAPI(t testing.TB, env *kubeapi.Env, ns *lab.Namespace) *lab.Forwarder 
 	relay, err := ns.Forward(u.Host, u.Host)
 	must(t, err)
 	return relay
-}
-
-// kubeconfigIn writes env's kubeconfig as dir/kubeconfig and returns its path.
-func kubeconfigIn(t testing.TB, env *kubeapi.Env, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "kubeconfig")
-	must(t, os.WriteFile(path, env.KubeConfig, 0o600))
-	return path
 }
 
 // connect relays the node's connections to the API server; disconnect cuts them.

@@ -106,13 +106,7 @@ spec:
 // the alias's community over a TCP-MD5 session, and serve them. Sluice is installed from
 // manifests/sluice.yaml, and its agents and IPAM controller act as its ServiceAccounts.
 func TestMigrateFromMetalLB(t *testing.T) {
-	x, dir := newL2Topology(t)
-	env := kubeapi.Start(t, kubeapi.Options{})
-	kubeconfig := kubeconfigIn(t, env, dir)
-	for _, n := range x.nodes {
-		relay := relayAPI(t, env, n.ns)
-		t.Cleanup(func() { relay.Close() })
-	}
+	x, dir, env, kubeconfig := newKubeL2(t)
 	metallbCRDs(t, env)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -145,24 +139,11 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		must(t, c.Create(ctx, svc))
 		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: want[name]}}
 		must(t, c.Status().Update(ctx, svc))
-		es := endpointSlice(name, "198.51.100.11", "198.51.100.139")
-		for i := range es.Endpoints {
-			es.Endpoints[i].NodeName = &x.nodes[i].name
-		}
-		must(t, c.Create(ctx, es))
+		must(t, c.Create(ctx, x.endpointSlice(name)))
 	}
-	// Each node reaches the other's pods (as a CNI would route them): Cluster traffic policy
-	// spreads over both.
-	for i, n := range x.nodes {
-		other := x.nodes[1-i]
-		cidr := map[string]string{"node-a": "198.51.100.0/25", "node-b": "198.51.100.128/25"}[other.name]
-		if out, err := n.ns.Exec(ctx, "ip", "route", "add", cidr, "via", other.addr); err != nil {
-			t.Fatalf("%s: route to %s: %v\n%s", n.name, cidr, err, out)
-		}
-	}
+	x.routePods(t, ctx)
 	for _, n := range x.nodes {
-		must(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name},
-			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.addr}}}}))
+		must(t, c.Create(ctx, n.object(nil)))
 	}
 
 	// Convert, and write into the cluster.

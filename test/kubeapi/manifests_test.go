@@ -164,10 +164,7 @@ func TestManifestsServerDryRun(t *testing.T) {
 	if err := env.EnsureNamespace(ctx, "sluice-system"); err != nil {
 		t.Fatal(err)
 	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := env.KubeConfigFile(t, t.TempDir())
 	root, err := kubeapi.RepoRoot()
 	if err != nil {
 		t.Fatal(err)

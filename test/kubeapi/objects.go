@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -141,6 +142,17 @@ func UniqueName(t testing.TB) string {
 		base = "test"
 	}
 	return base + suffix
+}
+
+// KubeConfigFile writes KubeConfig as dir/kubeconfig (mode 0600), for processes such as the
+// agent and sluicectl, and returns its path.
+func (e *Env) KubeConfigFile(t testing.TB, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, e.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // KubeConfigAs returns a kubeconfig that authenticates as the administrator but acts as
